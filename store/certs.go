@@ -1,0 +1,375 @@
+package store
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"math"
+	"strconv"
+	"strings"
+	"time"
+
+	"golang.org/x/crypto/ssh"
+
+	"github.com/sallyport/sallyport/audit"
+)
+
+// RecordIssued records an issued certificate and its "issue" audit event.
+func (s *SQLite) RecordIssued(ctx context.Context, cert *ssh.Certificate, identity string) error {
+	if cert == nil {
+		return errors.New("store: record certificate: nil certificate")
+	}
+	fail := func(err error) error { return fmt.Errorf("store: record certificate %d: %w", cert.Serial, err) }
+	if err := checkCert(cert); err != nil {
+		return fail(err)
+	}
+	if identity == "" {
+		return fail(errors.New("no identity"))
+	}
+	typ := CertTypeUser
+	if cert.CertType == ssh.HostCert {
+		typ = CertTypeHost
+	}
+	principals, err := json.Marshal(nonNil(cert.ValidPrincipals))
+	if err != nil {
+		return fail(err)
+	}
+	keyFP := ssh.FingerprintSHA256(cert.Key)
+	caFP := ssh.FingerprintSHA256(cert.SignatureKey)
+	serial := int64(cert.Serial)
+	now := s.now().UTC()
+
+	err = s.update(ctx, func(tx *txn) error {
+		var n int
+		if err := tx.QueryRowContext(ctx, `SELECT count(*) FROM certificates WHERE serial = ?`, serial).Scan(&n); err != nil {
+			return err
+		}
+		if n > 0 {
+			return ErrDuplicateSerial
+		}
+		if err := tx.QueryRowContext(ctx, `SELECT count(*) FROM revoked_serials WHERE serial = ?`, serial).Scan(&n); err != nil {
+			return err
+		}
+		if n > 0 {
+			return fmt.Errorf("serial %w", ErrRevoked)
+		}
+		if err := tx.QueryRowContext(ctx, `SELECT count(*) FROM revoked_keys WHERE key_fingerprint = ?`, keyFP).Scan(&n); err != nil {
+			return err
+		}
+		if n > 0 {
+			return fmt.Errorf("key %s %w", keyFP, ErrRevoked)
+		}
+		_, err := tx.ExecContext(ctx, `INSERT INTO certificates
+	(serial, key_id, cert_type, identity, principals, valid_after, valid_before, key_fingerprint, ca_fingerprint, certificate, issued_at)
+	VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`,
+			serial, cert.KeyId, typ, identity, string(principals), clampTime(cert.ValidAfter), clampTime(cert.ValidBefore),
+			keyFP, caFP, string(bytes.TrimSpace(ssh.MarshalAuthorizedKey(cert))), formatTime(now))
+		if isConstraint(err) {
+			return fmt.Errorf("%w: %w", ErrDuplicateSerial, err)
+		}
+		if err != nil {
+			return err
+		}
+		// Keep NextSerial ahead of serials recorded from elsewhere (a
+		// restore, an offline CA), so it never hands out a taken one.
+		if _, err := tx.ExecContext(ctx, `UPDATE serial_counter SET last = max(last, ?) WHERE id = 1`, serial); err != nil {
+			return err
+		}
+		return tx.audit(audit.Event{
+			Time:    now,
+			Type:    audit.TypeIssue,
+			Actor:   identity,
+			Subject: cert.KeyId,
+			Outcome: audit.OutcomeOK,
+			Fields: map[string]string{
+				"serial":          strconv.FormatUint(cert.Serial, 10),
+				"cert_type":       typ,
+				"principals":      strings.Join(cert.ValidPrincipals, ","),
+				"valid_after":     strconv.FormatUint(cert.ValidAfter, 10),
+				"valid_before":    strconv.FormatUint(cert.ValidBefore, 10),
+				"key_fingerprint": keyFP,
+				"ca_fingerprint":  caFP,
+			},
+		})
+	})
+	if err != nil {
+		return fail(err)
+	}
+	return nil
+}
+
+// checkCert reports what makes cert unfit to record.
+func checkCert(cert *ssh.Certificate) error {
+	switch {
+	case cert.Serial == 0:
+		return errors.New("serial 0 is reserved")
+	case cert.Serial > math.MaxInt64:
+		return errors.New("serial above 2^63-1")
+	case cert.CertType != ssh.UserCert && cert.CertType != ssh.HostCert:
+		return fmt.Errorf("unknown certificate type %d", cert.CertType)
+	case cert.Key == nil:
+		return errors.New("no certified key")
+	case cert.SignatureKey == nil || cert.Signature == nil:
+		return errors.New("certificate is not signed")
+	}
+	return nil
+}
+
+// clampTime maps an ssh.Certificate time to a signed SQL integer: every value
+// from 2^63-1 up, ssh.CertTimeInfinity among them, is stored as 2^63-1 and
+// read back as ssh.CertTimeInfinity.
+func clampTime(t uint64) int64 {
+	if t >= math.MaxInt64 {
+		return math.MaxInt64
+	}
+	return int64(t)
+}
+
+func unclampTime(t int64) uint64 {
+	if t == math.MaxInt64 {
+		return ssh.CertTimeInfinity
+	}
+	return uint64(t)
+}
+
+func nonNil(s []string) []string {
+	if s == nil {
+		return []string{}
+	}
+	return s
+}
+
+// Certificates lists recorded certificates matching f, highest serial first.
+func (s *SQLite) Certificates(ctx context.Context, f CertificateFilter) ([]Certificate, error) {
+	if f.Limit < 0 {
+		return nil, fmt.Errorf("store: certificates: negative limit %d", f.Limit)
+	}
+	if f.Serial > math.MaxInt64 {
+		return nil, nil // never recorded
+	}
+	var where []string
+	var args []any
+	if f.Serial != 0 {
+		where = append(where, "serial = ?")
+		args = append(args, int64(f.Serial))
+	}
+	if f.KeyFingerprint != "" {
+		where = append(where, "key_fingerprint = ?")
+		args = append(args, f.KeyFingerprint)
+	}
+	if f.Identity != "" {
+		where = append(where, "identity = ?")
+		args = append(args, f.Identity)
+	}
+	query := `SELECT serial, key_id, cert_type, identity, principals, valid_after, valid_before, key_fingerprint, ca_fingerprint, certificate, issued_at
+	FROM certificates` + whereClause(where) + ` ORDER BY serial DESC`
+	if f.Limit > 0 {
+		query += ` LIMIT ?`
+		args = append(args, f.Limit)
+	}
+	rows, err := s.db.QueryContext(ctx, query, args...)
+	if err != nil {
+		return nil, fmt.Errorf("store: certificates: %w", err)
+	}
+	defer rows.Close()
+	var certs []Certificate
+	for rows.Next() {
+		var c Certificate
+		var serial, after, before int64
+		var principals, issued string
+		if err := rows.Scan(&serial, &c.KeyID, &c.Type, &c.Identity, &principals, &after, &before,
+			&c.KeyFingerprint, &c.CAFingerprint, &c.AuthorizedKey, &issued); err != nil {
+			return nil, fmt.Errorf("store: certificates: %w", err)
+		}
+		c.Serial, c.ValidAfter, c.ValidBefore = uint64(serial), unclampTime(after), unclampTime(before)
+		if err := json.Unmarshal([]byte(principals), &c.Principals); err != nil {
+			return nil, fmt.Errorf("store: certificates: serial %d: principals: %w", serial, err)
+		}
+		if c.IssuedAt, err = parseTime(issued); err != nil {
+			return nil, fmt.Errorf("store: certificates: serial %d: %w", serial, err)
+		}
+		certs = append(certs, c)
+	}
+	if err := rows.Err(); err != nil {
+		return nil, fmt.Errorf("store: certificates: %w", err)
+	}
+	return certs, nil
+}
+
+// Revoke records a revocation and its "revoke" audit event.
+func (s *SQLite) Revoke(ctx context.Context, r Revocation) error {
+	var what []string
+	if r.Serial != 0 {
+		what = append(what, "serial "+strconv.FormatUint(r.Serial, 10))
+	}
+	var keyFP string
+	if r.Key != nil {
+		keyFP = ssh.FingerprintSHA256(r.Key)
+		what = append(what, "key "+keyFP)
+	}
+	fail := func(err error) error {
+		if len(what) == 0 {
+			return fmt.Errorf("store: revoke: %w", err)
+		}
+		return fmt.Errorf("store: revoke %s: %w", strings.Join(what, " and "), err)
+	}
+	switch {
+	case len(what) == 0:
+		return fail(errors.New("neither serial nor key given"))
+	case r.Serial > math.MaxInt64:
+		return fail(ErrNotFound) // never recorded
+	case r.Actor == "":
+		return fail(errors.New("no actor"))
+	}
+	if c, ok := r.Key.(*ssh.Certificate); ok {
+		return fail(fmt.Errorf("key is a certificate; revoke its serial %d or its key %s", c.Serial, ssh.FingerprintSHA256(c.Key)))
+	}
+	at := r.Time
+	if at.IsZero() {
+		at = s.now()
+	}
+	at = at.UTC()
+
+	err := s.update(ctx, func(tx *txn) error {
+		fields := map[string]string{}
+		subject := keyFP
+		fresh := false
+		if r.Serial != 0 {
+			subject = strconv.FormatUint(r.Serial, 10)
+			fields["serial"] = subject
+			var n int
+			if err := tx.QueryRowContext(ctx, `SELECT count(*) FROM certificates WHERE serial = ?`, int64(r.Serial)).Scan(&n); err != nil {
+				return err
+			}
+			if n == 0 {
+				// Refused rather than stored: a serial not yet issued would
+				// be allocated later and its certificate born revoked.
+				return fmt.Errorf("no certificate recorded with this serial: %w", ErrNotFound)
+			}
+			added, err := tx.revokeSerial(int64(r.Serial), r.Reason, r.Actor, at)
+			if err != nil {
+				return err
+			}
+			fresh = fresh || added
+		}
+		if r.Key != nil {
+			fields["key_fingerprint"] = keyFP
+			res, err := tx.ExecContext(ctx, `INSERT INTO revoked_keys (key_fingerprint, key_blob, reason, actor, revoked_at)
+	VALUES (?, ?, ?, ?, ?) ON CONFLICT (key_fingerprint) DO NOTHING`, keyFP, r.Key.Marshal(), r.Reason, r.Actor, formatTime(at))
+			if err != nil {
+				return fmt.Errorf("insert key revocation: %w", err)
+			}
+			if n, err := res.RowsAffected(); err != nil {
+				return err
+			} else if n > 0 {
+				fresh = true
+			}
+			serials, err := tx.serialsOfKey(keyFP)
+			if err != nil {
+				return err
+			}
+			var revoked []string
+			for _, serial := range serials {
+				added, err := tx.revokeSerial(serial, r.Reason, r.Actor, at)
+				if err != nil {
+					return err
+				}
+				if added {
+					fresh = true
+					revoked = append(revoked, strconv.FormatInt(serial, 10))
+				}
+			}
+			if len(revoked) > 0 {
+				fields["revoked_serials"] = strings.Join(revoked, ",")
+			}
+		}
+		if !fresh {
+			fields["already_revoked"] = "true"
+		}
+		return tx.audit(audit.Event{
+			Time:    at,
+			Type:    audit.TypeRevoke,
+			Actor:   r.Actor,
+			Subject: subject,
+			Outcome: audit.OutcomeOK,
+			Reason:  r.Reason,
+			Fields:  fields,
+		})
+	})
+	if err != nil {
+		return fail(err)
+	}
+	return nil
+}
+
+// revokeSerial revokes serial unless it already is, reporting whether it
+// added a revocation.
+func (tx *txn) revokeSerial(serial int64, reason, actor string, at time.Time) (bool, error) {
+	res, err := tx.ExecContext(tx.ctx, `INSERT INTO revoked_serials (serial, reason, actor, revoked_at)
+	VALUES (?, ?, ?, ?) ON CONFLICT (serial) DO NOTHING`, serial, reason, actor, formatTime(at))
+	if err != nil {
+		return false, fmt.Errorf("insert revocation of serial %d: %w", serial, err)
+	}
+	n, err := res.RowsAffected()
+	if err != nil {
+		return false, err
+	}
+	return n > 0, nil
+}
+
+func (tx *txn) serialsOfKey(keyFP string) ([]int64, error) {
+	rows, err := tx.QueryContext(tx.ctx, `SELECT serial FROM certificates WHERE key_fingerprint = ? ORDER BY serial`, keyFP)
+	if err != nil {
+		return nil, fmt.Errorf("certificates of key: %w", err)
+	}
+	defer rows.Close()
+	var serials []int64
+	for rows.Next() {
+		var serial int64
+		if err := rows.Scan(&serial); err != nil {
+			return nil, fmt.Errorf("certificates of key: %w", err)
+		}
+		serials = append(serials, serial)
+	}
+	return serials, rows.Err()
+}
+
+// Revocations lists every revocation, oldest first.
+func (s *SQLite) Revocations(ctx context.Context) ([]Revocation, error) {
+	rows, err := s.db.QueryContext(ctx, `
+SELECT revoked_at, 0 AS kind, 0 AS serial, key_blob, reason, actor FROM revoked_keys
+UNION ALL
+SELECT revoked_at, 1 AS kind, serial, NULL, reason, actor FROM revoked_serials
+ORDER BY revoked_at, kind, serial`)
+	if err != nil {
+		return nil, fmt.Errorf("store: revocations: %w", err)
+	}
+	defer rows.Close()
+	var revs []Revocation
+	for rows.Next() {
+		var r Revocation
+		var at string
+		var kind, serial int64
+		var blob []byte
+		if err := rows.Scan(&at, &kind, &serial, &blob, &r.Reason, &r.Actor); err != nil {
+			return nil, fmt.Errorf("store: revocations: %w", err)
+		}
+		if r.Time, err = parseTime(at); err != nil {
+			return nil, fmt.Errorf("store: revocations: %w", err)
+		}
+		if kind == 0 {
+			if r.Key, err = ssh.ParsePublicKey(blob); err != nil {
+				return nil, fmt.Errorf("store: revocations: stored key: %w", err)
+			}
+		} else {
+			r.Serial = uint64(serial)
+		}
+		revs = append(revs, r)
+	}
+	if err := rows.Err(); err != nil {
+		return nil, fmt.Errorf("store: revocations: %w", err)
+	}
+	return revs, nil
+}
