@@ -29,6 +29,7 @@ const (
 	TypeSFTP         = "sftp"          // an SFTP operation
 	TypePortForward  = "port.forward"  // a port forward was opened
 	TypePolicyLoad   = "policy.load"   // a policy was loaded or refused
+	TypeCAInit       = "ca.init"       // a CA key was created
 )
 
 // Outcomes.

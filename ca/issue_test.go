@@ -235,7 +235,11 @@ func skKey(t *testing.T, typ string) ssh.PublicKey {
 			t.Fatal(err)
 		}
 		put([]byte("nistp256"))
-		put(elliptic.Marshal(elliptic.P256(), k.X, k.Y)) //nolint:staticcheck // wire encoding
+		ek, err := k.PublicKey.ECDH()
+		if err != nil {
+			t.Fatal(err)
+		}
+		put(ek.Bytes())
 	}
 	put([]byte("ssh:"))
 	pub, err := ssh.ParsePublicKey(wire)

@@ -102,7 +102,7 @@ func (s *SQLite) migrate(ctx context.Context) error {
 			return err
 		})
 		if err != nil {
-			return fmt.Errorf("store: migrate: %w", err)
+			return fmt.Errorf("migrate: %w", err)
 		}
 		if done {
 			return nil

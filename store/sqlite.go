@@ -110,7 +110,7 @@ func Open(ctx context.Context, path string, opts Options) (*SQLite, error) {
 	}
 	if err := s.migrate(ctx); err != nil {
 		db.Close()
-		return nil, fmt.Errorf("%w (database %s)", err, path)
+		return nil, fmt.Errorf("store: open %s: %w", path, err)
 	}
 	return s, nil
 }

@@ -66,7 +66,7 @@ targets and users with. Keys that already exist are kept, never replaced.`, stde
 	}
 	defer st.Close()
 	for _, k := range created {
-		ev := audit.Event{Type: "ca.init", Actor: offlineActor(), Subject: k.String() + " CA", Outcome: audit.OutcomeOK,
+		ev := audit.Event{Type: audit.TypeCAInit, Actor: offlineActor(), Subject: k.String() + " CA", Outcome: audit.OutcomeOK,
 			Fields: map[string]string{"fingerprint": ssh.FingerprintSHA256(keys.Signer(k).PublicKey())}}
 		if err := st.Audit(ctx, ev); err != nil {
 			return fmt.Errorf("ca init: %w", err)
