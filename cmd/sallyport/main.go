@@ -52,6 +52,7 @@ type command struct {
 var commands = map[string]command{
 	"version": {"print the version and exit", runVersion},
 	"ca":      {"create CA keys, sign certificates offline, revoke, export a KRL", runCA},
+	"policy":  {"check, test, explain and diff access policy files", runPolicy},
 }
 
 func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {

@@ -17,6 +17,7 @@ func TestCoreImportsNoAdapters(t *testing.T) {
 		forbidden []string
 	}{
 		{"ca", append([]string{"net/http", module + "policy"}, prefixed(adapters)...)},
+		{"policy", append([]string{"net/http", module + "ca", module + "audit"}, prefixed(adapters)...)},
 	}
 	for _, tc := range tests {
 		t.Run(tc.pkg, func(t *testing.T) {
