@@ -19,7 +19,6 @@ import (
 	"strconv"
 	"strings"
 	"sync"
-	"testing"
 	"time"
 )
 
@@ -40,6 +39,10 @@ type Server struct {
 	repos    map[string]*repo // by lower-case "owner/name"
 	comments map[int64]*Comment
 	requests []string
+
+	// x holds organisations, teams, OAuth apps and faults (orgs.go,
+	// oauth.go, faults.go).
+	x extState
 }
 
 // User is a GitHub account: a person ("User") or an app's bot ("Bot").
@@ -68,7 +71,7 @@ type repo struct {
 // New starts a server and stops it when the test ends. Its clock starts at
 // 2024-01-02T03:04:05Z and advances one second per write, so timestamps are
 // deterministic; SetClock replaces it.
-func New(t testing.TB) *Server {
+func New(t TB) *Server {
 	t.Helper()
 	s := &Server{
 		users:    map[string]*User{},
@@ -91,6 +94,7 @@ func New(t testing.TB) *Server {
 
 func (s *Server) routes(mux *http.ServeMux) {
 	mux.HandleFunc("GET /user", s.getAuthenticatedUser)
+	s.orgRoutes(mux)
 	// "issues/{number}/comments" and "issues/comments/{id}" overlap as
 	// ServeMux patterns, so one route dispatches both.
 	mux.HandleFunc("/repos/{owner}/{repo}/issues/{a}/{b}", s.issueComments)
@@ -189,6 +193,9 @@ func (s *Server) logged(next http.Handler) http.Handler {
 		h.Set("X-RateLimit-Reset", strconv.FormatInt(time.Date(2030, 1, 1, 0, 0, 0, 0, time.UTC).Unix(), 10))
 		h.Set("X-RateLimit-Used", "1")
 		h.Set("X-RateLimit-Resource", "core")
+		if s.fault(w, r) {
+			return
+		}
 		next.ServeHTTP(w, r)
 	})
 }

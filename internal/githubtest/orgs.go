@@ -7,7 +7,6 @@ import (
 	"sort"
 	"strconv"
 	"strings"
-	"time"
 )
 
 // This file adds organisations, teams and memberships: the endpoints
@@ -641,7 +640,3 @@ func (s *Server) writePage(w http.ResponseWriter, r *http.Request, items []map[s
 	}
 	writeJSON(w, http.StatusOK, out)
 }
-
-// now is the clock for codes; the comment clock (which ticks per write)
-// is not used so that code expiry follows real time unless SetClock.
-func (s *Server) nowLocked() time.Time { return s.now() }
