@@ -230,6 +230,10 @@ func LoadKeys(dir string) (Keys, error) {
 	if !st.IsDir() {
 		return Keys{}, fmt.Errorf("ca: data folder %s is not a folder", dir)
 	}
+	// A sealed server must say so, not fail to parse a PGP message as a key.
+	if err := CheckUnsealed(dir); err != nil {
+		return Keys{}, err
+	}
 	var ks Keys
 	for _, k := range Kinds {
 		s, err := LoadSigner(filepath.Join(dir, k.FileName()))

@@ -66,6 +66,47 @@ CREATE INDEX audit_events_type ON audit_events (type, id);
 CREATE INDEX audit_events_actor ON audit_events (actor, id);
 CREATE INDEX audit_events_subject ON audit_events (subject, id);
 `,
+	// 2: the session recording index (package recording).
+	`
+CREATE TABLE recordings (
+	id                 TEXT PRIMARY KEY,
+	session_id         TEXT NOT NULL,
+	identity           TEXT NOT NULL,
+	user_name          TEXT NOT NULL,
+	login              TEXT NOT NULL,
+	host               TEXT NOT NULL,
+	command            TEXT NOT NULL,
+	pty                INTEGER NOT NULL CHECK (pty IN (0, 1)),
+	input_recorded     INTEGER NOT NULL CHECK (input_recorded IN (0, 1)),
+	path               TEXT NOT NULL, -- relative to the recordings folder
+	started_at         TEXT NOT NULL,
+	ended_at           TEXT,          -- NULL while running or if never finished
+	bytes_in           INTEGER NOT NULL DEFAULT 0,
+	bytes_out          INTEGER NOT NULL DEFAULT 0,
+	stdout_sha256      TEXT NOT NULL DEFAULT '',
+	stdin_sha256       TEXT NOT NULL DEFAULT '',
+	exit_status        INTEGER NOT NULL DEFAULT -1,
+	exit_signal        TEXT NOT NULL DEFAULT '',
+	reason             TEXT NOT NULL DEFAULT '',
+	file_bytes         INTEGER NOT NULL DEFAULT 0,
+	digest             TEXT NOT NULL DEFAULT '', -- hex final chain digest
+	signature          TEXT NOT NULL DEFAULT '', -- base64 SSH signature of it
+	signer_fingerprint TEXT NOT NULL
+);
+CREATE INDEX recordings_started ON recordings (started_at);
+CREATE INDEX recordings_identity ON recordings (identity, started_at);
+CREATE INDEX recordings_user ON recordings (user_name, started_at);
+CREATE INDEX recordings_host ON recordings (host, started_at);
+CREATE INDEX recordings_session ON recordings (session_id);
+`,
+	// 3: signed requests already used (break-glass replay refusal).
+	`
+CREATE TABLE used_requests (
+	id      TEXT PRIMARY KEY,
+	used_at TEXT NOT NULL,
+	actor   TEXT NOT NULL
+);
+`,
 }
 
 // schemaVersion is the database schema version this binary writes.

@@ -18,11 +18,14 @@ import (
 
 func runCA(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	return subcommands(ctx, "ca", map[string]command{
-		"init":      {"create the user, session and host CA keys", runCAInit},
-		"sign-user": {"sign a user certificate offline", runCASignUser},
-		"sign-host": {"sign a host certificate", runCASignHost},
-		"revoke":    {"revoke a certificate by serial, or everything for a key", runCARevoke},
-		"krl":       {"write an OpenSSH key revocation list (KRL)", runCAKRL},
+		"init":       {"create the user, session and host CA keys", runCAInit},
+		"sign-user":  {"sign a user certificate offline", runCASignUser},
+		"sign-host":  {"sign a host certificate", runCASignHost},
+		"revoke":     {"revoke a certificate by serial, or everything for a key", runCARevoke},
+		"krl":        {"write an OpenSSH key revocation list (KRL)", runCAKRL},
+		"breakglass": {"issue an emergency certificate from an admin-signed request", runCABreakGlass},
+		"seal":       {"encrypt the CA keys at rest to the admins' PGP keys", runCASeal},
+		"unseal":     {"decrypt sealed CA keys with an admin's PGP key", runCAUnseal},
 	}, args, stdout, stderr)
 }
 

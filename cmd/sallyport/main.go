@@ -50,9 +50,13 @@ type command struct {
 
 // commands lists the top-level subcommands. Each lives in its own file.
 var commands = map[string]command{
-	"version": {"print the version and exit", runVersion},
-	"ca":      {"create CA keys, sign certificates offline, revoke, export a KRL", runCA},
-	"policy":  {"check, test, explain and diff access policy files", runPolicy},
+	"version":    {"print the version and exit", runVersion},
+	"ca":         {"create CA keys, sign certificates offline, revoke, export a KRL", runCA},
+	"recordings": {"list, replay and verify session recordings", runRecordings},
+	"trust":      {"manage the admins' PGP web of trust and check admin signatures", runTrust},
+	"breakglass": {"request an emergency certificate when GitHub is unavailable", runBreakGlass},
+	"backup":     {"create, verify and restore backups encrypted to the admins", runBackup},
+	"policy":     {"check, test, explain and diff access policy files", runPolicy},
 }
 
 func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {

@@ -1,0 +1,85 @@
+// Package recording owns session recordings: asciicast v2 files written while
+// a bastion session runs, their tamper-evident digest chain and signature,
+// verification, and safe replay to a terminal.
+//
+// # File format
+//
+// A recording is an asciicast v2 file (newline-delimited JSON) that
+// `asciinema play` and `asciinema cat` accept unchanged. The header carries
+// the terminal size, the start timestamp, env TERM and SHELL, a title naming
+// user, login and host (control characters escaped), the exec command if any,
+// and a "sallyport" object with the recording ID and the fingerprint of the
+// signing key. Events are [seconds, "o"|"i"|"r", data]; input ("i") only when
+// Meta.RecordInput is set. Sallyport's own records are events of type
+// "sallyport", which asciinema 2.x ignores (it plays only "o" events; tested),
+// as does any player that acts only on the event types it knows:
+//
+//	[t, "sallyport", "chain N HEX"]             digest of block N
+//	[t, "sallyport", "chain N HEX sig BASE64"]  the same, signed (checkpoint)
+//	[t, "sallyport", "progress {JSON}"]         byte counts of a bulk channel
+//	[t, "sallyport", "end {JSON}"]              exit status, counts, SHA-256s
+//	[t, "sallyport", "final N HEX sig BASE64"]  last digest, signed
+//
+// # Digest chain
+//
+// The file is cut into blocks: block 0 is the header line, and each later
+// block is every line written by one flush (at most FlushInterval apart)
+// before its chain line. With d(-1) = SHA-256("sallyport recording chain
+// v1"), d(N) = SHA-256(d(N-1) || bytes of block N || its chain line up to
+// the digest), so the chain line's time and number are covered too. The
+// chain line after block N holds hex d(N). Verify recomputes the chain and names the first
+// block (lines and byte offsets) whose digest does not match. The chain alone
+// only localises damage (anyone can recompute SHA-256): authenticity comes
+// from signatures with the CA key given as Options.Signer. The final digest
+// is always signed, and a chain line is signed as a checkpoint whenever
+// SignInterval has passed since the last signature, so a recording cut short
+// by a crash is still authenticated up to its last checkpoint. The signed
+// message is "sallyport-recording-v1\x00" + ("final"|"checkpoint") + "\x00" +
+// ID + "\x00" + block number + "\x00" + hex digest; the domain prefix keeps
+// it from being mistaken for an SSH certificate or authentication signature.
+// Sallyport signs with the session CA (the key the bastion already holds to
+// reach targets, and the one that vouches for sessions); verify with its
+// public key.
+//
+// # Bulk output
+//
+// Interactive (pty) channels are recorded in full. A channel without a pty
+// (exec of scp, rsync, a 1 GiB `cat`) keeps a bounded, cheap, faithful record:
+// the command (header), the first Options.BulkHead bytes (64 KiB) of stdout
+// and of stderr as ordinary "o" events (input too when RecordInput), the byte
+// count and SHA-256 of each stream (stdout, stderr, stdin) in the "end"
+// record, and "progress" counts once per flush interval while data flows.
+// Output past the head is counted and hashed, never buffered.
+//
+// # Text
+//
+// asciicast holds text; terminal output is bytes. Valid UTF-8 is stored as
+// is, also across write boundaries (an incomplete sequence at the end of a
+// write waits for the next). Each byte that is not part of valid UTF-8 is
+// stored as the private-use code point U+10FE00+byte; a genuine code point in
+// U+10FE00..U+10FEFF is stored as its four bytes escaped the same way, so the
+// mapping is a bijection and DecodeBytes recovers the exact bytes. Players
+// show such bytes as one unknown glyph each.
+//
+// # Failure rule
+//
+// A recording that cannot be started (folder missing or unwritable, disk
+// full, index unavailable) makes Recorder.Start fail: the bastion must refuse
+// the session. A recording that fails while the session runs (write or fsync
+// error) closes Session.Failed() and makes every later Write return an error
+// wrapping ErrFailed: the bastion must end the session, telling the user
+// why. A session is never left running unrecorded. Writes never block on a
+// slow disk for long: memory per session is bounded by MaxPending, past which
+// Write waits for the disk (back-pressure on the relay) rather than grow.
+//
+// # Replay
+//
+// Play and SafeWriter neutralise what a recorded program could do to the
+// viewer's terminal while keeping the stored bytes unchanged: every OSC
+// (clipboard writes with OSC 52, titles, hyperlinks, colour queries), DCS,
+// SOS, PM and APC string, CSI sequences that make the terminal answer or act
+// outside the screen (device status and attribute reports, window operations
+// such as CSI 21 t, DECRQM), mouse and focus reporting modes, ESC Z, ENQ and
+// C1 control characters are dropped; ordinary text, colours, cursor movement
+// and screen editing pass.
+package recording

@@ -1,0 +1,119 @@
+package recording
+
+import (
+	"bytes"
+	"encoding/json"
+	"os"
+	"path/filepath"
+	"testing"
+	"unicode/utf8"
+)
+
+func addCastSeeds(f *testing.F) {
+	f.Add([]byte("{\"version\": 2, \"width\": 80, \"height\": 24}\n[0.1, \"o\", \"hi\"]\n"))
+	f.Add([]byte("{\"version\": 2, \"width\": 80, \"height\": 24}\n[0.1, \"o\", \"hi\"]"))
+	f.Add([]byte("{\"version\": 2, \"width\": 80, \"height\": 24}\n[1e308, \"r\", \"80x24\"]\n[-1, \"o\", \"\"]\n"))
+	f.Add([]byte("{\"version\": 1}\n"))
+	f.Add([]byte("[]\n"))
+	if b, err := os.ReadFile(filepath.Join("testdata", "session.cast")); err == nil {
+		f.Add(b)
+	}
+}
+
+// FuzzReader checks that no input makes the asciicast parser panic or
+// return an event that breaks its own rules.
+func FuzzReader(f *testing.F) {
+	addCastSeeds(f)
+	f.Fuzz(func(t *testing.T, data []byte) {
+		rd, err := NewReader(bytes.NewReader(data))
+		if err != nil {
+			return
+		}
+		if rd.Header.Version != 2 || rd.Header.Width <= 0 || rd.Header.Height <= 0 {
+			t.Fatalf("accepted header %+v", rd.Header)
+		}
+		for {
+			e, err := rd.Next()
+			if err != nil {
+				return
+			}
+			if e.Time < 0 || e.Line < 2 || e.Offset <= 0 || e.Offset >= int64(len(data)) {
+				t.Fatalf("event %+v", e)
+			}
+		}
+	})
+}
+
+// FuzzVerify checks Verify on arbitrary input: no panic, and a problem's
+// byte range always lies within the file.
+func FuzzVerify(f *testing.F) {
+	addCastSeeds(f)
+	key := testSigner(f).PublicKey()
+	f.Fuzz(func(t *testing.T, data []byte) {
+		rep, err := Verify(bytes.NewReader(data), VerifyOptions{Key: key})
+		if err != nil {
+			t.Fatal(err) // a bytes.Reader never fails
+		}
+		if p := rep.Problem; p != nil {
+			if p.Offset < 0 || p.End < p.Offset || p.End > int64(len(data)) {
+				t.Fatalf("problem range %d-%d outside a %d-byte file: %v", p.Offset, p.End, len(data), p)
+			}
+			return
+		}
+		if !rep.Final || !rep.Signed {
+			t.Fatalf("intact without a signed final record: %+v", rep)
+		}
+	})
+}
+
+// FuzzSafeWriter checks that nothing that starts a string sequence, an
+// answerback or a C1 control survives, however the input is split.
+func FuzzSafeWriter(f *testing.F) {
+	for _, s := range []string{"\x1b]52;c;eA==\a", "\x1bP1$r\x1b\\", "\u009b6n", "\x1b[6n", "a\x1b[1mb", "\x1b\x1b]0;x\a"} {
+		f.Add([]byte(s), uint8(3))
+	}
+	f.Fuzz(func(t *testing.T, data []byte, split uint8) {
+		var out bytes.Buffer
+		sw := NewSafeWriter(&out)
+		i := min(int(split), len(data))
+		sw.Write(data[:i])
+		sw.Write(data[i:])
+		got := out.Bytes()
+		for _, bad := range []string{"\x1b]", "\x1bP", "\x1b_", "\x1b^", "\x1bX", "\x1bZ", "\x05", "\x1b[6n", "\x1b[c"} {
+			if bytes.Contains(got, []byte(bad)) {
+				t.Fatalf("%q in output %q of input %q", bad, got, data)
+			}
+		}
+		for j := 0; j+1 < len(got); j++ {
+			if got[j] == 0xC2 && got[j+1] >= 0x80 && got[j+1] <= 0x9f {
+				t.Fatalf("C1 control in output %q of input %q", got, data)
+			}
+		}
+	})
+}
+
+// FuzzText checks that any bytes, written in two parts, are stored as
+// valid JSON string text that decodes back to exactly those bytes.
+func FuzzText(f *testing.F) {
+	f.Add([]byte("h\xc3\xa9llo \xff\x00\"\\"), uint8(2))
+	f.Add([]byte("\U0010FE41\xf4\x8f\xb9"), uint8(1))
+	f.Fuzz(func(t *testing.T, data []byte, split uint8) {
+		i := min(int(split), len(data))
+		b, carry := appendText([]byte(`"`), nil, data[:i], false)
+		b, carry = appendText(b, carry, data[i:], true)
+		if carry != nil {
+			t.Fatalf("carry %q after final", carry)
+		}
+		b = append(b, '"')
+		if !utf8.Valid(b) {
+			t.Fatalf("invalid UTF-8 stored: %q", b)
+		}
+		var s string
+		if err := json.Unmarshal(b, &s); err != nil {
+			t.Fatalf("stored text %q is not a JSON string: %v", b, err)
+		}
+		if got := DecodeBytes(s); !bytes.Equal(got, data) {
+			t.Fatalf("decoded %q; want %q", got, data)
+		}
+	})
+}

@@ -1,0 +1,134 @@
+package recording
+
+import (
+	"bytes"
+	"context"
+	"strings"
+	"testing"
+	"time"
+)
+
+func TestSafeWriter(t *testing.T) {
+	tests := []struct {
+		name, in, want string
+	}{
+		{"ok/plain", "hello\r\nworld\t!", "hello\r\nworld\t!"},
+		{"ok/utf8", "héllo ✓", "héllo ✓"},
+		{"ok/sgr-and-cursor", "\x1b[1;31mred\x1b[0m\x1b[2J\x1b[H\x1b[10;5H\x1b[K", "\x1b[1;31mred\x1b[0m\x1b[2J\x1b[H\x1b[10;5H\x1b[K"},
+		{"ok/alt-screen-and-cursor", "\x1b[?1049h\x1b[?25l\x1b[?1049l\x1b[?25h", "\x1b[?1049h\x1b[?25l\x1b[?1049l\x1b[?25h"},
+		{"ok/charset", "\x1b(0qqq\x1b(B", "\x1b(0qqq\x1b(B"},
+		{"ok/save-restore", "\x1b7x\x1b8\x1bM", "\x1b7x\x1b8\x1bM"},
+		{"ok/cursor-style", "\x1b[2 q", "\x1b[2 q"},
+		{"fail/osc52-clipboard-bel", "a\x1b]52;c;cm0gLXJmIH4=\ab", "ab"},
+		{"fail/osc52-clipboard-st", "a\x1b]52;c;cm0gLXJmIH4=\x1b\\b", "ab"},
+		{"fail/osc-title", "a\x1b]0;evil title\ab", "ab"},
+		{"fail/osc-hyperlink", "\x1b]8;;http://evil/\x1b\\click\x1b]8;;\x1b\\", "click"},
+		{"fail/title-report", "a\x1b[21tb", "ab"},
+		{"fail/window-ops", "\x1b[8;100;100t\x1b[14t", ""},
+		{"fail/device-status", "\x1b[6n\x1b[5n\x1b[c\x1b[>c\x1b[=c", ""},
+		{"fail/decrqm", "\x1b[?2004$p", ""},
+		{"fail/dcs", "a\x1bP$q\"p\x1b\\b", "ab"},
+		{"fail/dcs-sixel-like", "\x1bPq#0;2;0;0;0#0~~\x1b\\", ""},
+		{"fail/apc-pm-sos", "\x1b_x\x1b\\\x1b^y\x1b\\\x1bXz\x1b\\.", "."},
+		{"fail/decid", "\x1bZ", ""},
+		{"fail/enq-answerback", "a\x05b", "ab"},
+		{"fail/mouse-reporting", "\x1b[?1000h\x1b[?1006h\x1b[?1004h", ""},
+		{"fail/mixed-modes", "\x1b[?25;1000h", ""},
+		{"fail/8bit-controls-on", "\x1b G", ""},
+		{"fail/c1-csi", "a\u009b21tb", "a21tb"},
+		{"fail/c1-osc", "\u009d52;c;eA==\u009c", "52;c;eA=="},
+		{"fail/modify-keys", "\x1b[>4;2m", ""},
+		{"fail/media-copy", "\x1b[5i", ""},
+		{"fail/overlong-csi", "\x1b[" + strings.Repeat("1;", 100) + "m", ""},
+		{"fail/can-aborts", "\x1b[1\x18x", "x"},
+		{"fail/osc-then-csi", "\x1b]0;t\x1b[1mB", "\x1b[1mB"},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			var out bytes.Buffer
+			sw := NewSafeWriter(&out)
+			if _, err := sw.Write([]byte(tc.in)); err != nil {
+				t.Fatal(err)
+			}
+			if got := out.String(); got != tc.want {
+				t.Errorf("got %q; want %q", got, tc.want)
+			}
+			// Split at every point: the same result.
+			for i := 0; i <= len(tc.in); i++ {
+				var out bytes.Buffer
+				sw := NewSafeWriter(&out)
+				sw.Write([]byte(tc.in[:i]))
+				sw.Write([]byte(tc.in[i:]))
+				if got := out.String(); got != tc.want {
+					t.Fatalf("split at %d: got %q; want %q", i, got, tc.want)
+				}
+			}
+		})
+	}
+}
+
+func TestSafeWriterResetRestoresTerminal(t *testing.T) {
+	var out bytes.Buffer
+	sw := NewSafeWriter(&out)
+	sw.Write([]byte("\x1b[?1049h\x0e"))
+	out.Reset()
+	if err := sw.Reset(); err != nil {
+		t.Fatal(err)
+	}
+	if got, want := out.String(), "\x0f\x1b[0m\x1b[?25h\x1b[?1049l"; got != want {
+		t.Errorf("Reset wrote %q; want %q", got, want)
+	}
+}
+
+func TestPlayPaceAndNeutralisation(t *testing.T) {
+	cast := `{"version": 2, "width": 80, "height": 24}
+[0.5, "o", "one "]
+[1.5, "o", "\u001b]52;c;cm0gLXJmIH4=\u0007two "]
+[1.5, "i", "ignored input"]
+[11.5, "o", "three \udbff\udeff"]
+`
+	tests := []struct {
+		name  string
+		opts  PlayOptions
+		pause []time.Duration
+	}{
+		{"ok/recorded-pace", PlayOptions{}, []time.Duration{500 * time.Millisecond, time.Second, 10 * time.Second}},
+		{"ok/double-speed", PlayOptions{Speed: 2}, []time.Duration{250 * time.Millisecond, 500 * time.Millisecond, 5 * time.Second}},
+		{"ok/idle-limit", PlayOptions{IdleLimit: 2 * time.Second}, []time.Duration{500 * time.Millisecond, time.Second, 2 * time.Second}},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			var pauses []time.Duration
+			tc.opts.Sleep = func(_ context.Context, d time.Duration) error {
+				pauses = append(pauses, d)
+				return nil
+			}
+			rd, err := NewReader(strings.NewReader(cast))
+			if err != nil {
+				t.Fatal(err)
+			}
+			var out bytes.Buffer
+			if err := Play(context.Background(), &out, rd, tc.opts); err != nil {
+				t.Fatal(err)
+			}
+			if want := "one two three \uFFFD\x1b[0m\x1b[?25h"; out.String() != want {
+				t.Errorf("output %q; want %q", out.String(), want)
+			}
+			if len(pauses) != len(tc.pause) {
+				t.Fatalf("pauses %v; want %v", pauses, tc.pause)
+			}
+			for i := range pauses {
+				if d := pauses[i] - tc.pause[i]; d > time.Microsecond || d < -time.Microsecond {
+					t.Errorf("pause %d = %v; want %v", i, pauses[i], tc.pause[i])
+				}
+			}
+		})
+	}
+	if _, err := NewReader(strings.NewReader(cast)); err != nil {
+		t.Fatal(err)
+	}
+	rd, _ := NewReader(strings.NewReader(cast))
+	if err := Play(context.Background(), &bytes.Buffer{}, rd, PlayOptions{Speed: -1}); err == nil {
+		t.Error("negative speed accepted")
+	}
+}

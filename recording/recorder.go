@@ -1,0 +1,852 @@
+package recording
+
+import (
+	"context"
+	"crypto/rand"
+	"crypto/sha256"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"hash"
+	"io"
+	"os"
+	"path/filepath"
+	"regexp"
+	"strconv"
+	"strings"
+	"sync"
+	"time"
+	"unicode"
+	"unicode/utf8"
+
+	"golang.org/x/crypto/ssh"
+
+	"github.com/sallyport/sallyport/store"
+)
+
+// Index is the part of the store a Recorder needs: one row per recording,
+// added when it starts and completed when it ends. *store.SQLite implements
+// it.
+type Index interface {
+	// AddRecording records a recording that has started. It must be
+	// committed before it returns.
+	AddRecording(ctx context.Context, r store.Recording) error
+	// FinishRecording completes the row of r.ID with its end, counts, exit
+	// status, final digest and signature.
+	FinishRecording(ctx context.Context, r store.Recording) error
+}
+
+// Defaults for the zero values of Options fields.
+const (
+	DefaultFlushInterval = 500 * time.Millisecond
+	DefaultFlushSize     = 256 << 10
+	DefaultMaxPending    = 4 << 20
+	DefaultBulkHead      = 64 << 10
+	DefaultSignInterval  = time.Second
+)
+
+// errClosed is returned by writes after Close has begun.
+var errClosed = errors.New("recording: write after close")
+
+// ErrFailed is wrapped by every error a Session returns once its recording
+// could not be written. The bastion must then end the session.
+var ErrFailed = errors.New("recording failed")
+
+// Options configures a Recorder.
+type Options struct {
+	// Dir is the folder recordings are written under, as
+	// Dir/YYYY/MM/ID.cast (UTC start date), created with mode 0700; required.
+	// Sallyport uses DATA/recordings.
+	Dir string
+	// Index records each recording in the store; required.
+	Index Index
+	// Signer signs chain checkpoints and the final digest; required.
+	// Sallyport uses the session CA.
+	Signer ssh.Signer
+	// Now is the clock; nil means time.Now. Event times are differences of
+	// its readings, so it should carry a monotonic reading.
+	Now func() time.Time
+	// Rand is the source for recording IDs and signatures; nil means
+	// crypto/rand.Reader.
+	Rand io.Reader
+	// FlushInterval is the longest time recorded data waits in memory
+	// before it is written and fsynced; 0 means DefaultFlushInterval.
+	// Values above one second are refused (a crash may lose at most one
+	// second).
+	FlushInterval time.Duration
+	// FlushSize is how much pending data triggers an early write (without
+	// fsync); 0 means DefaultFlushSize.
+	FlushSize int
+	// MaxPending bounds the memory a session may hold waiting for the disk;
+	// a Write past it waits. 0 means DefaultMaxPending.
+	MaxPending int
+	// BulkHead is how many bytes of each stream of a channel without a pty
+	// are kept in the recording; 0 means DefaultBulkHead.
+	BulkHead int
+	// SignInterval is the least time between signed checkpoints; 0 means
+	// DefaultSignInterval. The final digest is always signed.
+	SignInterval time.Duration
+}
+
+// Recorder starts recordings. It is safe for concurrent use.
+type Recorder struct {
+	opts Options
+}
+
+// New returns a Recorder, checking opts. It does not touch the disk.
+func New(opts Options) (*Recorder, error) {
+	switch {
+	case opts.Dir == "":
+		return nil, errors.New("recording: no folder")
+	case opts.Index == nil:
+		return nil, errors.New("recording: no index")
+	case opts.Signer == nil:
+		return nil, errors.New("recording: no signer")
+	case opts.FlushInterval < 0 || opts.FlushInterval > time.Second:
+		return nil, fmt.Errorf("recording: flush interval %v not in (0, 1s]", opts.FlushInterval)
+	case opts.FlushSize < 0 || opts.MaxPending < 0 || opts.BulkHead < 0 || opts.SignInterval < 0:
+		return nil, errors.New("recording: negative limit")
+	}
+	if opts.Now == nil {
+		opts.Now = time.Now
+	}
+	if opts.Rand == nil {
+		opts.Rand = rand.Reader
+	}
+	if opts.FlushInterval == 0 {
+		opts.FlushInterval = DefaultFlushInterval
+	}
+	if opts.FlushSize == 0 {
+		opts.FlushSize = DefaultFlushSize
+	}
+	if opts.MaxPending == 0 {
+		opts.MaxPending = DefaultMaxPending
+	}
+	if opts.MaxPending < opts.FlushSize {
+		opts.MaxPending = opts.FlushSize
+	}
+	if opts.BulkHead == 0 {
+		opts.BulkHead = DefaultBulkHead
+	}
+	if opts.SignInterval == 0 {
+		opts.SignInterval = DefaultSignInterval
+	}
+	return &Recorder{opts: opts}, nil
+}
+
+// Meta describes the session channel being recorded. Strings are untrusted
+// (they come from the client); they are escaped wherever they are shown.
+type Meta struct {
+	// ID names the recording and its file; "" means a new random ID. A given
+	// ID must match [A-Za-z0-9_-]{1,64}.
+	ID string
+	// SessionID is the bastion's ID of the SSH connection this channel
+	// belongs to; "" means none. Several channels of one connection are
+	// several recordings with the same SessionID.
+	SessionID string
+	// Identity is who connected, e.g. "github:12345"; required.
+	Identity string
+	// User is the person's display name, e.g. the GitHub login; "" means
+	// Identity is shown instead.
+	User string
+	// Login is the principal on the target, e.g. "root"; required.
+	Login string
+	// Host is the target's policy name; required.
+	Host string
+	// Command is the exec command line, or the subsystem as "subsystem:
+	// NAME"; "" means an interactive shell.
+	Command string
+	// PTY says the channel has a pseudo-terminal: it is recorded in full.
+	// Without one, output is kept by the bulk rule (see the package doc).
+	PTY bool
+	// Width and Height are the terminal size; 0 means 80x24.
+	Width, Height int
+	// Term is the client's TERM; "" means none recorded.
+	Term string
+	// Shell is the SHELL put in the header env; "" means none.
+	Shell string
+	// RecordInput records what the user typed ("i" events), as the
+	// policy's record_input asks. Input bytes are always counted.
+	RecordInput bool
+}
+
+var idPattern = regexp.MustCompile(`^[A-Za-z0-9_-]{1,64}$`)
+
+// ValidID reports whether id can name a recording.
+func ValidID(id string) bool { return idPattern.MatchString(id) }
+
+// Start creates the recording file, writes and fsyncs its header, and adds
+// it to the index. If it fails the session must be refused. The returned
+// Session must be closed.
+func (rc *Recorder) Start(ctx context.Context, m Meta) (*Session, error) {
+	o := rc.opts
+	start := o.Now()
+	if m.ID == "" {
+		var b [8]byte
+		if _, err := io.ReadFull(o.Rand, b[:]); err != nil {
+			return nil, fmt.Errorf("recording: start: new ID: %w", err)
+		}
+		m.ID = start.UTC().Format("20060102T150405Z") + "-" + hex.EncodeToString(b[:])
+	}
+	fail := func(err error) error { return fmt.Errorf("recording: start %s: %w", m.ID, err) }
+	switch {
+	case !ValidID(m.ID):
+		return nil, fmt.Errorf("recording: start: invalid ID %q", m.ID)
+	case m.Identity == "" || m.Login == "" || m.Host == "":
+		return nil, fail(errors.New("identity, login and host are required"))
+	case m.Width < 0 || m.Height < 0:
+		return nil, fail(errors.New("negative terminal size"))
+	}
+	if m.Width == 0 || m.Height == 0 {
+		m.Width, m.Height = 80, 24
+	}
+	rel := filepath.Join(start.UTC().Format("2006"), start.UTC().Format("01"), m.ID+".cast")
+	path := filepath.Join(o.Dir, rel)
+	if err := os.MkdirAll(filepath.Dir(path), 0o700); err != nil {
+		return nil, fail(err)
+	}
+	f, err := os.OpenFile(path, os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o600)
+	if err != nil {
+		return nil, fail(err)
+	}
+	s := &Session{
+		rc: rc, meta: m, path: path, rel: rel, f: f, start: start,
+		kick: make(chan struct{}, 1), stop: make(chan struct{}), done: make(chan struct{}),
+		failed: make(chan struct{}), lastSig: start,
+	}
+	s.cond = sync.NewCond(&s.mu)
+	s.chain.init()
+	if !m.PTY {
+		s.bulk = true
+		for i := range s.streams {
+			s.streams[i].hash = sha256.New()
+		}
+	}
+	hdr, err := s.header()
+	if err != nil {
+		f.Close()
+		os.Remove(path)
+		return nil, fail(err)
+	}
+	block, err := s.appendChain(append(hdr, '\n'), start, true)
+	if err == nil {
+		_, err = f.Write(block)
+	}
+	if err == nil {
+		err = f.Sync()
+	}
+	if err != nil {
+		f.Close()
+		os.Remove(path)
+		return nil, fail(err)
+	}
+	s.fileBytes = int64(len(block))
+	if err := o.Index.AddRecording(ctx, s.indexRow()); err != nil {
+		f.Close()
+		os.Remove(path)
+		return nil, fail(fmt.Errorf("index: %w", err))
+	}
+	go s.run()
+	return s, nil
+}
+
+// file is what a Session needs of its *os.File; tests substitute failures.
+type file interface {
+	io.Writer
+	Sync() error
+	Close() error
+}
+
+// Stream numbers.
+const (
+	streamOut = iota
+	streamErr
+	streamIn
+	numStreams
+)
+
+type pendEvent struct {
+	t      time.Duration
+	stream uint8 // streamOut, streamErr, streamIn; resize when kind is 'r'
+	kind   byte  // 'o', 'i' or 'r'
+	n      int   // bytes of pend
+	last   bool  // the stream's last kept bytes (bulk head full)
+}
+
+type streamState struct {
+	mu    sync.Mutex // guards hash (bulk channels hash outside Session.mu)
+	hash  hash.Hash  // nil for pty channels
+	bytes int64      // under Session.mu
+	kept  int64      // bytes kept in the recording, under Session.mu
+	carry []byte     // incomplete UTF-8 at the end of the last event; writer goroutine only
+}
+
+// Session is the recording of one session channel. Its writers are safe for
+// concurrent use with each other and with Resize; Close must be called once,
+// after the last Write.
+type Session struct {
+	rc    *Recorder
+	meta  Meta
+	path  string
+	rel   string
+	f     file
+	start time.Time
+	bulk  bool
+
+	mu         sync.Mutex
+	cond       *sync.Cond // signalled when pend is taken by the writer
+	pend       []byte
+	evs        []pendEvent
+	err        error // first failure; every later Write returns it
+	closing    bool
+	streams    [numStreams]streamState
+	size       [2]int // last resize, for the end record
+	failedOnce sync.Once
+
+	kick   chan struct{} // size-triggered flush
+	stop   chan struct{} // closed by Close
+	done   chan struct{} // closed when run returns
+	failed chan struct{} // closed on failure
+
+	// Writer goroutine (and Start/Close) only.
+	spare     []byte
+	spareEvs  []pendEvent
+	out       []byte
+	chain     chainState
+	lastSig   time.Time
+	fileBytes int64
+	lastProg  [numStreams]int64
+}
+
+// ID is the recording's ID.
+func (s *Session) ID() string { return s.meta.ID }
+
+// Path is the recording file's path.
+func (s *Session) Path() string { return s.path }
+
+// Failed is closed when the recording can no longer be written; the bastion
+// must then end the session. Err says why.
+func (s *Session) Failed() <-chan struct{} { return s.failed }
+
+// Err returns the failure that closed Failed, wrapping ErrFailed, or nil.
+func (s *Session) Err() error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.err
+}
+
+// Stdout returns the writer for the channel's output (target to user). Each
+// Write is recorded before it returns (in memory; on disk within
+// FlushInterval) and fails, wrapping ErrFailed, once the recording has
+// failed.
+func (s *Session) Stdout() io.Writer { return streamWriter{s, streamOut} }
+
+// Stderr returns the writer for the channel's extended data (stderr).
+func (s *Session) Stderr() io.Writer { return streamWriter{s, streamErr} }
+
+// Stdin returns the writer for the channel's input (user to target). Input
+// is counted always and recorded only when Meta.RecordInput is set.
+func (s *Session) Stdin() io.Writer { return streamWriter{s, streamIn} }
+
+type streamWriter struct {
+	s      *Session
+	stream uint8
+}
+
+func (w streamWriter) Write(p []byte) (int, error) { return w.s.write(w.stream, p) }
+
+// Resize records a window change.
+func (s *Session) Resize(width, height int) error {
+	if width <= 0 || height <= 0 || width > 10000 || height > 10000 {
+		return fmt.Errorf("recording: resize to %dx%d out of range", width, height)
+	}
+	d := strconv.Itoa(width) + "x" + strconv.Itoa(height)
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.err != nil {
+		return s.err
+	}
+	if s.closing {
+		return errClosed
+	}
+	s.size = [2]int{width, height}
+	s.appendLocked(pendEvent{kind: 'r', t: s.sinceLocked()}, []byte(d))
+	return nil
+}
+
+func (s *Session) sinceLocked() time.Duration {
+	return s.rc.opts.Now().Sub(s.start)
+}
+
+// coalesce is how close in time consecutive writes of one stream must be to
+// share one event: below what a viewer can tell apart.
+const coalesce = 10 * time.Millisecond
+
+func (s *Session) write(stream uint8, p []byte) (int, error) {
+	if len(p) == 0 {
+		return 0, nil
+	}
+	if s.bulk {
+		return s.writeBulk(stream, p)
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.err != nil {
+		return 0, s.err
+	}
+	if s.closing {
+		return 0, errClosed
+	}
+	st := &s.streams[stream]
+	st.bytes += int64(len(p))
+	if stream == streamIn && !s.meta.RecordInput {
+		return len(p), nil
+	}
+	for len(s.pend) >= s.rc.opts.MaxPending && s.err == nil && !s.closing {
+		s.kickFlush()
+		s.cond.Wait()
+	}
+	if s.err != nil {
+		return 0, s.err
+	}
+	if s.closing {
+		return 0, errClosed
+	}
+	st.kept += int64(len(p))
+	kind := byte('o')
+	if stream == streamIn {
+		kind = 'i'
+	}
+	s.appendLocked(pendEvent{t: s.sinceLocked(), stream: stream, kind: kind}, p)
+	return len(p), nil
+}
+
+func (s *Session) writeBulk(stream uint8, p []byte) (int, error) {
+	st := &s.streams[stream]
+	st.mu.Lock()
+	st.hash.Write(p)
+	st.mu.Unlock()
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.err != nil {
+		return 0, s.err
+	}
+	if s.closing {
+		return 0, errClosed
+	}
+	st.bytes += int64(len(p))
+	if stream == streamIn && !s.meta.RecordInput {
+		return len(p), nil
+	}
+	room := int64(s.rc.opts.BulkHead) - st.kept
+	if room <= 0 {
+		return len(p), nil
+	}
+	keep := p
+	if int64(len(keep)) > room {
+		keep = keep[:room]
+	}
+	st.kept += int64(len(keep))
+	kind := byte('o')
+	if stream == streamIn {
+		kind = 'i'
+	}
+	s.appendLocked(pendEvent{t: s.sinceLocked(), stream: stream, kind: kind, last: st.kept == int64(s.rc.opts.BulkHead)}, keep)
+	return len(p), nil
+}
+
+// appendLocked queues an event, merging it into the previous one when it
+// continues the same stream within coalesce.
+func (s *Session) appendLocked(e pendEvent, data []byte) {
+	s.pend = append(s.pend, data...)
+	e.n = len(data)
+	if k := len(s.evs) - 1; k >= 0 && e.kind != 'r' {
+		last := &s.evs[k]
+		if last.kind == e.kind && last.stream == e.stream && e.t-last.t < coalesce {
+			last.n += e.n
+			last.last = e.last
+			s.maybeKick()
+			return
+		}
+	}
+	s.evs = append(s.evs, e)
+	s.maybeKick()
+}
+
+func (s *Session) maybeKick() {
+	if len(s.pend) >= s.rc.opts.FlushSize {
+		s.kickFlush()
+	}
+}
+
+func (s *Session) kickFlush() {
+	select {
+	case s.kick <- struct{}{}:
+	default:
+	}
+}
+
+// fail records the first failure and wakes everything waiting.
+func (s *Session) fail(err error) {
+	s.mu.Lock()
+	if s.err == nil {
+		s.err = fmt.Errorf("%w: %s: %w", ErrFailed, s.meta.ID, err)
+	}
+	s.mu.Unlock()
+	s.cond.Broadcast()
+	s.failedOnce.Do(func() { close(s.failed) })
+}
+
+func (s *Session) run() {
+	defer close(s.done)
+	t := time.NewTicker(s.rc.opts.FlushInterval)
+	defer t.Stop()
+	for {
+		select {
+		case <-t.C:
+			s.flush(true)
+		case <-s.kick:
+			s.flush(false)
+		case <-s.stop:
+			return
+		}
+	}
+}
+
+// flush writes the pending events as one block with its chain line, in one
+// write call; timed flushes also fsync.
+func (s *Session) flush(timed bool) {
+	s.mu.Lock()
+	if s.err != nil {
+		s.mu.Unlock()
+		return
+	}
+	pend, evs := s.pend, s.evs
+	s.pend, s.evs = s.spare[:0], s.spareEvs[:0]
+	now := s.sinceLocked()
+	var counts [numStreams]int64
+	for i := range s.streams {
+		counts[i] = s.streams[i].bytes
+	}
+	s.mu.Unlock()
+	s.cond.Broadcast()
+
+	out := s.out[:0]
+	off := 0
+	for _, e := range evs {
+		data := pend[off : off+e.n]
+		off += e.n
+		if e.kind == 'r' {
+			out = appendEventStart(out, e.t, "r")
+			out = append(out, data...)
+			out = append(out, "\"]\n"...)
+			continue
+		}
+		st := &s.streams[e.stream]
+		start := len(out)
+		out = appendEventStart(out, e.t, string(e.kind))
+		mark := len(out)
+		out, st.carry = appendText(out, st.carry, data, e.last)
+		if len(out) == mark {
+			out = out[:start] // only an incomplete sequence: it waits for more
+			continue
+		}
+		out = append(out, "\"]\n"...)
+	}
+	if s.bulk && timed && counts != s.lastProg {
+		s.lastProg = counts
+		out = s.appendRecord(out, now, "progress", progress{Stdout: counts[streamOut], Stderr: counts[streamErr], Stdin: counts[streamIn]})
+	}
+	s.spare, s.spareEvs = pend[:0], evs[:0]
+	if len(out) == 0 {
+		s.out = out
+		return
+	}
+	sign := timed && s.rc.opts.Now().Sub(s.lastSig) >= s.rc.opts.SignInterval
+	out, err := s.appendChain(out, s.start.Add(now), sign)
+	s.out = out
+	if err != nil {
+		s.fail(err)
+		return
+	}
+	if _, err := s.f.Write(out); err != nil {
+		s.fail(err)
+		return
+	}
+	s.fileBytes += int64(len(out))
+	if timed {
+		if err := s.f.Sync(); err != nil {
+			s.fail(err)
+		}
+	}
+}
+
+func appendEventStart(b []byte, t time.Duration, kind string) []byte {
+	b = append(b, '[')
+	b = appendSeconds(b, t)
+	b = append(b, ", \""...)
+	b = append(b, kind...)
+	return append(b, "\", \""...)
+}
+
+func appendSeconds(b []byte, t time.Duration) []byte {
+	if t < 0 {
+		t = 0
+	}
+	us := t.Microseconds()
+	b = strconv.AppendInt(b, us/1e6, 10)
+	b = append(b, '.')
+	frac := us % 1e6
+	for d := int64(100000); d > 0; d /= 10 {
+		b = append(b, byte('0'+frac/d%10))
+	}
+	return b
+}
+
+// appendRecord appends a "sallyport" event whose data is verb + " " + JSON.
+func (s *Session) appendRecord(b []byte, t time.Duration, verb string, v any) []byte {
+	j, err := json.Marshal(v)
+	if err != nil {
+		panic(err) // only fixed types are marshalled
+	}
+	b = appendEventStart(b, t, "sallyport")
+	b, _ = appendText(b, nil, []byte(verb+" "+string(j)), true)
+	return append(b, "\"]\n"...)
+}
+
+type progress struct {
+	Stdout int64 `json:"stdout"`
+	Stderr int64 `json:"stderr"`
+	Stdin  int64 `json:"stdin"`
+}
+
+// StreamSummary is what was recorded of one stream.
+type StreamSummary struct {
+	// Bytes is how many bytes passed.
+	Bytes int64 `json:"bytes"`
+	// Kept is how many of them are in the recording's events.
+	Kept int64 `json:"kept"`
+	// SHA256 is the hex SHA-256 of all Bytes; "" for pty channels, which
+	// are kept in full.
+	SHA256 string `json:"sha256,omitempty"`
+}
+
+// End says how a session channel ended.
+type End struct {
+	// ExitStatus is the command's exit status; -1 means none was sent.
+	ExitStatus int
+	// ExitSignal is the signal that ended the command, e.g. "TERM"; ""
+	// means none.
+	ExitSignal string
+	// Reason says why the bastion ended the channel, e.g. "revoked"; ""
+	// means it ended normally.
+	Reason string
+}
+
+// Summary is the result of a closed recording, as stored in the index.
+type Summary struct {
+	ID       string
+	Path     string
+	Start    time.Time
+	End      time.Time
+	Stdout   StreamSummary
+	Stderr   StreamSummary
+	Stdin    StreamSummary
+	Blocks   int
+	Bytes    int64 // size of the file
+	Digest   string
+	Signer   string // ssh.FingerprintSHA256 of the signing key
+	Failure  string // why the recording failed; "" if it did not
+	Complete bool   // the final record was written and signed
+}
+
+type endRecord struct {
+	ExitStatus int           `json:"exit_status"`
+	ExitSignal string        `json:"exit_signal,omitempty"`
+	Reason     string        `json:"reason,omitempty"`
+	Duration   float64       `json:"duration"`
+	Width      int           `json:"width,omitempty"`
+	Height     int           `json:"height,omitempty"`
+	Stdout     StreamSummary `json:"stdout"`
+	Stderr     StreamSummary `json:"stderr"`
+	Stdin      StreamSummary `json:"stdin"`
+}
+
+// Close writes what is pending, the end record and the signed final digest,
+// fsyncs and closes the file, and completes the index row. It returns an
+// error wrapping ErrFailed if the recording failed at any point; the index
+// row then says so.
+func (s *Session) Close(ctx context.Context, end End) (Summary, error) {
+	s.mu.Lock()
+	if s.closing {
+		s.mu.Unlock()
+		return Summary{}, errors.New("recording: close: already closed")
+	}
+	s.closing = true
+	s.mu.Unlock()
+	s.cond.Broadcast() // a Write waiting for the disk gives up
+	close(s.stop)
+	<-s.done
+	s.flush(false)
+
+	endAt := s.rc.opts.Now()
+	s.mu.Lock()
+	failed := s.err
+	size := s.size
+	var sums [numStreams]StreamSummary
+	for i := range s.streams {
+		st := &s.streams[i]
+		sums[i] = StreamSummary{Bytes: st.bytes, Kept: st.kept}
+		if st.hash != nil {
+			sums[i].SHA256 = hex.EncodeToString(st.hash.Sum(nil))
+		}
+	}
+	s.mu.Unlock()
+
+	sum := Summary{
+		ID: s.meta.ID, Path: s.path, Start: s.start, End: endAt,
+		Stdout: sums[streamOut], Stderr: sums[streamErr], Stdin: sums[streamIn],
+		Signer: ssh.FingerprintSHA256(s.rc.opts.Signer.PublicKey()),
+	}
+	var errs []error
+	if failed == nil {
+		t := endAt.Sub(s.start)
+		var out []byte
+		for i := range s.streams {
+			if c := s.streams[i].carry; len(c) > 0 {
+				kind := "o"
+				if i == streamIn {
+					kind = "i"
+				}
+				out, _ = appendText(appendEventStart(out, t, kind), nil, c, true)
+				out = append(out, "\"]\n"...)
+			}
+		}
+		rec := endRecord{ExitStatus: end.ExitStatus, ExitSignal: end.ExitSignal, Reason: end.Reason,
+			Duration: t.Seconds(), Width: size[0], Height: size[1],
+			Stdout: sums[streamOut], Stderr: sums[streamErr], Stdin: sums[streamIn]}
+		out = s.appendRecord(out, t, "end", rec)
+		out, err := s.appendFinal(out, endAt)
+		if err != nil {
+			s.fail(err)
+		} else if s.Err() == nil {
+			if _, err := s.f.Write(out); err != nil {
+				s.fail(err)
+			} else if err := s.f.Sync(); err != nil {
+				s.fail(err)
+			} else {
+				s.fileBytes += int64(len(out))
+				sum.Complete = true
+			}
+		}
+	}
+	if err := s.f.Close(); err != nil && sum.Complete {
+		s.fail(err)
+		sum.Complete = false
+	}
+	if err := s.Err(); err != nil {
+		errs = append(errs, err)
+		sum.Failure = err.Error()
+	}
+	sum.Blocks = s.chain.n
+	sum.Bytes = s.fileBytes
+	sum.Digest = s.chain.hex()
+	row := s.indexRow()
+	row.End = endAt
+	row.BytesOut = sum.Stdout.Bytes + sum.Stderr.Bytes
+	row.BytesIn = sum.Stdin.Bytes
+	row.StdoutSHA256, row.StdinSHA256 = sum.Stdout.SHA256, sum.Stdin.SHA256
+	row.ExitStatus, row.ExitSignal = end.ExitStatus, end.ExitSignal
+	row.Reason = end.Reason
+	if sum.Failure != "" {
+		row.Reason = strings.TrimSpace(row.Reason + "; " + sum.Failure)
+		row.Reason = strings.TrimPrefix(row.Reason, "; ")
+	}
+	if sum.Complete {
+		row.Digest = sum.Digest
+		row.Signature = s.chain.lastSig
+	}
+	row.FileBytes = sum.Bytes
+	if err := s.rc.opts.Index.FinishRecording(ctx, row); err != nil {
+		errs = append(errs, fmt.Errorf("recording: close %s: index: %w", s.meta.ID, err))
+	}
+	return sum, errors.Join(errs...)
+}
+
+func (s *Session) indexRow() store.Recording {
+	return store.Recording{
+		ID: s.meta.ID, SessionID: s.meta.SessionID, Identity: s.meta.Identity, User: s.meta.User,
+		Login: s.meta.Login, Host: s.meta.Host, Command: s.meta.Command, PTY: s.meta.PTY,
+		InputRecorded: s.meta.RecordInput, Path: filepath.ToSlash(s.rel), Start: s.start, ExitStatus: -1,
+		SignerFingerprint: ssh.FingerprintSHA256(s.rc.opts.Signer.PublicKey()),
+	}
+}
+
+// header is the asciicast header line, without its newline.
+func (s *Session) header() ([]byte, error) {
+	m := s.meta
+	env := map[string]string{}
+	if m.Term != "" {
+		env["TERM"] = m.Term
+	}
+	if m.Shell != "" {
+		env["SHELL"] = m.Shell
+	}
+	h := Header{
+		Version: 2, Width: m.Width, Height: m.Height, Timestamp: s.start.Unix(),
+		Env: env, Title: Title(m), Command: m.Command,
+		Sallyport: &HeaderInfo{
+			Format: 1, ID: m.ID, SessionID: m.SessionID, Identity: m.Identity, User: m.User,
+			Login: m.Login, Host: m.Host, PTY: m.PTY, Input: m.RecordInput,
+			Signer: ssh.FingerprintSHA256(s.rc.opts.Signer.PublicKey()),
+		},
+	}
+	if !m.PTY {
+		h.Sallyport.BulkHead = s.rc.opts.BulkHead
+	}
+	return json.Marshal(h)
+}
+
+// Title names user, login and host for a recording's title, with control
+// and other non-printing characters escaped and each part bounded.
+func Title(m Meta) string {
+	who := m.User
+	if who == "" {
+		who = m.Identity
+	} else if m.Identity != "" {
+		who += " (" + m.Identity + ")"
+	}
+	t := Escape(who, 128) + " as " + Escape(m.Login, 64) + "@" + Escape(m.Host, 128)
+	if m.Command != "" {
+		t += ": " + Escape(m.Command, 256)
+	}
+	return t
+}
+
+// Escape returns s with every non-printing rune, backslash and invalid byte
+// escaped Go-style (\x1b, \u202e), cut to at most max runes with "…".
+func Escape(s string, max int) string {
+	var b strings.Builder
+	n := 0
+	for i, r := range s {
+		if n == max {
+			b.WriteString("…")
+			break
+		}
+		n++
+		switch {
+		case r == utf8.RuneError && invalidAt(s, i):
+			fmt.Fprintf(&b, `\x%02x`, s[i])
+		case r == '\\':
+			b.WriteString(`\\`)
+		case unicode.IsPrint(r) || r == ' ':
+			b.WriteRune(r)
+		case r < 0x100:
+			fmt.Fprintf(&b, `\x%02x`, r)
+		default:
+			fmt.Fprintf(&b, `\u%04x`, r)
+		}
+	}
+	return b.String()
+}

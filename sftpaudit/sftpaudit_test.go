@@ -1,0 +1,324 @@
+package sftpaudit
+
+import (
+	"bytes"
+	"encoding/binary"
+	"encoding/json"
+	"io"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"reflect"
+	"strings"
+	"sync"
+	"testing"
+)
+
+// pkt builds an SFTP packet of type typ from uint32, uint64 and string
+// fields.
+func pkt(typ byte, fields ...any) []byte {
+	var body []byte
+	body = append(body, typ)
+	for _, f := range fields {
+		switch v := f.(type) {
+		case uint32:
+			body = binary.BigEndian.AppendUint32(body, v)
+		case int:
+			body = binary.BigEndian.AppendUint32(body, uint32(v))
+		case uint64:
+			body = binary.BigEndian.AppendUint64(body, v)
+		case string:
+			body = binary.BigEndian.AppendUint32(body, uint32(len(v)))
+			body = append(body, v...)
+		case []byte:
+			body = append(body, v...)
+		}
+	}
+	return append(binary.BigEndian.AppendUint32(nil, uint32(len(body))), body...)
+}
+
+func status(id uint32, code uint32, msg string) []byte {
+	return pkt(fxpStatus, id, code, msg, "")
+}
+
+// exchange is a conversation: client packets and server packets, in order.
+type exchange []struct {
+	client bool
+	b      []byte
+}
+
+func (x exchange) feed(p *Parser, chunk int) {
+	for _, m := range x {
+		w := p.ServerWriter()
+		if m.client {
+			w = p.ClientWriter()
+		}
+		for b := m.b; len(b) > 0; {
+			n := min(chunk, len(b))
+			w.Write(b[:n])
+			b = b[n:]
+		}
+	}
+}
+
+func c(b []byte) struct {
+	client bool
+	b      []byte
+} {
+	return struct {
+		client bool
+		b      []byte
+	}{true, b}
+}
+
+func s(b []byte) struct {
+	client bool
+	b      []byte
+} {
+	return struct {
+		client bool
+		b      []byte
+	}{false, b}
+}
+
+func TestParser(t *testing.T) {
+	data := bytes.Repeat([]byte("x"), 100000)
+	init := exchange{c(pkt(fxpInit, 3)), s(pkt(fxpVersion, 3, "posix-rename@openssh.com", "1"))}
+	tests := []struct {
+		name string
+		x    exchange
+		want []Op
+	}{
+		{"ok/upload", append(init[:2:2],
+			c(pkt(fxpOpen, 1, "/tmp/up.bin", fxfWrite|fxfCreat|fxfTrunc, 0)), s(pkt(fxpHandle, 1, "h1")),
+			c(pkt(fxpWrite, 2, "h1", uint64(0), string(data))), s(status(2, 0, "")),
+			c(pkt(fxpWrite, 3, "h1", uint64(100000), "tail")), s(status(3, 0, "")),
+			c(pkt(fxpClose, 4, "h1")), s(status(4, 0, ""))),
+			[]Op{{Type: OpOpen, Path: "/tmp/up.bin", Mode: "write,create,truncate", OK: true},
+				{Type: OpClose, Path: "/tmp/up.bin", BytesWritten: 100004, OK: true}}},
+		{"ok/download", append(init[:2:2],
+			c(pkt(fxpOpen, 1, "/etc/hosts", fxfRead, 0)), s(pkt(fxpHandle, 1, "h")),
+			c(pkt(fxpRead, 2, "h", uint64(0), 32768)), s(pkt(fxpData, 2, string(data[:32768]))),
+			c(pkt(fxpRead, 3, "h", uint64(32768), 32768)), s(status(3, 1, "EOF")),
+			c(pkt(fxpClose, 4, "h")), s(status(4, 0, ""))),
+			[]Op{{Type: OpOpen, Path: "/etc/hosts", Mode: "read", OK: true},
+				{Type: OpClose, Path: "/etc/hosts", BytesRead: 32768, OK: true}}},
+		{"ok/namespace", append(init[:2:2],
+			c(pkt(fxpRemove, 5, "/a")), s(status(5, 2, "No such file")),
+			c(pkt(fxpRename, 6, "/b", "/c")), s(status(6, 0, "")),
+			c(pkt(fxpExtended, 7, "posix-rename@openssh.com", "/c", "/d")), s(status(7, 0, "")),
+			c(pkt(fxpMkdir, 8, "/dir", 0)), s(status(8, 0, "")),
+			c(pkt(fxpRmdir, 9, "/dir")), s(status(9, 0, "")),
+			c(pkt(fxpSymlink, 10, "target", "/link")), s(status(10, 0, "")),
+			c(pkt(fxpSetstat, 11, "/d", 4, 0o600)), s(status(11, 0, "")),
+			c(pkt(fxpStat, 12, "/d")), s(pkt(fxpAttrs, 12, 0)),
+			c(pkt(fxpExtended, 13, "hardlink@openssh.com", "/d", "/e")), s(status(13, 0, ""))),
+			[]Op{{Type: OpRemove, Path: "/a", Status: 2, Message: "No such file"},
+				{Type: OpRename, Path: "/b", NewPath: "/c", OK: true},
+				{Type: OpRename, Path: "/c", NewPath: "/d", Name: "posix-rename@openssh.com", OK: true},
+				{Type: OpMkdir, Path: "/dir", OK: true},
+				{Type: OpRmdir, Path: "/dir", OK: true},
+				{Type: OpSymlink, Path: "/link", NewPath: "target", OK: true},
+				{Type: OpSetstat, Path: "/d", OK: true},
+				{Type: OpLink, Path: "/e", NewPath: "/d", Name: "hardlink@openssh.com", OK: true}}},
+		{"fail/not-sftp", exchange{c([]byte("SSH-2.0-OpenSSH_9.2\r\n"))},
+			[]Op{{Type: OpError, Message: "packet length 1397966893 out of range"}}},
+		{"fail/first-packet-not-init", exchange{c(pkt(fxpOpen, 1, "/x", 1, 0))},
+			[]Op{{Type: OpError, Message: "first packet has type 3, want 1"}}},
+		{"fail/short-write", append(init[:2:2], c(pkt(fxpWrite, 1))),
+			[]Op{{Type: OpError, Message: "packet of type 6 too short for its header"}}},
+		{"fail/malformed-open", append(init[:2:2], c(pkt(fxpOpen, 1, uint32(100)))),
+			[]Op{{Type: OpError, Message: "malformed packet of type 3"}}},
+	}
+	for _, tc := range tests {
+		for _, chunk := range []int{1, 3, 7, 4096, 1 << 20} {
+			var got []Op
+			p := NewParser(func(op Op) { got = append(got, op) })
+			tc.x.feed(p, chunk)
+			if !reflect.DeepEqual(got, tc.want) {
+				t.Errorf("%s, chunks of %d:\n got %+v\nwant %+v", tc.name, chunk, got, tc.want)
+			}
+		}
+	}
+}
+
+func TestCloseReportsOpenHandles(t *testing.T) {
+	var got []Op
+	p := NewParser(func(op Op) { got = append(got, op) })
+	exchange{c(pkt(fxpInit, 3)), s(pkt(fxpVersion, 3)),
+		c(pkt(fxpOpen, 1, "/f", fxfWrite, 0)), s(pkt(fxpHandle, 1, "h")),
+		c(pkt(fxpWrite, 2, "h", uint64(0), "abc")),
+		c(pkt(fxpRemove, 3, "/g"))}.feed(p, 5)
+	p.Close()
+	want := []Op{{Type: OpOpen, Path: "/f", Mode: "write", OK: true},
+		{Type: OpRemove, Path: "/g", Incomplete: true},
+		{Type: OpClose, Path: "/f", BytesWritten: 3, Incomplete: true}}
+	if !reflect.DeepEqual(got, want) {
+		t.Errorf("got %+v\nwant %+v", got, want)
+	}
+}
+
+func TestBoundedMemory(t *testing.T) {
+	p := NewParser(func(Op) {})
+	w := p.ClientWriter()
+	w.Write(pkt(fxpInit, 3))
+	// A 10 MiB WRITE is counted, not buffered; a 1 MiB other packet is
+	// skipped; thousands of unanswered requests stay within the limits.
+	big := pkt(fxpWrite, 1, "h", uint64(0), string(make([]byte, 10<<20)))
+	w.Write(big)
+	w.Write(pkt(fxpSetstat, 2, strings.Repeat("p", 1<<20)))
+	for i := range 3 * maxPending {
+		w.Write(pkt(fxpStat, uint32(100+i), "/x"))
+	}
+	if cap(p.client.buf) > MaxPacket || len(p.pend) > maxPending {
+		t.Errorf("buffer %d bytes, %d pending requests: not bounded", cap(p.client.buf), len(p.pend))
+	}
+	if p.broken {
+		t.Errorf("parser gave up on valid input")
+	}
+}
+
+// TestMain doubles as an SFTP proxy for TestRealOpenSSH: sftp -D runs this
+// binary, which relays between sftp and sftp-server through a Parser and
+// writes the operations it saw as JSON lines.
+func TestMain(m *testing.M) {
+	if out := os.Getenv("SFTPAUDIT_PROXY_OUT"); out != "" {
+		os.Exit(proxy(out))
+	}
+	os.Exit(m.Run())
+}
+
+func proxy(outPath string) int {
+	out, err := os.Create(outPath)
+	if err != nil {
+		return 1
+	}
+	defer out.Close()
+	enc := json.NewEncoder(out)
+	p := NewParser(func(op Op) { enc.Encode(op) })
+	cmd := exec.Command(sftpServer)
+	toServer, _ := cmd.StdinPipe()
+	fromServer, _ := cmd.StdoutPipe()
+	if err := cmd.Start(); err != nil {
+		return 1
+	}
+	var wg sync.WaitGroup
+	wg.Add(1)
+	go func() {
+		defer wg.Done()
+		// Requests reach the server before the parser, so replies often
+		// overtake them: the parser must cope.
+		io.Copy(io.MultiWriter(toServer, p.ClientWriter()), os.Stdin)
+		toServer.Close()
+	}()
+	// Server bytes reach the parser before the client.
+	io.Copy(io.MultiWriter(p.ServerWriter(), os.Stdout), fromServer)
+	cmd.Wait()
+	wg.Wait()
+	p.Close()
+	return 0
+}
+
+const sftpServer = "/usr/lib/openssh/sftp-server"
+
+func TestRealOpenSSH(t *testing.T) {
+	dir := t.TempDir()
+	src := filepath.Join(dir, "src.bin")
+	payload := bytes.Repeat([]byte("0123456789abcdef"), 300000) // 4.8 MB
+	if err := os.WriteFile(src, payload, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	exe, err := os.Executable()
+	if err != nil {
+		t.Fatal(err)
+	}
+	ops := filepath.Join(dir, "ops.jsonl")
+	batch := filepath.Join(dir, "batch")
+	os.WriteFile(batch, []byte(strings.Join([]string{
+		"put " + src + " " + dir + "/up.bin",
+		"get " + dir + "/up.bin " + dir + "/down.bin",
+		"mkdir " + dir + "/sub",
+		"rename " + dir + "/up.bin " + dir + "/sub/moved.bin",
+		"chmod 600 " + dir + "/sub/moved.bin",
+		"rm " + dir + "/sub/moved.bin",
+		"rmdir " + dir + "/sub",
+		"rm " + dir + "/missing",
+	}, "\n")+"\n"), 0o600)
+	cmd := exec.Command("sftp", "-b", batch, "-D", exe+" -test.run=^$")
+	cmd.Env = append(os.Environ(), "SFTPAUDIT_PROXY_OUT="+ops)
+	out, err := cmd.CombinedOutput()
+	// The batch ends with a failing rm, so sftp exits 1.
+	if ee, ok := err.(*exec.ExitError); err != nil && (!ok || ee.ExitCode() != 1) {
+		t.Fatalf("sftp: %v\n%s", err, out)
+	}
+	down, err := os.ReadFile(filepath.Join(dir, "down.bin"))
+	if err != nil || !bytes.Equal(down, payload) {
+		t.Fatalf("download through the proxy differs (%v)", err)
+	}
+	b, err := os.ReadFile(ops)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var got []string
+	for l := range strings.SplitSeq(strings.TrimSpace(string(b)), "\n") {
+		var op Op
+		if err := json.Unmarshal([]byte(l), &op); err != nil {
+			t.Fatal(err)
+		}
+		if op.Type == OpOpendir {
+			continue // sftp lists folders as it pleases
+		}
+		got = append(got, strings.ReplaceAll(op.String(), dir, "D"))
+	}
+	want := []string{
+		`open "D/up.bin"`,
+		`close "D/up.bin" read=0 written=4800000`,
+		`open "D/up.bin"`,
+		`close "D/up.bin" read=4800000 written=0`,
+		`mkdir "D/sub"`,
+		`rename "D/up.bin" -> "D/sub/moved.bin"`,
+		`setstat "D/sub/moved.bin"`,
+		`remove "D/sub/moved.bin"`,
+		`rmdir "D/sub"`,
+		`remove "D/missing" failed(2 "No such file")`,
+	}
+	if !reflect.DeepEqual(got, want) {
+		t.Errorf("operations seen:\n%s\nwant:\n%s", strings.Join(got, "\n"), strings.Join(want, "\n"))
+	}
+}
+
+// FuzzParser feeds arbitrary bytes to both directions: no panic, no
+// unbounded state, and an error is reported at most once.
+func FuzzParser(f *testing.F) {
+	f.Add(pkt(fxpInit, 3), pkt(fxpVersion, 3), uint8(3))
+	f.Add(append(pkt(fxpInit, 3), pkt(fxpOpen, 1, "/f", fxfWrite, 0)...), append(pkt(fxpVersion, 3), pkt(fxpHandle, 1, "h")...), uint8(1))
+	f.Add(append(pkt(fxpInit, 3), pkt(fxpWrite, 2, "h", uint64(0), "data")...), append(pkt(fxpVersion, 3), status(2, 0, "")...), uint8(5))
+	f.Add(append(pkt(fxpInit, 3), pkt(fxpExtended, 2, "posix-rename@openssh.com", "/a")...), pkt(fxpVersion, 3), uint8(9))
+	f.Fuzz(func(t *testing.T, client, server []byte, chunk uint8) {
+		n := int(chunk%64) + 1
+		errs := 0
+		p := NewParser(func(op Op) {
+			if op.Type == OpError {
+				errs++
+			}
+			if len(op.Path) > maxString || len(op.NewPath) > maxString {
+				t.Fatalf("path of %d bytes kept", len(op.Path))
+			}
+		})
+		for len(client) > 0 || len(server) > 0 {
+			k := min(n, len(client))
+			p.ClientWriter().Write(client[:k])
+			client = client[k:]
+			k = min(n, len(server))
+			p.ServerWriter().Write(server[:k])
+			server = server[k:]
+		}
+		p.Close()
+		if errs > 1 {
+			t.Fatalf("%d errors reported", errs)
+		}
+		if len(p.pend) > maxPending || len(p.handles) > maxHandles || cap(p.client.buf) > MaxPacket || cap(p.server.buf) > MaxPacket {
+			t.Fatal("state not bounded")
+		}
+	})
+}
