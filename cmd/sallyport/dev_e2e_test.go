@@ -1,0 +1,204 @@
+package main
+
+import (
+	"bufio"
+	"context"
+	"io"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"regexp"
+	"strings"
+	"sync"
+	"syscall"
+	"testing"
+	"time"
+
+	"golang.org/x/crypto/ssh"
+
+	"github.com/sallyport/sallyport/ca"
+	"github.com/sallyport/sallyport/internal/sshdtest"
+)
+
+var (
+	buildOnce sync.Once
+	builtBin  string
+	buildErr  error
+)
+
+// binary builds the sallyport command once per test run.
+func binary(t *testing.T) string {
+	t.Helper()
+	buildOnce.Do(func() {
+		dir, err := os.MkdirTemp("", "sallyport-bin-")
+		if err != nil {
+			buildErr = err
+			return
+		}
+		builtBin = filepath.Join(dir, "sallyport")
+		out, err := exec.Command("go", "build", "-o", builtBin, ".").CombinedOutput()
+		if err != nil {
+			buildErr = err
+			builtBin = string(out)
+		}
+	})
+	if buildErr != nil {
+		t.Fatalf("go build: %v\n%s", buildErr, builtBin)
+	}
+	return builtBin
+}
+
+var devURL = regexp.MustCompile(`Sallyport dev server: (http://127\.0\.0\.1:\d+)`)
+
+// startDev runs `sallyport dev` as a process and returns its URL. The
+// process is interrupted, and killed if it lingers, when the test ends.
+func startDev(t *testing.T, data string) string {
+	t.Helper()
+	cmd := exec.Command(binary(t), "dev", "--listen", "127.0.0.1:0", "--data", data)
+	stdout, err := cmd.StdoutPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	var stderr strings.Builder
+	cmd.Stderr = &stderr
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	done := make(chan error, 1)
+	go func() { done <- cmd.Wait() }()
+	t.Cleanup(func() {
+		cmd.Process.Signal(syscall.SIGINT)
+		select {
+		case err := <-done:
+			if err != nil {
+				t.Errorf("sallyport dev exited with %v after SIGINT\n%s", err, stderr.String())
+			}
+		case <-time.After(15 * time.Second):
+			cmd.Process.Kill()
+			t.Error("sallyport dev did not stop within 15s of SIGINT")
+		}
+	})
+	found := make(chan string, 1)
+	go func() {
+		sc := bufio.NewScanner(stdout)
+		for sc.Scan() {
+			if m := devURL.FindStringSubmatch(sc.Text()); m != nil {
+				found <- m[1]
+			}
+		}
+		io.Copy(io.Discard, stdout)
+	}()
+	select {
+	case u := <-found:
+		return u
+	case err := <-done:
+		t.Fatalf("sallyport dev exited: %v\n%s", err, stderr.String())
+	case <-time.After(30 * time.Second):
+		t.Fatalf("sallyport dev printed no URL within 30s\n%s", stderr.String())
+	}
+	return ""
+}
+
+// TestDevLoginSSH is the whole path a volunteer takes: `sallyport dev`,
+// `sallyport login --dev-user alice` (both as processes), then the real ssh
+// client with the certificate into a real sshd that trusts the user CA.
+func TestDevLoginSSH(t *testing.T) {
+	data := filepath.Join(t.TempDir(), "data")
+	base := startDev(t, data)
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+	keys := t.TempDir()
+
+	tests := []struct {
+		name    string
+		user    string
+		ok      bool
+		message string
+	}{
+		{"ok/alice", "alice", true, "principals: deploy, root"},
+		{"fail/not-in-org", "erin", false, "not a member of the example-oss organisation"},
+		{"fail/invitation-pending", "dave", false, "pending"},
+		{"fail/unknown-user", "nobody", false, "did not complete"},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			key := filepath.Join(keys, tc.user)
+			cmd := exec.CommandContext(ctx, binary(t), "login", "--server", base, "--dev-user", tc.user, "--key", key)
+			cmd.Env = append(os.Environ(), "SSH_AUTH_SOCK=")
+			out, err := cmd.CombinedOutput()
+			if (err == nil) != tc.ok {
+				t.Fatalf("login: err = %v; want ok=%v\n%s", err, tc.ok, out)
+			}
+			if !strings.Contains(string(out), tc.message) {
+				t.Errorf("login output lacks %q:\n%s", tc.message, out)
+			}
+			if !tc.ok {
+				if _, err := os.Stat(key + "-cert.pub"); err == nil {
+					t.Error("a refused login wrote a certificate")
+				}
+				return
+			}
+			if fi, err := os.Stat(key); err != nil || fi.Mode().Perm() != 0o600 {
+				t.Errorf("new key %s: %v, mode %v; want 0600", key, err, fi.Mode())
+			}
+			out, err = exec.CommandContext(ctx, binary(t), "status", "--key", key).CombinedOutput()
+			if err != nil || !strings.Contains(string(out), "alice github:1001 serial=") {
+				t.Errorf("status: %v\n%s", err, out)
+			}
+		})
+	}
+
+	t.Run("ok/ssh-agent", func(t *testing.T) {
+		sock := filepath.Join(t.TempDir(), "agent.sock")
+		agentCmd := exec.Command("ssh-agent", "-D", "-a", sock)
+		if err := agentCmd.Start(); err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { agentCmd.Process.Kill(); agentCmd.Wait() })
+		for i := 0; i < 100; i++ {
+			if _, err := os.Stat(sock); err == nil {
+				break
+			}
+			time.Sleep(20 * time.Millisecond)
+		}
+		cmd := exec.CommandContext(ctx, binary(t), "login", "--server", base, "--dev-user", "bob", "--key", filepath.Join(keys, "bob"))
+		cmd.Env = append(os.Environ(), "SSH_AUTH_SOCK="+sock)
+		if out, err := cmd.CombinedOutput(); err != nil || !strings.Contains(string(out), "Added to ssh-agent") {
+			t.Fatalf("login: %v\n%s", err, out)
+		}
+		list := exec.CommandContext(ctx, "ssh-add", "-L")
+		list.Env = append(os.Environ(), "SSH_AUTH_SOCK="+sock)
+		out, err := list.CombinedOutput()
+		if err != nil || !strings.Contains(string(out), "ssh-ed25519-cert-v01@openssh.com") || !strings.Contains(string(out), "sallyport bob github:1002") {
+			t.Errorf("ssh-add -L: %v\n%s; want bob's certificate", err, out)
+		}
+	})
+
+	userCA, err := os.ReadFile(filepath.Join(data, ca.KindUser.FileName()+".pub"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	caKey, _, _, _, err := ssh.ParseAuthorizedKey(userCA)
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv := sshdtest.Start(t, sshdtest.Config{TrustedUserCAKeys: []ssh.PublicKey{caKey}})
+	out, err := srv.Command(ctx, filepath.Join(keys, "alice"), "echo", "signed-in-through-sallyport").CombinedOutput()
+	if err != nil || !strings.Contains(string(out), "signed-in-through-sallyport") {
+		t.Fatalf("ssh with the certificate: %v\n%s\n%s", err, out, srv.Log())
+	}
+	// Without the certificate the same key gets nowhere.
+	os.Rename(filepath.Join(keys, "alice-cert.pub"), filepath.Join(keys, "alice-cert.off"))
+	if out, err := srv.Command(ctx, filepath.Join(keys, "alice"), "true").CombinedOutput(); err == nil {
+		t.Errorf("ssh without the certificate succeeded:\n%s", out)
+	}
+	audit, err := os.ReadFile(filepath.Join(data, auditFile))
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, want := range []string{`"type":"login","actor":"github:1001"`, `"type":"issue","actor":"github:1001"`, `"type":"login","actor":"github-login:erin"`} {
+		if !strings.Contains(string(audit), want) {
+			t.Errorf("audit log lacks %s", want)
+		}
+	}
+}

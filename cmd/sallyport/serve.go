@@ -1,0 +1,224 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"net/http"
+	"os"
+	"os/signal"
+	"strings"
+	"syscall"
+	"time"
+
+	"github.com/sallyport/sallyport/ca"
+	"github.com/sallyport/sallyport/config"
+	"github.com/sallyport/sallyport/identity"
+	"github.com/sallyport/sallyport/store"
+	"github.com/sallyport/sallyport/web"
+)
+
+func runServe(ctx context.Context, args []string, stdout, stderr io.Writer) error {
+	fs := newFlagSet("serve", "", `
+Run the Sallyport server: GitHub sign-in, certificate issuance, the web
+pages, /metrics and /healthz. The policy file is reloaded on SIGHUP and when
+it changes; a policy that fails its check is refused and the last good one
+stays in force. --check validates the configuration, its secrets, the CA
+keys and the policy, then exits.`, stderr)
+	cfgPath := fs.String("config", "sallyport.yaml", "configuration `file`")
+	check := fs.Bool("check", false, "validate the configuration, secrets, keys and policy, then exit")
+	rest, err := parseFlags(fs, args)
+	if err != nil {
+		return err
+	}
+	if err := noArgs(rest); err != nil {
+		return err
+	}
+	cfg, err := config.Load(*cfgPath)
+	if err != nil {
+		var ce *config.Error
+		if errors.As(err, &ce) {
+			for _, p := range ce.Problems {
+				fmt.Fprintln(stderr, p)
+			}
+			return exitCode(1)
+		}
+		return fmt.Errorf("serve: %w", err)
+	}
+	secret, err := readSecret(cfg.GitHub.ClientSecret)
+	if err != nil {
+		return fmt.Errorf("serve: github.client_secret: %w", err)
+	}
+	keys, err := ca.LoadKeys(cfg.Data)
+	if err != nil {
+		return fmt.Errorf("serve: %w", err)
+	}
+	if *check {
+		data, err := os.ReadFile(cfg.Policy)
+		if err != nil {
+			return fmt.Errorf("serve: %w", err)
+		}
+		if _, err := web.Check(cfg.Policy, data); err != nil {
+			return fmt.Errorf("serve: policy: %w", err)
+		}
+		fmt.Fprintf(stdout, "%s: ok (policy %s, data %s)\n", cfg.File, cfg.Policy, cfg.Data)
+		return nil
+	}
+	logger := slog.New(slog.NewTextHandler(stderr, nil))
+
+	st, err := openStore(ctx, cfg.Data)
+	if err != nil {
+		return fmt.Errorf("serve: %w", err)
+	}
+	defer st.Close()
+	pf, err := web.LoadPolicyFile(ctx, cfg.Policy, st, logger, nil)
+	if err != nil {
+		return fmt.Errorf("serve: %w", err)
+	}
+	org := pf.Policy().GitHub.Org
+	gh, err := identity.NewGitHub(identity.GitHubConfig{
+		ClientID: cfg.GitHub.ClientID, ClientSecret: secret, Org: org,
+		RedirectURL: cfg.BaseURL + web.CallbackPath, WebURL: cfg.GitHub.WebURL, APIURL: cfg.GitHub.APIURL,
+	})
+	if err != nil {
+		return fmt.Errorf("serve: %w", err)
+	}
+	opts := web.Options{
+		BaseURL:               cfg.BaseURL,
+		Audit:                 st,
+		Policy:                pf,
+		GitHub:                gh,
+		HostCA:                keys.Host.PublicKey(),
+		SessionTTL:            cfg.Sessions.TTL,
+		SignInPerMinute:       cfg.Limits.SignInPerMinute,
+		CertificatesPerMinute: cfg.Limits.CertificatesPerMinute,
+		MaxRequestBytes:       cfg.Limits.MaxRequestBytes,
+		TrustedProxies:        cfg.TrustedProxyPrefixes(),
+		Logger:                logger,
+	}
+	var background []func(context.Context)
+	if cfg.GitHub.OrgToken != nil {
+		tokens := identity.FileTokenSource(cfg.GitHub.OrgToken.File)
+		if cfg.GitHub.OrgToken.Env != "" {
+			tok, err := readSecret(*cfg.GitHub.OrgToken)
+			if err != nil {
+				return fmt.Errorf("serve: github.org_token: %w", err)
+			}
+			tokens = identity.StaticToken(tok)
+		}
+		dir, err := identity.NewDirectory(identity.DirectoryConfig{Org: org, APIURL: cfg.GitHub.APIURL, Token: tokens,
+			Interval: cfg.GitHub.Refresh, Logger: logger})
+		if err != nil {
+			return fmt.Errorf("serve: %w", err)
+		}
+		opts.Directory = dir
+		background = append(background, func(ctx context.Context) { dir.Run(ctx) }) //nolint:errcheck // returns ctx.Err()
+		if cfg.GitHub.WebhookSecret != nil {
+			ws, err := readSecret(*cfg.GitHub.WebhookSecret)
+			if err != nil {
+				return fmt.Errorf("serve: github.webhook_secret: %w", err)
+			}
+			hook, err := identity.NewWebhook(dir, identity.WebhookConfig{Secret: []byte(ws)})
+			if err != nil {
+				return fmt.Errorf("serve: %w", err)
+			}
+			opts.Webhook = hook
+		}
+	} else if cfg.GitHub.WebhookSecret != nil {
+		return errors.New("serve: github.webhook_secret needs github.org_token (webhooks update the organisation directory)")
+	}
+	if a := cfg.Actions; a != nil {
+		v, err := identity.NewActions(identity.ActionsConfig{Issuer: a.Issuer, Audience: a.Audience})
+		if err != nil {
+			return fmt.Errorf("serve: %w", err)
+		}
+		opts.CI, opts.MaxCITTL = v, a.MaxTTL
+	}
+	var tlsFiles [2]string
+	if cfg.TLS != nil {
+		tlsFiles = [2]string{cfg.TLS.CertFile, cfg.TLS.KeyFile}
+	}
+	ln, err := net.Listen("tcp", cfg.Listen)
+	if err != nil {
+		return fmt.Errorf("serve: %w", err)
+	}
+	fmt.Fprintf(stdout, "sallyport serving %s on %s (policy %s)\n", cfg.BaseURL, ln.Addr(), cfg.Policy)
+	return serveWeb(ctx, ln, st, keys, opts, pf, cfg.PolicyPoll, tlsFiles, background, logger)
+}
+
+// readSecret reads a secret from its file (which must not be readable by
+// others) or environment variable.
+func readSecret(s config.Secret) (string, error) {
+	if s.File != "" {
+		return identity.ReadSecretFile(s.File)
+	}
+	v, ok := os.LookupEnv(s.Env)
+	if !ok || strings.TrimSpace(v) == "" {
+		return "", fmt.Errorf("environment variable %s is not set", s.Env)
+	}
+	return strings.TrimSpace(v), nil
+}
+
+// serveWeb runs the web server on ln until ctx ends, with certificates
+// recorded through a group-committing batcher, the policy reloaded on
+// SIGHUP and on change, and the background tasks running.
+func serveWeb(ctx context.Context, ln net.Listener, st *dataStore, keys ca.Keys, opts web.Options, pf *web.PolicyFile,
+	poll time.Duration, tlsFiles [2]string, background []func(context.Context), logger *slog.Logger) error {
+	batch := st.NewBatcher(store.BatchOptions{})
+	defer batch.Close()
+	authority, err := ca.New(keys, batch)
+	if err != nil {
+		return err
+	}
+	opts.Issuer = authority
+	srv, err := web.New(opts)
+	if err != nil {
+		return err
+	}
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	hup := make(chan os.Signal, 1)
+	signal.Notify(hup, syscall.SIGHUP)
+	defer signal.Stop(hup)
+	go func() {
+		for {
+			select {
+			case <-ctx.Done():
+				return
+			case <-hup:
+				pf.Reload(ctx, "SIGHUP") //nolint:errcheck // logged and audited
+			}
+		}
+	}()
+	go pf.Watch(ctx, poll)
+	for _, f := range background {
+		go f(ctx)
+	}
+	hs := srv.HTTPServer("")
+	errc := make(chan error, 1)
+	go func() {
+		if tlsFiles[0] != "" {
+			errc <- hs.ServeTLS(ln, tlsFiles[0], tlsFiles[1])
+		} else {
+			errc <- hs.Serve(ln)
+		}
+	}()
+	select {
+	case err := <-errc:
+		return err
+	case <-ctx.Done():
+	}
+	logger.Info("shutting down")
+	sctx, scancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer scancel()
+	if err := hs.Shutdown(sctx); err != nil {
+		return err
+	}
+	if err := <-errc; !errors.Is(err, http.ErrServerClosed) {
+		return err
+	}
+	return nil
+}
