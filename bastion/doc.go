@@ -1,5 +1,64 @@
-// Package bastion will own Sallyport's SSH front door: the server users reach
-// with stock OpenSSH, target selection, per-request authorisation by policy,
-// the upstream connection with a session certificate, and session recording.
-// It does not issue user certificates; package ca does.
+// Package bastion owns Sallyport's SSH front door: the server users reach
+// with stock OpenSSH, target selection, per-request authorisation by the
+// current policy, the upstream connection made with a session certificate,
+// the relay of sessions, forwards and file transfers, session recording
+// hooks, and continuous authorisation of live sessions. It does not issue
+// user certificates; package ca does.
+//
+// # Naming the target
+//
+// Users name the target in one of two ways, both with stock OpenSSH:
+//
+//   - In the user name: ssh -p 2222 root@web1@bastion. The bastion parses
+//     "root@web1" with ParseUser, authenticates the certificate for login
+//     root and connects to web1.
+//   - With ProxyJump: ssh -J bastion root@web1. The client opens a
+//     direct-tcpip channel to web1:22; the bastion answers that channel
+//     with an SSH server of its own that presents a host certificate for
+//     "web1" signed by the host CA (minted on demand and cached), and
+//     authenticates the user again with the same certificate.
+//
+// Everything else addressed to the bastion itself is refused: remote
+// forwarding (ssh -R), Unix socket forwarding, tun devices, X11, sessions
+// on a connection that names no target, and every subsystem but sftp.
+//
+// # Authentication contract
+//
+// The x/crypto PublicKeyCallback may run for keys the client never proves
+// it holds (CVE-2024-45337). The bastion keeps no state from it: what it
+// learns travels only in the *ssh.Permissions returned for that key, which
+// x/crypto hands to VerifiedPublicKeyCallback only after the signature of
+// that very key verified, and then to ServerConn.Permissions. Checks that
+// need the store or the policy, and every audited refusal, happen in
+// VerifiedPublicKeyCallback, so nothing is written on behalf of a key
+// nobody proved to hold.
+//
+// A certificate is accepted only if its signature key is exactly the user
+// CA key (not itself a certificate), it is a user certificate, its
+// signature verifies, it is inside its validity window by the server's
+// clock, it lists at least one principal and the requested login among
+// them, it carries no critical option but force-command and
+// source-address, the client address matches its source-address, the
+// store holds the very same certificate under its serial, and neither the
+// serial nor the key is revoked. Identity comes from the store's record of
+// the serial, never from the key ID text.
+//
+// # Authorisation
+//
+// Each connection to a target, and each new session on it, is decided by
+// the policy as it stands (Server.Policy) for the identity as the
+// directory knows it now (Server.Directory), not by what the certificate
+// says. The certificate can only narrow: the permissions in force are
+// those both the policy decision and the certificate's permit-* extensions
+// allow, and a force-command in either is enforced by the bastion itself
+// (two different forced commands deny). Live sessions are re-evaluated
+// when Reevaluate is called (policy reload, directory change, revocation)
+// and at least every SweepInterval; sessions no longer allowed are ended
+// with a message and audited.
+//
+// # Recording
+//
+// Every session channel is recorded through Server.Recorder. A session
+// whose recording cannot be started is refused; a session whose recording
+// fails while it runs is ended. Nothing is left unrecorded.
 package bastion

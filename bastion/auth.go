@@ -1,0 +1,425 @@
+package bastion
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"net"
+	"net/netip"
+	"slices"
+	"strconv"
+	"strings"
+
+	"golang.org/x/crypto/ssh"
+
+	"github.com/sallyport/sallyport/audit"
+	"github.com/sallyport/sallyport/policy"
+	"github.com/sallyport/sallyport/store"
+)
+
+// authKey is the Permissions.ExtraData key under which the bastion carries
+// what it learnt about the certificate that authenticated a connection.
+type authKey struct{}
+
+// authInfo is what authentication established about a connection. It
+// travels only inside the *ssh.Permissions of the key being checked.
+type authInfo struct {
+	cert  *ssh.Certificate
+	login string
+	host  string // "" on a ProxyJump carrier connection
+
+	// Set after proof of possession.
+	identity string          // the store's identity, e.g. "github:1234"
+	who      policy.Identity // latest known identity
+	terms    terms           // what the policy allows; target connections only
+}
+
+// terms are the conditions of access to one login@host, from the policy
+// decision narrowed by the certificate.
+type terms struct {
+	perms        policy.Permissions
+	forceCommand string
+	recordInput  bool
+	address      string
+	roles        []string
+}
+
+// denial is a refusal with a reason fit to show the user.
+type denial struct{ reason string }
+
+func (d *denial) Error() string { return d.reason }
+
+func deny(format string, args ...any) error { return &denial{reason: fmt.Sprintf(format, args...)} }
+
+// Critical options the bastion understands; any other refuses the
+// certificate, as OpenSSH does.
+const (
+	optForceCommand  = "force-command"
+	optSourceAddress = "source-address"
+)
+
+// serverConfig returns the configuration for one incoming connection,
+// presenting signer. jumpHost is the target of a ProxyJump inner
+// connection, or "" for a connection from the network.
+func (s *Server) serverConfig(signer ssh.Signer, jumpHost string) *ssh.ServerConfig {
+	cfg := &ssh.ServerConfig{
+		MaxAuthTries:  6,
+		ServerVersion: "SSH-2.0-Sallyport",
+		PublicKeyCallback: func(conn ssh.ConnMetadata, key ssh.PublicKey) (*ssh.Permissions, error) {
+			return s.offeredKey(conn, key, jumpHost)
+		},
+		VerifiedPublicKeyCallback: func(conn ssh.ConnMetadata, key ssh.PublicKey, perms *ssh.Permissions, _ string) (*ssh.Permissions, error) {
+			return s.provenKey(conn, key, perms)
+		},
+	}
+	cfg.Ciphers = s.ciphers()
+	cfg.AddHostKey(signer)
+	return cfg
+}
+
+// banner wraps err so that x/crypto shows the user its one-line reason.
+func banner(err error) error {
+	return &ssh.BannerError{Err: err, Message: "sallyport: " + err.Error() + "\r\n"}
+}
+
+// offeredKey checks a key the client offers. It may run for keys the client
+// never proves it holds, so it keeps no state and writes nothing: it only
+// checks what the certificate alone shows (issuer, type, signature) and
+// returns what it found inside the Permissions for this very key.
+func (s *Server) offeredKey(conn ssh.ConnMetadata, key ssh.PublicKey, jumpHost string) (*ssh.Permissions, error) {
+	login, host, err := ParseUser(conn.User())
+	if err != nil {
+		return nil, banner(err)
+	}
+	if jumpHost != "" {
+		if host != "" {
+			return nil, banner(fmt.Errorf("%w: through ProxyJump, log in as LOGIN, not %q", ErrBadUser, conn.User()))
+		}
+		host = jumpHost
+	}
+	cert, ok := key.(*ssh.Certificate)
+	if !ok {
+		// Agents usually offer plain keys before certificates; refusing
+		// quietly lets the client go on to its certificate.
+		return nil, errors.New("only certificates from the Sallyport user CA are accepted")
+	}
+	if err := s.checkIssuer(cert); err != nil {
+		return nil, banner(err)
+	}
+	return &ssh.Permissions{ExtraData: map[any]any{
+		authKey{}: &authInfo{cert: cert, login: login, host: host},
+	}}, nil
+}
+
+// checkIssuer verifies that cert is a user certificate signed by the user
+// CA itself.
+func (s *Server) checkIssuer(cert *ssh.Certificate) error {
+	if _, ok := cert.SignatureKey.(*ssh.Certificate); ok {
+		return errors.New("certificate refused: it is signed by a certificate, not by a CA key")
+	}
+	if !bytes.Equal(cert.SignatureKey.Marshal(), s.userCA.Marshal()) {
+		return fmt.Errorf("certificate refused: it is signed by %s %s, not by the Sallyport user CA",
+			cert.SignatureKey.Type(), ssh.FingerprintSHA256(cert.SignatureKey))
+	}
+	if cert.CertType != ssh.UserCert {
+		return errors.New("certificate refused: it is a host certificate, not a user certificate")
+	}
+	if err := verifyCertSignature(cert); err != nil {
+		return errors.New("certificate refused: its signature does not verify")
+	}
+	return nil
+}
+
+// verifyCertSignature checks cert's signature by its SignatureKey.
+func verifyCertSignature(cert *ssh.Certificate) error {
+	if cert.Signature == nil {
+		return errors.New("unsigned")
+	}
+	c := *cert
+	c.Signature = nil
+	b := c.Marshal()
+	// Marshal ends with the signature as a string: an empty one is four
+	// zero bytes, which are not signed.
+	return cert.SignatureKey.Verify(b[:len(b)-4], cert.Signature)
+}
+
+// provenKey runs once the client proved it holds key, with the Permissions
+// offeredKey returned for that key. Refusals from here on are audited.
+func (s *Server) provenKey(conn ssh.ConnMetadata, key ssh.PublicKey, perms *ssh.Permissions) (*ssh.Permissions, error) {
+	info, _ := perms.ExtraData[authKey{}].(*authInfo)
+	if info == nil || !bytes.Equal(info.cert.Marshal(), key.Marshal()) {
+		return nil, errors.New("bastion: internal error: verified key does not match its permissions")
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), durationOr(s.HandshakeTimeout, DefaultHandshakeTimeout))
+	defer cancel()
+	if err := s.admit(ctx, info, conn.RemoteAddr()); err != nil {
+		var d *denial
+		if !errors.As(err, &d) {
+			s.logger().Error("bastion: authentication failed", "err", err, "remote", conn.RemoteAddr().String())
+			return nil, banner(errors.New("the bastion could not check your certificate; try again later"))
+		}
+		_ = s.auditDeny(ctx, info, conn.RemoteAddr(), d.reason)
+		return nil, banner(err)
+	}
+	out := &ssh.Permissions{ExtraData: map[any]any{authKey{}: info}}
+	if src, ok := info.cert.CriticalOptions[optSourceAddress]; ok {
+		// Checked by admit already; x/crypto checks it again.
+		out.CriticalOptions = map[string]string{optSourceAddress: src}
+	}
+	return out, nil
+}
+
+// admit checks a proven certificate against the clock, the store and the
+// policy, and fills in info. Refusals are *denial errors.
+func (s *Server) admit(ctx context.Context, info *authInfo, remote net.Addr) error {
+	cert := info.cert
+	login := info.login
+	if info.host == "" {
+		login = ""
+	}
+	if err := s.checkCert(cert, login, remote); err != nil {
+		return err
+	}
+	recs, err := s.Store.Certificates(ctx, store.CertificateFilter{Serial: cert.Serial, Limit: 2})
+	if err != nil {
+		return fmt.Errorf("look up certificate %d: %w", cert.Serial, err)
+	}
+	if len(recs) != 1 || recs[0].Type != store.CertTypeUser ||
+		recs[0].AuthorizedKey != string(bytes.TrimSpace(ssh.MarshalAuthorizedKey(cert))) {
+		return deny("certificate serial %d was not issued by this Sallyport", cert.Serial)
+	}
+	info.identity = recs[0].Identity
+	if reason, err := s.revoked(ctx, cert); err != nil {
+		return err
+	} else if reason != "" {
+		return deny("%s", reason)
+	}
+	who, err := s.lookup(info.identity)
+	if err != nil {
+		return err
+	}
+	info.who = who
+	if info.host == "" {
+		return nil // a ProxyJump carrier: each tunnel is decided on its own
+	}
+	t, err := s.decide(info, remote)
+	if err != nil {
+		return err
+	}
+	info.terms = t
+	return nil
+}
+
+// checkCert checks what the certificate itself says: validity window,
+// principals (including login, unless it is ""), critical options and
+// source address.
+func (s *Server) checkCert(cert *ssh.Certificate, login string, remote net.Addr) error {
+	now := s.now().Unix()
+	if now < 0 || uint64(now) < cert.ValidAfter {
+		return deny("certificate serial %d is not valid yet", cert.Serial)
+	}
+	if cert.ValidBefore != ssh.CertTimeInfinity && uint64(now) >= cert.ValidBefore {
+		return deny("certificate serial %d has expired; sign in again with 'sallyport login'", cert.Serial)
+	}
+	if len(cert.ValidPrincipals) == 0 {
+		return deny("certificate serial %d lists no principals", cert.Serial)
+	}
+	// A ProxyJump carrier's user name is whatever the client's jump
+	// host spec says; the login is checked on the inner connection.
+	if login != "" && !slices.Contains(cert.ValidPrincipals, login) {
+		return deny("certificate serial %d is not valid for login %q (it allows %s)", cert.Serial, login, strings.Join(cert.ValidPrincipals, ", "))
+	}
+	for opt := range cert.CriticalOptions {
+		if opt != optForceCommand && opt != optSourceAddress {
+			return deny("certificate serial %d carries the unknown critical option %q", cert.Serial, opt)
+		}
+	}
+	if src, ok := cert.CriticalOptions[optSourceAddress]; ok {
+		addr := remoteAddr(remote)
+		allowed := false
+		for _, f := range strings.Split(src, ",") {
+			if p, err := parsePrefix(f); err == nil && addr.IsValid() && p.Contains(addr) {
+				allowed = true
+				break
+			}
+		}
+		if !allowed {
+			return deny("certificate serial %d may not be used from %s", cert.Serial, addr)
+		}
+	}
+	return nil
+}
+
+func parsePrefix(s string) (netip.Prefix, error) {
+	s = strings.TrimSpace(s)
+	if strings.Contains(s, "/") {
+		return netip.ParsePrefix(s)
+	}
+	a, err := netip.ParseAddr(s)
+	if err != nil {
+		return netip.Prefix{}, err
+	}
+	return netip.PrefixFrom(a, a.BitLen()), nil
+}
+
+func remoteAddr(a net.Addr) netip.Addr {
+	if ta, ok := a.(*net.TCPAddr); ok {
+		ip, _ := netip.AddrFromSlice(ta.IP)
+		return ip.Unmap()
+	}
+	if ap, err := netip.ParseAddrPort(a.String()); err == nil {
+		return ap.Addr().Unmap()
+	}
+	return netip.Addr{}
+}
+
+// revoked reports why cert is revoked, or "" if it is not.
+func (s *Server) revoked(ctx context.Context, cert *ssh.Certificate) (string, error) {
+	revs, err := s.Store.Revocations(ctx)
+	if err != nil {
+		return "", fmt.Errorf("list revocations: %w", err)
+	}
+	return newRevocationSet(revs).check(cert), nil
+}
+
+// revocationSet answers revocation questions for many certificates from
+// one listing.
+type revocationSet struct {
+	serials map[uint64]string
+	keys    map[string]string
+}
+
+func newRevocationSet(revs []store.Revocation) revocationSet {
+	rs := revocationSet{serials: map[uint64]string{}, keys: map[string]string{}}
+	for _, r := range revs {
+		if r.Serial != 0 {
+			rs.serials[r.Serial] = r.Reason
+		}
+		if r.Key != nil {
+			rs.keys[ssh.FingerprintSHA256(r.Key)] = r.Reason
+		}
+	}
+	return rs
+}
+
+func (rs revocationSet) check(cert *ssh.Certificate) string {
+	if reason, ok := rs.serials[cert.Serial]; ok {
+		return fmt.Sprintf("certificate serial %d has been revoked%s", cert.Serial, because(reason))
+	}
+	if reason, ok := rs.keys[ssh.FingerprintSHA256(cert.Key)]; ok {
+		return fmt.Sprintf("the key of certificate serial %d has been revoked%s", cert.Serial, because(reason))
+	}
+	return ""
+}
+
+func because(reason string) string {
+	if reason == "" {
+		return ""
+	}
+	return fmt.Sprintf(" (%q)", reason)
+}
+
+// lookup resolves the store's identity of a certificate to the identity as
+// the directory knows it now.
+func (s *Server) lookup(identity string) (policy.Identity, error) {
+	rest, ok := strings.CutPrefix(identity, "github:")
+	if !ok {
+		return policy.Identity{}, deny("certificates of %q identities are not accepted by the bastion", identityKind(identity))
+	}
+	id, err := strconv.ParseInt(rest, 10, 64)
+	if err != nil || id <= 0 {
+		return policy.Identity{}, deny("the certificate's identity %q is not a GitHub user ID", identity)
+	}
+	who, ok := s.Directory.Identity(id)
+	if !ok {
+		return policy.Identity{}, deny("GitHub user %d is not a current member of the organisation", id)
+	}
+	who.ID = id
+	return who, nil
+}
+
+func identityKind(identity string) string {
+	k, _, _ := strings.Cut(identity, ":")
+	if len(k) > 16 {
+		k = k[:16]
+	}
+	return k
+}
+
+// decide asks the current policy whether info's identity may log in as
+// info.login on info.host from remote, and on what terms.
+func (s *Server) decide(info *authInfo, remote net.Addr) (terms, error) {
+	p := s.Policy()
+	if p == nil {
+		return terms{}, deny("no policy is loaded")
+	}
+	d := p.Grant(info.who).Allows(info.login, info.host)
+	if !d.Allow {
+		return terms{}, deny("%s@%s denied: %s", info.login, info.host, d.Reason)
+	}
+	if addr := remoteAddr(remote); !d.AllowsSource(addr) {
+		return terms{}, deny("%s@%s denied: connections from %s are not allowed for it", info.login, info.host, addr)
+	}
+	t := terms{
+		perms:        d.Permissions & certPermissions(info.cert),
+		forceCommand: d.ForceCommand,
+		recordInput:  d.RecordInput,
+		address:      d.Address,
+		roles:        d.Roles,
+	}
+	if fc := info.cert.CriticalOptions[optForceCommand]; fc != "" {
+		if t.forceCommand != "" && t.forceCommand != fc {
+			return terms{}, deny("%s@%s denied: the certificate and the policy force different commands", info.login, info.host)
+		}
+		t.forceCommand = fc
+	}
+	return t, nil
+}
+
+// certPermissions reads the permit-* extensions of cert.
+func certPermissions(cert *ssh.Certificate) policy.Permissions {
+	var out policy.Permissions
+	for bit := policy.Permissions(1); bit != 0 && bit <= policy.AllPermissions; bit <<= 1 {
+		for ext := range bit.Extensions() {
+			if _, ok := cert.Extensions[ext]; ok {
+				out |= bit
+			}
+		}
+	}
+	return out
+}
+
+func (s *Server) auditDeny(ctx context.Context, info *authInfo, remote net.Addr, reason string) error {
+	target := info.login
+	if info.host != "" {
+		target += "@" + info.host
+	}
+	return s.audit(ctx, audit.Event{
+		Type:    audit.TypeDeny,
+		Actor:   actor(info),
+		Subject: target,
+		Outcome: audit.OutcomeDenied,
+		Reason:  reason,
+		Fields:  certFields(info.cert, remote),
+	})
+}
+
+func actor(info *authInfo) string {
+	if info.identity != "" {
+		return info.identity
+	}
+	return "key:" + ssh.FingerprintSHA256(info.cert.Key)
+}
+
+func certFields(cert *ssh.Certificate, remote net.Addr) map[string]string {
+	f := map[string]string{
+		"serial":          strconv.FormatUint(cert.Serial, 10),
+		"key_id":          cert.KeyId,
+		"key_fingerprint": ssh.FingerprintSHA256(cert.Key),
+	}
+	if remote != nil {
+		f["remote"] = remote.String()
+	}
+	return f
+}

@@ -1,0 +1,340 @@
+package bastion
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net"
+	"strconv"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"golang.org/x/crypto/ssh"
+)
+
+// serverConn is one TCP connection from a user.
+type serverConn struct {
+	srv *Server
+	nc  net.Conn
+
+	active   atomic.Int64 // unix nanoseconds of the last channel data
+	channels atomic.Int64 // open channels, across ProxyJump tunnels too
+
+	mu      sync.Mutex
+	closed  bool
+	targets map[*targetConn]struct{}
+}
+
+func (c *serverConn) touch() { c.active.Store(time.Now().UnixNano()) }
+
+// serve runs the connection: handshake, then either a target connection
+// (login@host in the user name) or a ProxyJump carrier.
+func (c *serverConn) serve() {
+	s := c.srv
+	defer c.nc.Close()
+	c.touch()
+	hs := durationOr(s.HandshakeTimeout, DefaultHandshakeTimeout)
+	ctx, cancel := context.WithTimeout(context.Background(), hs)
+	signer, err := s.hosts.signer(ctx, s.HostNames)
+	cancel()
+	if err != nil {
+		s.logger().Error("bastion: no host certificate", "err", err)
+		return
+	}
+	_ = c.nc.SetDeadline(time.Now().Add(hs))
+	sc, chans, reqs, err := ssh.NewServerConn(c.nc, s.serverConfig(signer, ""))
+	if err != nil {
+		s.logger().Debug("bastion: handshake failed", "remote", c.nc.RemoteAddr().String(), "err", err)
+		return
+	}
+	_ = c.nc.SetDeadline(time.Time{})
+	defer sc.Close()
+	info := sc.Permissions.ExtraData[authKey{}].(*authInfo)
+	stop := c.watch(sc)
+	defer stop()
+	if info.host != "" {
+		s.serveTarget(c, sc, chans, reqs, info)
+		return
+	}
+	go s.refuseGlobal(reqs, info, sc.RemoteAddr())
+	s.serveCarrier(c, sc, chans, info)
+}
+
+// close ends the connection, telling every session why.
+func (c *serverConn) close(reason string) {
+	c.mu.Lock()
+	c.closed = true
+	var ts []*targetConn
+	for t := range c.targets {
+		ts = append(ts, t)
+	}
+	c.mu.Unlock()
+	for _, t := range ts {
+		t.end(reason)
+	}
+	c.nc.Close()
+}
+
+func (c *serverConn) addTarget(t *targetConn) bool {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.closed {
+		return false
+	}
+	if c.targets == nil {
+		c.targets = map[*targetConn]struct{}{}
+	}
+	c.targets[t] = struct{}{}
+	return true
+}
+
+func (c *serverConn) removeTarget(t *targetConn) {
+	c.mu.Lock()
+	delete(c.targets, t)
+	c.mu.Unlock()
+}
+
+// openChannel counts a channel against MaxChannelsPerConn; release undoes
+// it.
+func (c *serverConn) openChannel() bool {
+	if c.channels.Add(1) > int64(intOr(c.srv.MaxChannelsPerConn, DefaultMaxChannelsPerConn)) {
+		c.channels.Add(-1)
+		return false
+	}
+	return true
+}
+
+func (c *serverConn) releaseChannel() { c.channels.Add(-1) }
+
+// watch sends keepalives to the user and ends the connection when it has
+// been idle for IdleTimeout or stops answering keepalives.
+func (c *serverConn) watch(conn ssh.Conn) (stop func()) {
+	s := c.srv
+	done := make(chan struct{})
+	interval := durationOr(s.KeepAliveInterval, DefaultKeepAliveInterval)
+	idle := durationOr(s.IdleTimeout, DefaultIdleTimeout)
+	tick := time.Minute
+	if interval > 0 {
+		tick = min(tick, interval)
+	}
+	if idle > 0 {
+		tick = min(tick, max(idle/4, 10*time.Millisecond))
+	}
+	go func() {
+		t := time.NewTicker(tick)
+		defer t.Stop()
+		missed := 0
+		lastProbe := time.Now()
+		for {
+			select {
+			case <-done:
+				return
+			case <-t.C:
+			}
+			if idle > 0 && time.Since(time.Unix(0, c.active.Load())) > idle {
+				c.close(fmt.Sprintf("idle for more than %s", idle))
+				return
+			}
+			if interval <= 0 || time.Since(lastProbe) < interval {
+				continue
+			}
+			lastProbe = time.Now()
+			if keepalive(conn, interval) {
+				missed = 0
+			} else if missed++; missed >= intOr(s.KeepAliveCountMax, DefaultKeepAliveCountMax) {
+				s.logger().Info("bastion: user stopped answering keepalives", "remote", conn.RemoteAddr().String())
+				c.close("no answer to keepalives")
+				return
+			}
+		}
+	}()
+	return func() { close(done) }
+}
+
+// keepalive sends one keepalive request and reports whether an answer came
+// within timeout. Any answer counts, as for OpenSSH.
+func keepalive(conn ssh.Conn, timeout time.Duration) bool {
+	res := make(chan error, 1)
+	go func() {
+		_, _, err := conn.SendRequest("keepalive@openssh.com", true, nil)
+		res <- err
+	}()
+	select {
+	case err := <-res:
+		return err == nil
+	case <-time.After(timeout):
+		return false
+	}
+}
+
+// refuseGlobal answers global requests on a user connection: keepalives
+// get the usual negative answer, remote forwarding is refused and audited.
+func (s *Server) refuseGlobal(reqs <-chan *ssh.Request, info *authInfo, remote net.Addr) {
+	for r := range reqs {
+		switch r.Type {
+		case "tcpip-forward", "streamlocal-forward@openssh.com":
+			what := "remote port forwarding (ssh -R)"
+			if r.Type != "tcpip-forward" {
+				what = "remote Unix socket forwarding"
+			}
+			_ = s.auditDeny(context.Background(), info, remote, what+" is not supported by the bastion")
+		}
+		if r.WantReply {
+			_ = r.Reply(false, nil)
+		}
+	}
+}
+
+// directTCPIP is the payload of a direct-tcpip channel open (RFC 4254 7.2).
+type directTCPIP struct {
+	Host       string
+	Port       uint32
+	OriginHost string
+	OriginPort uint32
+}
+
+// serveCarrier serves a connection that names no target: its only use is
+// ProxyJump tunnels (direct-tcpip) to policy hosts, each answered by the
+// bastion's own SSH server.
+func (s *Server) serveCarrier(c *serverConn, sc *ssh.ServerConn, chans <-chan ssh.NewChannel, info *authInfo) {
+	var wg sync.WaitGroup
+	defer wg.Wait()
+	for nc := range chans {
+		switch nc.ChannelType() {
+		case "direct-tcpip":
+		case "session":
+			_ = nc.Reject(ssh.Prohibited, "this connection names no target: use 'ssh -J BASTION LOGIN@HOST' or 'ssh -p PORT LOGIN@HOST@BASTION'")
+			continue
+		default:
+			s.refuseChannel(nc, info, sc.RemoteAddr())
+			continue
+		}
+		var d directTCPIP
+		if err := ssh.Unmarshal(nc.ExtraData(), &d); err != nil {
+			_ = nc.Reject(ssh.ConnectionFailed, "malformed direct-tcpip request")
+			continue
+		}
+		host, err := ParseHost(d.Host)
+		if err != nil {
+			_ = nc.Reject(ssh.Prohibited, err.Error())
+			continue
+		}
+		if reason := s.checkJump(host, d.Port); reason != "" {
+			_ = s.auditDeny(context.Background(), &authInfo{cert: info.cert, identity: info.identity, login: info.login, host: host}, sc.RemoteAddr(), reason)
+			_ = nc.Reject(ssh.Prohibited, reason)
+			continue
+		}
+		if !c.openChannel() {
+			_ = nc.Reject(ssh.ResourceShortage, "too many channels on this connection")
+			continue
+		}
+		ch, reqs, err := nc.Accept()
+		if err != nil {
+			c.releaseChannel()
+			continue
+		}
+		go ssh.DiscardRequests(reqs)
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			defer c.releaseChannel()
+			s.serveTunnel(c, sc, ch, host)
+		}()
+	}
+}
+
+// checkJump says why a ProxyJump tunnel to host:port is refused, or "".
+func (s *Server) checkJump(host string, port uint32) string {
+	p := s.Policy()
+	if p == nil {
+		return "no policy is loaded"
+	}
+	for _, h := range p.Hosts {
+		if h.Name != host {
+			continue
+		}
+		if port == 22 {
+			return ""
+		}
+		if _, ps, err := net.SplitHostPort(h.Address); err == nil && ps == strconv.FormatUint(uint64(port), 10) {
+			return ""
+		}
+		return fmt.Sprintf("host %s is reached on port 22 through the bastion, not %d", host, port)
+	}
+	return fmt.Sprintf("no host named %q in the policy", host)
+}
+
+// refuseChannel rejects a channel type the bastion does not serve, with
+// an audit record.
+func (s *Server) refuseChannel(nc ssh.NewChannel, info *authInfo, remote net.Addr) {
+	var reason string
+	switch nc.ChannelType() {
+	case "direct-streamlocal@openssh.com":
+		reason = "Unix socket forwarding is not supported by the bastion"
+	case "tun@openssh.com":
+		reason = "tunnel devices (ssh -w) are not supported by the bastion"
+	case "x11":
+		reason = "X11 forwarding is not supported by the bastion"
+	default:
+		reason = fmt.Sprintf("channel type %q is not supported by the bastion", nc.ChannelType())
+		if len(reason) > 200 {
+			reason = "unsupported channel type"
+		}
+	}
+	_ = s.auditDeny(context.Background(), info, remote, reason)
+	_ = nc.Reject(ssh.Prohibited, reason)
+}
+
+// serveTunnel answers a ProxyJump tunnel to host with the bastion's own SSH
+// server, presenting a host certificate for host, and serves the inner
+// connection as a target connection.
+func (s *Server) serveTunnel(c *serverConn, outer *ssh.ServerConn, ch ssh.Channel, host string) {
+	defer ch.Close()
+	hs := durationOr(s.HandshakeTimeout, DefaultHandshakeTimeout)
+	timer := time.AfterFunc(hs, func() { ch.Close() })
+	ctx, cancel := context.WithTimeout(context.Background(), hs)
+	signer, err := s.hosts.signer(ctx, []string{host})
+	cancel()
+	if err != nil {
+		timer.Stop()
+		s.logger().Error("bastion: ProxyJump host certificate", "host", host, "err", err)
+		return
+	}
+	conn := &channelConn{Channel: ch, local: outer.LocalAddr(), remote: outer.RemoteAddr(), touch: c.touch}
+	sc, chans, reqs, err := ssh.NewServerConn(conn, s.serverConfig(signer, host))
+	if !timer.Stop() && err == nil {
+		err = errors.New("handshake timed out")
+		sc.Close()
+	}
+	if err != nil {
+		s.logger().Debug("bastion: ProxyJump handshake failed", "host", host, "err", err)
+		return
+	}
+	defer sc.Close()
+	info := sc.Permissions.ExtraData[authKey{}].(*authInfo)
+	s.serveTarget(c, sc, chans, reqs, info)
+}
+
+// channelConn makes a channel usable as the net.Conn under an SSH
+// connection. Deadlines are not supported; the caller bounds the handshake
+// by closing the channel.
+type channelConn struct {
+	ssh.Channel
+	local, remote net.Addr
+	touch         func()
+}
+
+func (c *channelConn) Read(p []byte) (int, error) {
+	n, err := c.Channel.Read(p)
+	if n > 0 {
+		c.touch()
+	}
+	return n, err
+}
+
+func (c *channelConn) LocalAddr() net.Addr                { return c.local }
+func (c *channelConn) RemoteAddr() net.Addr               { return c.remote }
+func (c *channelConn) SetDeadline(t time.Time) error      { return nil }
+func (c *channelConn) SetReadDeadline(t time.Time) error  { return nil }
+func (c *channelConn) SetWriteDeadline(t time.Time) error { return nil }

@@ -1,0 +1,454 @@
+package bastion
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"golang.org/x/crypto/ssh"
+	"golang.org/x/sys/cpu"
+
+	"github.com/sallyport/sallyport/audit"
+	"github.com/sallyport/sallyport/ca"
+	"github.com/sallyport/sallyport/policy"
+	"github.com/sallyport/sallyport/store"
+)
+
+// ErrServerClosed is returned by Serve and ListenAndServe after Shutdown or
+// Close.
+var ErrServerClosed = errors.New("bastion: server closed")
+
+// Directory knows the latest organisation membership of GitHub users.
+// The identity layer implements it; when membership changes it tells the
+// server with Server.Reevaluate.
+type Directory interface {
+	// Identity returns the identity of the GitHub user with this numeric
+	// ID as last known: login and teams in the policy's organisation.
+	// false means the user is unknown or no longer a member.
+	Identity(githubID int64) (policy.Identity, bool)
+}
+
+// Store is the part of the durable store the bastion uses. store.SQLite
+// implements it.
+type Store interface {
+	// Certificates finds the record of a presented certificate by serial.
+	Certificates(ctx context.Context, f store.CertificateFilter) ([]store.Certificate, error)
+	// Revocations lists revoked serials and keys.
+	Revocations(ctx context.Context) ([]store.Revocation, error)
+	// Audit records an event durably before the bastion acts on it.
+	Audit(ctx context.Context, e audit.Event) error
+}
+
+// Defaults for the Server's limits and timeouts.
+const (
+	DefaultHandshakeTimeout   = 30 * time.Second
+	DefaultIdleTimeout        = 30 * time.Minute
+	DefaultDialTimeout        = 10 * time.Second
+	DefaultKeepAliveInterval  = 30 * time.Second
+	DefaultKeepAliveCountMax  = 3
+	DefaultMaxConnections     = 1000
+	DefaultMaxChannelsPerConn = 32
+	DefaultMaxSessionsPerUser = 64
+	DefaultSweepInterval      = 30 * time.Second
+	DefaultHostCertTTL        = 24 * time.Hour
+	// SessionCertTTL is the lifetime of the certificates the bastion mints
+	// toward targets: long enough to authenticate, useless afterwards.
+	SessionCertTTL = 2 * time.Minute
+)
+
+// Server is the bastion's SSH server. Set the required fields, then call
+// Serve or ListenAndServe. A Server must not be copied or reconfigured after
+// it started serving.
+type Server struct {
+	// Addr is the address ListenAndServe listens on, e.g. ":2222".
+	// Required for ListenAndServe.
+	Addr string
+
+	// Authority mints the session certificates presented to targets and
+	// the host certificates the bastion presents, and names the user CA
+	// (the only CA whose certificates the bastion accepts) and the host CA
+	// (the only CA it trusts for targets). Required.
+	Authority *ca.Authority
+
+	// HostKey is the bastion's host private key. The bastion presents it
+	// only with a certificate from the host CA: for HostNames on direct
+	// connections, and for the requested target name on ProxyJump
+	// connections. Required; the server never makes up a key.
+	HostKey ssh.Signer
+
+	// HostNames are the names users reach the bastion by, such as
+	// "bastion.example.org"; they become the principals of its host
+	// certificate. Required.
+	HostNames []string
+
+	// Policy returns the policy currently in force. It is called for every
+	// decision, so a reload takes effect at once; call Reevaluate after a
+	// reload so live sessions are checked too. A nil policy denies
+	// everything. Required.
+	Policy func() *policy.Policy
+
+	// Directory resolves a certificate holder to their latest teams.
+	// Required.
+	Directory Directory
+
+	// Store holds issued certificates, revocations and the audit trail.
+	// Required.
+	Store Store
+
+	// Recorder records every session channel. Required: without it no
+	// session could be recorded, so none could be allowed.
+	Recorder Recorder
+
+	// Now is the clock for certificate validity and timeouts; nil means
+	// time.Now.
+	Now func() time.Time
+
+	// Logger receives operational messages; nil means slog.Default().
+	Logger *slog.Logger
+
+	// Dial connects to targets; nil means a net.Dialer.
+	Dial func(ctx context.Context, network, addr string) (net.Conn, error)
+
+	// HandshakeTimeout bounds key exchange and authentication, for users
+	// and toward targets; zero means DefaultHandshakeTimeout.
+	HandshakeTimeout time.Duration
+	// IdleTimeout ends a connection that moved no channel data either way
+	// for this long; zero means DefaultIdleTimeout, negative means never.
+	IdleTimeout time.Duration
+	// DialTimeout bounds the TCP connection to a target; zero means
+	// DefaultDialTimeout.
+	DialTimeout time.Duration
+	// KeepAliveInterval is how often the bastion probes a quiet peer (user
+	// or target); zero means DefaultKeepAliveInterval, negative never.
+	KeepAliveInterval time.Duration
+	// KeepAliveCountMax is how many unanswered probes end a connection;
+	// zero means DefaultKeepAliveCountMax.
+	KeepAliveCountMax int
+	// MaxConnections bounds concurrent TCP connections from users; beyond
+	// it new connections are closed at once. Zero means
+	// DefaultMaxConnections.
+	MaxConnections int
+	// MaxChannelsPerConn bounds open channels (sessions, forwards,
+	// ProxyJump tunnels) on one connection; zero means
+	// DefaultMaxChannelsPerConn.
+	MaxChannelsPerConn int
+	// MaxSessionsPerUser bounds concurrent session channels per identity
+	// across all connections; zero means DefaultMaxSessionsPerUser.
+	MaxSessionsPerUser int
+	// SweepInterval is how often live sessions are re-authorised even
+	// without a Reevaluate call; zero means DefaultSweepInterval. Values
+	// over a minute are capped at a minute.
+	SweepInterval time.Duration
+	// HostCertTTL is the lifetime of the host certificates the bastion
+	// mints for itself; they are renewed at half-life. Zero means
+	// DefaultHostCertTTL.
+	HostCertTTL time.Duration
+	// Ciphers, if set, replaces the bastion's cipher preference. The
+	// default offers only AES-GCM on machines with AES instructions (so
+	// that OpenSSH clients, which prefer ChaCha20-Poly1305, pick the
+	// faster cipher), and ChaCha20-Poly1305 first elsewhere.
+	Ciphers []string
+
+	initOnce sync.Once
+	initErr  error
+	hostCA   ssh.PublicKey
+	userCA   ssh.PublicKey
+	hosts    *hostCerts
+
+	mu        sync.Mutex
+	listeners map[*net.Listener]struct{}
+	conns     map[*serverConn]struct{}
+	closed    bool
+	done      chan struct{} // closed by Shutdown/Close
+	nconns    atomic.Int64
+	sessions  map[string]int // open session channels per identity
+	live      map[*targetConn]struct{}
+	wake      chan string // Reevaluate requests
+	sweeping  bool
+	connGroup sync.WaitGroup
+}
+
+func (s *Server) init() error {
+	s.initOnce.Do(func() {
+		var missing []string
+		if s.Authority == nil {
+			missing = append(missing, "Authority")
+		}
+		if s.HostKey == nil {
+			missing = append(missing, "HostKey")
+		}
+		if len(s.HostNames) == 0 {
+			missing = append(missing, "HostNames")
+		}
+		if s.Policy == nil {
+			missing = append(missing, "Policy")
+		}
+		if s.Directory == nil {
+			missing = append(missing, "Directory")
+		}
+		if s.Store == nil {
+			missing = append(missing, "Store")
+		}
+		if s.Recorder == nil {
+			missing = append(missing, "Recorder")
+		}
+		if len(missing) > 0 {
+			s.initErr = fmt.Errorf("bastion: server not configured: missing %v", missing)
+			return
+		}
+		if _, ok := s.HostKey.PublicKey().(*ssh.Certificate); ok {
+			s.initErr = errors.New("bastion: HostKey must be a plain key; the server certifies it with the host CA itself")
+			return
+		}
+		for _, n := range s.HostNames {
+			if err := ca.ValidateHostname(n); err != nil {
+				s.initErr = fmt.Errorf("bastion: HostNames: %w", err)
+				return
+			}
+		}
+		s.userCA = s.Authority.PublicKey(ca.KindUser)
+		s.hostCA = s.Authority.PublicKey(ca.KindHost)
+		if s.userCA == nil || s.hostCA == nil {
+			s.initErr = errors.New("bastion: the authority lacks the user or host CA key")
+			return
+		}
+		s.hosts = &hostCerts{srv: s, certs: map[string]*hostCert{}}
+		s.listeners = map[*net.Listener]struct{}{}
+		s.conns = map[*serverConn]struct{}{}
+		s.sessions = map[string]int{}
+		s.live = map[*targetConn]struct{}{}
+		s.done = make(chan struct{})
+		s.wake = make(chan string, 1)
+		// Fail at start, not at the first user, if the host CA cannot
+		// certify the bastion.
+		if _, err := s.hosts.signer(context.Background(), s.HostNames); err != nil {
+			s.initErr = fmt.Errorf("bastion: host certificate: %w", err)
+		}
+	})
+	return s.initErr
+}
+
+func (s *Server) now() time.Time {
+	if s.Now != nil {
+		return s.Now()
+	}
+	return time.Now()
+}
+
+func (s *Server) logger() *slog.Logger {
+	if s.Logger != nil {
+		return s.Logger
+	}
+	return slog.Default()
+}
+
+func durationOr(d, def time.Duration) time.Duration {
+	if d == 0 {
+		return def
+	}
+	return d
+}
+
+func intOr(n, def int) int {
+	if n <= 0 {
+		return def
+	}
+	return n
+}
+
+func (s *Server) sweepInterval() time.Duration {
+	return min(durationOr(s.SweepInterval, DefaultSweepInterval), time.Minute)
+}
+
+// ciphers is the cipher preference for both sides of the bastion.
+func (s *Server) ciphers() []string {
+	if len(s.Ciphers) > 0 {
+		return s.Ciphers
+	}
+	if (cpu.X86.HasAES && cpu.X86.HasPCLMULQDQ) || (cpu.ARM64.HasAES && cpu.ARM64.HasPMULL) {
+		return []string{ssh.CipherAES128GCM, ssh.CipherAES256GCM}
+	}
+	return []string{ssh.CipherChaCha20Poly1305, ssh.CipherAES128GCM, ssh.CipherAES256GCM}
+}
+
+// ListenAndServe listens on s.Addr and serves. It always returns a non-nil
+// error; after Shutdown or Close, ErrServerClosed.
+func (s *Server) ListenAndServe() error {
+	if s.Addr == "" {
+		return errors.New("bastion: no Addr to listen on")
+	}
+	if err := s.init(); err != nil {
+		return err
+	}
+	if s.isClosed() {
+		return ErrServerClosed
+	}
+	l, err := net.Listen("tcp", s.Addr)
+	if err != nil {
+		return fmt.Errorf("bastion: %w", err)
+	}
+	return s.Serve(l)
+}
+
+// Serve accepts connections on l until l fails or the server is shut down,
+// and closes l. It always returns a non-nil error; after Shutdown or Close,
+// ErrServerClosed.
+func (s *Server) Serve(l net.Listener) error {
+	if err := s.init(); err != nil {
+		l.Close()
+		return err
+	}
+	s.mu.Lock()
+	if s.closed {
+		s.mu.Unlock()
+		l.Close()
+		return ErrServerClosed
+	}
+	s.listeners[&l] = struct{}{}
+	if !s.sweeping {
+		s.sweeping = true
+		go s.sweep()
+	}
+	s.mu.Unlock()
+	defer func() {
+		s.mu.Lock()
+		delete(s.listeners, &l)
+		s.mu.Unlock()
+		l.Close()
+	}()
+	var backoff time.Duration
+	for {
+		nc, err := l.Accept()
+		if err != nil {
+			if s.isClosed() {
+				return ErrServerClosed
+			}
+			var ne net.Error
+			if errors.As(err, &ne) && ne.Timeout() {
+				backoff = min(max(2*backoff, 5*time.Millisecond), time.Second)
+				time.Sleep(backoff)
+				continue
+			}
+			return fmt.Errorf("bastion: accept: %w", err)
+		}
+		backoff = 0
+		if n := s.nconns.Add(1); n > int64(intOr(s.MaxConnections, DefaultMaxConnections)) {
+			s.nconns.Add(-1)
+			s.logger().Warn("bastion: connection limit reached; closing new connection", "remote", nc.RemoteAddr().String())
+			nc.Close()
+			continue
+		}
+		c := &serverConn{srv: s, nc: nc}
+		if !s.track(c, true) {
+			s.nconns.Add(-1)
+			nc.Close()
+			return ErrServerClosed
+		}
+		go func() {
+			defer s.connGroup.Done()
+			defer s.nconns.Add(-1)
+			defer s.track(c, false)
+			c.serve()
+		}()
+	}
+}
+
+func (s *Server) track(c *serverConn, add bool) bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if add {
+		if s.closed {
+			return false
+		}
+		s.conns[c] = struct{}{}
+		s.connGroup.Add(1)
+		return true
+	}
+	delete(s.conns, c)
+	return true
+}
+
+func (s *Server) isClosed() bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.closed
+}
+
+// closeListeners marks the server closed and closes its listeners.
+func (s *Server) closeListeners() {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.closed {
+		return
+	}
+	s.closed = true
+	if s.done != nil {
+		close(s.done)
+	}
+	for l := range s.listeners {
+		(*l).Close()
+	}
+}
+
+// Shutdown stops accepting connections and waits for open connections to
+// end. If ctx ends first, the remaining connections are closed, with a
+// message to each session, and ctx's error is returned.
+func (s *Server) Shutdown(ctx context.Context) error {
+	if err := s.init(); err != nil {
+		return err
+	}
+	s.closeListeners()
+	finished := make(chan struct{})
+	go func() { s.connGroup.Wait(); close(finished) }()
+	select {
+	case <-finished:
+		return nil
+	case <-ctx.Done():
+		s.closeConns("the bastion is shutting down")
+		<-finished
+		return ctx.Err()
+	}
+}
+
+// Close closes the listeners and every connection at once.
+func (s *Server) Close() error {
+	if err := s.init(); err != nil {
+		return err
+	}
+	s.closeListeners()
+	s.closeConns("the bastion is shutting down")
+	s.connGroup.Wait()
+	return nil
+}
+
+func (s *Server) closeConns(reason string) {
+	s.mu.Lock()
+	conns := make([]*serverConn, 0, len(s.conns))
+	for c := range s.conns {
+		conns = append(conns, c)
+	}
+	s.mu.Unlock()
+	for _, c := range conns {
+		c.close(reason)
+	}
+}
+
+// audit records e, filling in the time. Failures are logged and returned.
+func (s *Server) audit(ctx context.Context, e audit.Event) error {
+	if e.Time.IsZero() {
+		e.Time = s.now()
+	}
+	if e.Actor == "" {
+		e.Actor = "unknown"
+	}
+	if err := s.Store.Audit(ctx, e); err != nil {
+		s.logger().Error("bastion: audit failed", "type", e.Type, "err", err)
+		return fmt.Errorf("bastion: audit %s: %w", e.Type, err)
+	}
+	return nil
+}

@@ -1,0 +1,485 @@
+package bastion
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"strconv"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"golang.org/x/crypto/ssh"
+
+	"github.com/sallyport/sallyport/audit"
+	"github.com/sallyport/sallyport/policy"
+	"github.com/sallyport/sallyport/recording"
+	"github.com/sallyport/sallyport/sftpaudit"
+)
+
+// session relays one session channel between the user and the target.
+type session struct {
+	t      *targetConn
+	id     string
+	user   ssh.Channel
+	ureqs  <-chan *ssh.Request
+	up     ssh.Channel
+	upReqs <-chan *ssh.Request
+
+	// Set by the user request loop before the command starts.
+	pty           bool
+	term          string
+	width, height int
+	sftp          *sftpaudit.Parser
+
+	mu         sync.Mutex
+	rec        Recording
+	started    bool
+	start      time.Time
+	command    string
+	exitStatus int
+	exitSignal string
+	reason     string
+
+	bytesIn, bytesOut atomic.Int64
+	outputs           sync.WaitGroup
+	outDone           chan struct{} // closed when the target's output is relayed
+	relayed           chan struct{} // closed when the session ends
+	stopOnce          sync.Once
+}
+
+func newSession(t *targetConn, user ssh.Channel, ureqs <-chan *ssh.Request, up ssh.Channel, upReqs <-chan *ssh.Request) *session {
+	return &session{t: t, id: newID(), user: user, ureqs: ureqs, up: up, upReqs: upReqs, exitStatus: -1, outDone: make(chan struct{}), relayed: make(chan struct{})}
+}
+
+// envAllowed is the allow-list of environment variables passed to targets.
+func envAllowed(name string) bool {
+	return name == "LANG" || name == "TERM" || strings.HasPrefix(name, "LC_") && len(name) <= 32
+}
+
+// run relays the session until both sides have closed it.
+func (se *session) run() {
+	upDone := make(chan struct{})
+	go func() {
+		defer close(upDone)
+		se.targetRequests()
+	}()
+	se.userRequests()
+	// The user closed the channel (or the connection): close the target's.
+	// sshd acknowledges the close only once the command exits, which a
+	// command ignoring its closed pipes never does; the connection's end
+	// releases whatever is still waiting then.
+	se.up.Close()
+	wait(upDone, closeGrace)
+	close(se.relayed)
+	se.finish()
+}
+
+// closeGrace is how long a closing session waits for the target to
+// acknowledge the close and for the output already sent to drain.
+const closeGrace = 2 * time.Second
+
+// wait waits for ch to close, at most d.
+func wait(ch <-chan struct{}, d time.Duration) bool {
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-ch:
+		return true
+	case <-t.C:
+		return false
+	}
+}
+
+// waitOutput waits, at most d, for the target's output to be relayed.
+func (se *session) waitOutput(d time.Duration) {
+	if se.isStarted() {
+		wait(se.outDone, d)
+	}
+}
+
+// stop ends the session, telling the user why when reason is not empty.
+func (se *session) stop(reason string) {
+	se.stopOnce.Do(func() {
+		se.mu.Lock()
+		if se.reason == "" {
+			se.reason = reason
+		}
+		se.mu.Unlock()
+		if reason != "" {
+			_, _ = fmt.Fprintf(se.user.Stderr(), "\r\nsallyport: session ended: %s\r\n", reason)
+		}
+		se.up.Close()
+		se.user.Close()
+	})
+}
+
+// userRequests handles the user's channel requests in order, forwarding
+// what the terms allow.
+func (se *session) userRequests() {
+	t := se.t
+	for r := range se.ureqs {
+		ok := false
+		var err error
+		switch r.Type {
+		case "pty-req":
+			ok, err = se.ptyReq(r)
+		case "env":
+			var e struct{ Name, Value string }
+			if ssh.Unmarshal(r.Payload, &e) == nil && envAllowed(e.Name) && !se.isStarted() {
+				ok, err = se.forward(r)
+			}
+		case "shell", "exec", "subsystem":
+			ok = se.begin(r)
+		case "window-change":
+			var w struct{ Cols, Rows, PW, PH uint32 }
+			if ssh.Unmarshal(r.Payload, &w) == nil {
+				if rec := se.recording(); rec != nil {
+					if rerr := rec.Resize(int(w.Cols), int(w.Rows)); rerr != nil {
+						se.recordingFailed()
+					}
+				}
+				ok, err = se.forward(r)
+			}
+		case "signal", "break", "eow@openssh.com":
+			ok, err = se.forward(r)
+		case "auth-agent-req@openssh.com":
+			if t.currentTerms().perms.Has(policy.AgentForwarding) {
+				t.agentAsked.Store(true)
+				ok, err = se.forward(r)
+			} else {
+				_ = t.srv.auditDeny(context.Background(), t.info, t.conn.RemoteAddr(), fmt.Sprintf("agent forwarding is not permitted for %s@%s", t.info.login, t.info.host))
+			}
+		case "x11-req":
+			_ = t.srv.auditDeny(context.Background(), t.info, t.conn.RemoteAddr(), "X11 forwarding is not supported by the bastion")
+		}
+		if err != nil {
+			ok = false
+		}
+		if r.WantReply {
+			_ = r.Reply(ok, nil)
+		}
+	}
+}
+
+func (se *session) isStarted() bool {
+	se.mu.Lock()
+	defer se.mu.Unlock()
+	return se.started
+}
+
+func (se *session) recording() Recording {
+	se.mu.Lock()
+	defer se.mu.Unlock()
+	return se.rec
+}
+
+// forward sends r to the target and returns its answer.
+func (se *session) forward(r *ssh.Request) (bool, error) {
+	return se.up.SendRequest(r.Type, r.WantReply, r.Payload)
+}
+
+// ptyRequest is the payload of "pty-req" (RFC 4254 6.2).
+type ptyRequest struct {
+	Term          string
+	Cols, Rows    uint32
+	Width, Height uint32
+	Modes         string
+}
+
+func (se *session) ptyReq(r *ssh.Request) (bool, error) {
+	t := se.t
+	if se.isStarted() {
+		return false, nil
+	}
+	if !t.currentTerms().perms.Has(policy.PTY) {
+		_, _ = fmt.Fprintf(se.user.Stderr(), "sallyport: no terminal: the policy does not permit a pty for %s@%s\r\n", t.info.login, t.info.host)
+		return false, nil
+	}
+	var p ptyRequest
+	if err := ssh.Unmarshal(r.Payload, &p); err != nil {
+		return false, nil
+	}
+	ok, err := se.forward(r)
+	if ok && err == nil {
+		se.pty, se.term, se.width, se.height = true, p.Term, int(p.Cols), int(p.Rows)
+	}
+	return ok, err
+}
+
+func (se *session) refuse(format string, args ...any) bool {
+	_, _ = fmt.Fprintf(se.user.Stderr(), "sallyport: "+format+"\r\n", args...)
+	return false
+}
+
+// begin handles shell, exec and subsystem: audit, start the recording,
+// then ask the target, and start relaying data once it agreed.
+func (se *session) begin(r *ssh.Request) bool {
+	t := se.t
+	s := t.srv
+	if se.isStarted() {
+		return false
+	}
+	tm := t.currentTerms()
+	kind, command, subsystem := r.Type, "", ""
+	switch r.Type {
+	case "exec":
+		var e struct{ Command string }
+		if ssh.Unmarshal(r.Payload, &e) != nil {
+			return false
+		}
+		command = e.Command
+	case "subsystem":
+		var e struct{ Name string }
+		if ssh.Unmarshal(r.Payload, &e) != nil {
+			return false
+		}
+		if e.Name != "sftp" {
+			reason := fmt.Sprintf("subsystem %q is not supported", e.Name)
+			_ = s.auditDeny(context.Background(), t.info, t.conn.RemoteAddr(), reason)
+			return se.refuse("%s", reason)
+		}
+		subsystem = e.Name
+	}
+	reqType, payload := r.Type, r.Payload
+	if tm.forceCommand != "" {
+		// Enforced here, not only by the target: whatever was asked for,
+		// the forced command runs.
+		reqType, payload = "exec", ssh.Marshal(struct{ Command string }{tm.forceCommand})
+		subsystem = ""
+	}
+	ctx := context.Background()
+	meta := recording.Meta{
+		SessionID: t.id, Identity: t.info.identity, User: t.info.who.Login,
+		Login: t.info.login, Host: t.info.host,
+		PTY: se.pty, Term: se.term, Width: se.width, Height: se.height,
+		Command: command, RecordInput: tm.recordInput,
+	}
+	switch {
+	case tm.forceCommand != "":
+		meta.Command = tm.forceCommand
+	case subsystem != "":
+		meta.Command = "subsystem: " + subsystem
+	}
+	subject := t.info.login + "@" + t.info.host
+	rec, err := s.Recorder.Start(ctx, meta)
+	if err != nil {
+		s.logger().Error("bastion: cannot start recording", "session", se.id, "err", err)
+		_ = s.auditDeny(ctx, t.info, t.conn.RemoteAddr(), "session refused: its recording could not be started")
+		return se.refuse("session refused: it cannot be recorded")
+	}
+	fields := map[string]string{
+		"session": se.id, "connection": t.id, "recording": rec.ID(), "login": t.info.login, "host": t.info.host,
+		"kind": kind, "pty": strconv.FormatBool(se.pty), "serial": strconv.FormatUint(t.info.cert.Serial, 10),
+		"remote": t.conn.RemoteAddr().String(),
+	}
+	if command != "" {
+		fields["command"] = command
+	}
+	if subsystem != "" {
+		fields["subsystem"] = subsystem
+	}
+	if tm.forceCommand != "" {
+		fields["force_command"] = tm.forceCommand
+	}
+	abort := func() bool {
+		_, _ = rec.Close(ctx, recording.End{ExitStatus: -1, Reason: "not started"})
+		return se.refuse("session refused: the bastion cannot write its audit log")
+	}
+	if err := s.audit(ctx, audit.Event{Type: audit.TypeSessionStart, Actor: t.info.identity, Subject: subject, Outcome: audit.OutcomeOK, Fields: fields}); err != nil {
+		return abort()
+	}
+	if kind == "exec" || tm.forceCommand != "" {
+		if err := s.audit(ctx, audit.Event{Type: audit.TypeExec, Actor: t.info.identity, Subject: subject, Outcome: audit.OutcomeOK, Fields: fields}); err != nil {
+			return abort()
+		}
+	}
+	if subsystem == "sftp" {
+		se.sftp = sftpaudit.NewParser(se.auditSFTP)
+	}
+	ok, err := se.up.SendRequest(reqType, true, payload)
+	if err != nil || !ok {
+		_, _ = rec.Close(ctx, recording.End{ExitStatus: -1, Reason: "the target refused the request"})
+		return false
+	}
+	se.mu.Lock()
+	se.rec, se.started, se.start, se.command = rec, true, s.now(), meta.Command
+	se.mu.Unlock()
+	se.relay(rec)
+	return true
+}
+
+// auditSFTP records one SFTP operation seen in the stream.
+func (se *session) auditSFTP(op sftpaudit.Op) {
+	t := se.t
+	f := map[string]string{"session": se.id, "op": op.Type, "path": op.Path, "login": t.info.login, "host": t.info.host}
+	if op.NewPath != "" {
+		f["new_path"] = op.NewPath
+	}
+	if op.Mode != "" {
+		f["mode"] = op.Mode
+	}
+	if op.BytesRead > 0 || op.BytesWritten > 0 || op.Type == sftpaudit.OpClose {
+		f["bytes_read"] = strconv.FormatInt(op.BytesRead, 10)
+		f["bytes_written"] = strconv.FormatInt(op.BytesWritten, 10)
+	}
+	if op.Name != "" {
+		f["name"] = op.Name
+	}
+	if op.Incomplete {
+		f["incomplete"] = "true"
+	}
+	outcome, reason := audit.OutcomeOK, ""
+	if !op.OK && !op.Incomplete {
+		outcome, reason = audit.OutcomeError, op.Message
+		f["status"] = strconv.FormatUint(uint64(op.Status), 10)
+	}
+	_ = t.srv.audit(context.Background(), audit.Event{Type: audit.TypeSFTP, Actor: t.info.identity,
+		Subject: t.info.login + "@" + t.info.host, Outcome: outcome, Reason: reason, Fields: f})
+}
+
+// relay starts copying data: target output and errors to the user, user
+// input to the target, each through its recording stream (and through the
+// SFTP parser for sftp sessions).
+func (se *session) relay(rec Recording) {
+	touch := se.t.c.touch
+	tap := func(w io.Writer, extra io.Writer) func([]byte) error {
+		return func(p []byte) error {
+			if extra != nil {
+				_, _ = extra.Write(p)
+			}
+			if _, err := w.Write(p); err != nil {
+				se.recordingFailed()
+				return err
+			}
+			return nil
+		}
+	}
+	var toServer, toClient io.Writer
+	if se.sftp != nil {
+		toServer, toClient = se.sftp.ClientWriter(), se.sftp.ServerWriter()
+	}
+	se.outputs.Add(2)
+	go func() {
+		defer se.outputs.Done()
+		n, _ := copyBuffer(se.user, se.up, touch, tap(rec.Stdout(), toClient))
+		se.bytesOut.Add(n)
+	}()
+	go func() {
+		defer se.outputs.Done()
+		n, _ := copyBuffer(se.user.Stderr(), se.up.Stderr(), touch, tap(rec.Stderr(), nil))
+		se.bytesOut.Add(n)
+	}()
+	go func() {
+		se.outputs.Wait()
+		_ = se.user.CloseWrite()
+		close(se.outDone)
+	}()
+	go func() {
+		n, _ := copyBuffer(se.up, se.user, touch, tap(rec.Stdin(), toServer))
+		se.bytesIn.Add(n)
+		_ = se.up.CloseWrite()
+	}()
+	go func() {
+		select {
+		case <-rec.Failed():
+			se.recordingFailed()
+		case <-se.relayed:
+		}
+	}()
+}
+
+// recordingFailed ends a session whose recording broke: it may not go on
+// unrecorded.
+func (se *session) recordingFailed() {
+	if rec := se.recording(); rec != nil {
+		se.t.srv.logger().Error("bastion: recording failed; ending session", "session", se.id, "err", rec.Err())
+	}
+	se.stop("the session can no longer be recorded")
+}
+
+// targetRequests forwards the target's requests (exit status and signal,
+// flow control) to the user, until the target closes the channel.
+func (se *session) targetRequests() {
+	for r := range se.upReqs {
+		switch r.Type {
+		case "exit-status":
+			var e struct{ Status uint32 }
+			if ssh.Unmarshal(r.Payload, &e) == nil {
+				se.mu.Lock()
+				se.exitStatus = int(e.Status)
+				se.mu.Unlock()
+			}
+		case "exit-signal":
+			var e struct {
+				Signal     string
+				CoreDumped bool
+				Message    string
+				Lang       string
+			}
+			if ssh.Unmarshal(r.Payload, &e) == nil {
+				se.mu.Lock()
+				se.exitSignal = e.Signal
+				se.mu.Unlock()
+			}
+		}
+		switch r.Type {
+		case "exit-status", "exit-signal", "xon-xoff", "eow@openssh.com":
+			if r.Type != "xon-xoff" {
+				// Let the output already received reach the user first,
+				// unless a background process keeps the stream open.
+				se.waitOutput(time.Second)
+			}
+			_, _ = se.user.SendRequest(r.Type, false, r.Payload)
+		}
+		if r.WantReply {
+			_ = r.Reply(false, nil)
+		}
+	}
+	// The target closed its side: let its data reach the user, then close.
+	se.waitOutput(closeGrace)
+	se.user.Close()
+}
+
+// finish closes the recording and audits the end of the session.
+func (se *session) finish() {
+	t := se.t
+	s := t.srv
+	se.waitOutput(closeGrace)
+	if se.sftp != nil {
+		se.sftp.Close()
+	}
+	se.mu.Lock()
+	rec, started, start := se.rec, se.started, se.start
+	end := recording.End{ExitStatus: se.exitStatus, ExitSignal: se.exitSignal, Reason: se.reason}
+	se.mu.Unlock()
+	if !started {
+		return
+	}
+	ctx := context.Background()
+	sum, err := rec.Close(ctx, end)
+	if err != nil {
+		s.logger().Error("bastion: close recording", "session", se.id, "err", err)
+	}
+	fields := map[string]string{
+		"session": se.id, "connection": t.id, "recording": rec.ID(), "login": t.info.login, "host": t.info.host,
+		"duration":    s.now().Sub(start).String(),
+		"bytes_in":    strconv.FormatInt(se.bytesIn.Load(), 10),
+		"bytes_out":   strconv.FormatInt(se.bytesOut.Load(), 10),
+		"exit_status": strconv.Itoa(end.ExitStatus),
+		"digest":      sum.Digest,
+	}
+	if end.ExitSignal != "" {
+		fields["exit_signal"] = end.ExitSignal
+	}
+	if sum.Failure != "" {
+		fields["recording_failure"] = sum.Failure
+	}
+	outcome := audit.OutcomeOK
+	if end.Reason != "" {
+		outcome = audit.OutcomeDenied
+	}
+	_ = s.audit(ctx, audit.Event{Type: audit.TypeSessionEnd, Actor: t.info.identity,
+		Subject: t.info.login + "@" + t.info.host, Outcome: outcome, Reason: end.Reason, Fields: fields})
+}
