@@ -46,6 +46,10 @@ type Config struct {
 	// from it and from nothing a request says. It must be https unless its
 	// host is a loopback address.
 	BaseURL string `yaml:"base_url"`
+	// Bastion is the host:port users reach the bastion at, written into
+	// the ssh_config and known_hosts lines the server hands out; empty
+	// means the base URL's host name, port 22.
+	Bastion string `yaml:"bastion"`
 	// Data is the data folder holding the CA keys and the database.
 	// Required.
 	Data string `yaml:"data"`
@@ -339,6 +343,11 @@ func (c *Config) validate(v *validator) {
 	if c.Listen != "" {
 		if _, _, err := net.SplitHostPort(c.Listen); err != nil {
 			v.errorf("listen", "listen %q: %v", c.Listen, err)
+		}
+	}
+	if c.Bastion != "" {
+		if _, _, err := net.SplitHostPort(c.Bastion); err != nil {
+			v.errorf("bastion", "bastion %q: want host:port", c.Bastion)
 		}
 	}
 	if c.PolicyPoll < 0 {

@@ -24,6 +24,7 @@ func TestParse(t *testing.T) {
 	}{
 		{"ok/minimal", minimal, ""},
 		{"ok/everything", minimal + `listen: 0.0.0.0:8443
+bastion: bastion.example.org:2222
 tls: {cert_file: c.pem, key_file: k.pem}
 trusted_proxies: [10.0.0.0/8, 192.0.2.1]
 oidc:
@@ -43,6 +44,7 @@ limits: {sign_in_per_minute: 10, certificates_per_minute: 30}
 		{"fail/no-base-url", strings.Replace(minimal, "base_url: https://sallyport.example.org\n", "", 1), "base_url is required"},
 		{"fail/http-public", strings.Replace(minimal, "https://sallyport.example.org", "http://sallyport.example.org", 1), "cfg.yaml:1: base_url"},
 		{"fail/base-url-path", strings.Replace(minimal, "https://sallyport.example.org", "https://example.org/sallyport", 1), "path prefix"},
+		{"fail/bastion-without-port", minimal + "bastion: bastion.example.org\n", "cfg.yaml:7: bastion"},
 		{"fail/bad-proxy", minimal + "trusted_proxies: [not-an-ip]\n", "cfg.yaml:7: trusted_proxies"},
 		{"fail/syntax", minimal + "github: [\n", "cfg.yaml:"},
 		{"fail/duplicate-key", minimal + "data: /other\n", "already defined"},

@@ -63,9 +63,23 @@ func safeReturnTo(p string) bool {
 
 var loginHintRE = regexp.MustCompile(`^[A-Za-z0-9](?:[A-Za-z0-9-]{0,38})$`)
 
-// login starts a browser sign-in: it binds a fresh state and PKCE verifier
-// to this browser with a cookie and sends it to GitHub.
+// login starts a browser sign-in with GitHub: it binds a fresh state and
+// PKCE verifier to this browser with a cookie and sends it to GitHub.
 func (s *Server) login(w http.ResponseWriter, r *http.Request) {
+	s.loginWith(w, r, "github")
+}
+
+// loginOIDC starts a sign-in with the named OIDC provider.
+func (s *Server) loginOIDC(w http.ResponseWriter, r *http.Request) {
+	name := r.PathValue("name")
+	if s.oidc(name) == nil {
+		s.pages.error(w, http.StatusNotFound, "Cannot sign in", "There is no sign-in provider of that name.")
+		return
+	}
+	s.loginWith(w, r, "oidc:"+name)
+}
+
+func (s *Server) loginWith(w http.ResponseWriter, r *http.Request, provider string) {
 	returnTo := r.URL.Query().Get("return_to")
 	if returnTo == "" {
 		returnTo = "/"
@@ -74,12 +88,37 @@ func (s *Server) login(w http.ResponseWriter, r *http.Request) {
 		s.pages.error(w, http.StatusBadRequest, "Cannot sign in", "The address to return to after signing in must be a page of this site.")
 		return
 	}
-	s.startSignIn(w, r, returnTo, nil, r.URL.Query().Get("login_hint"))
+	s.startSignIn(w, r, provider, returnTo, nil, r.URL.Query().Get("login_hint"))
 }
 
-func (s *Server) startSignIn(w http.ResponseWriter, r *http.Request, returnTo string, cli *cliRequest, hint string) {
+func (s *Server) oidc(name string) OIDCSignIn {
+	for _, p := range s.o.OIDC {
+		if p.Name == name {
+			return p.SignIn
+		}
+	}
+	return nil
+}
+
+// providerName names the provider for people.
+func providerName(provider string) string {
+	if name, ok := strings.CutPrefix(provider, "oidc:"); ok {
+		return "The sign-in provider " + name
+	}
+	return "GitHub"
+}
+
+// metricProvider is the provider's label value: "github" or "oidc".
+func metricProvider(provider string) string {
+	if strings.HasPrefix(provider, "oidc:") {
+		return "oidc"
+	}
+	return "github"
+}
+
+func (s *Server) startSignIn(w http.ResponseWriter, r *http.Request, provider, returnTo string, cli *cliRequest, hint string) {
 	if !s.signInRL.allow(s.client(r)) {
-		s.metrics.signIn("github", "rate_limited")
+		s.metrics.signIn(metricProvider(provider), "rate_limited")
 		s.pages.error(w, http.StatusTooManyRequests, "Too many sign-ins", "Too many sign-in attempts from your address. Wait a minute and try again.")
 		return
 	}
@@ -87,67 +126,122 @@ func (s *Server) startSignIn(w http.ResponseWriter, r *http.Request, returnTo st
 		hint = ""
 	}
 	req := identity.NewAuthRequest()
+	var target string
+	if name, ok := strings.CutPrefix(provider, "oidc:"); ok {
+		o := s.oidc(name)
+		if o == nil {
+			s.pages.error(w, http.StatusNotFound, "Cannot sign in", "There is no sign-in provider of that name.")
+			return
+		}
+		ctx, cancel := context.WithTimeout(r.Context(), 15*time.Second)
+		defer cancel()
+		u, err := o.AuthCodeURL(ctx, req)
+		if err != nil {
+			s.log.Warn("oidc discovery", "provider", name, "err", err)
+			s.pages.error(w, http.StatusBadGateway, "Cannot sign in now", "The sign-in provider did not answer properly. Try again in a minute.")
+			return
+		}
+		if hint != "" {
+			u += "&" + url.Values{"login_hint": {hint}}.Encode()
+		}
+		target = u
+	} else {
+		target = s.o.GitHub.AuthCodeURL(req, hint)
+	}
 	binding := rand.Text()
-	p := &pendingLogin{req: req, binding: bindingHash(binding), returnTo: returnTo, cli: cli}
+	p := &pendingLogin{req: req, binding: bindingHash(binding), provider: provider, returnTo: returnTo, cli: cli}
 	if err := s.pending.put(req.State, p, loginTTL); err != nil {
 		s.pages.error(w, http.StatusServiceUnavailable, "Cannot sign in now", err.Error())
 		return
 	}
 	s.setCookie(w, loginCookie, binding, loginTTL)
-	http.Redirect(w, r, s.o.GitHub.AuthCodeURL(req, hint), http.StatusFound)
+	http.Redirect(w, r, target, http.StatusFound)
 }
 
-// callback finishes a sign-in. The state must be one this server issued,
-// not used before, and bound to this browser; the code is redeemed with the
-// PKCE verifier. The answer is a redirect, so the code leaves the address
-// bar at once.
+// callback finishes a GitHub sign-in.
 func (s *Server) callback(w http.ResponseWriter, r *http.Request) {
+	s.finishSignIn(w, r, "github", func(ctx context.Context, code string, req identity.AuthRequest) (signedIn, error) {
+		u, err := s.o.GitHub.Exchange(ctx, code, req)
+		if err != nil {
+			return signedIn{}, err
+		}
+		return signedIn{identity: u.Identity(), name: u.Name, provider: "github"}, nil
+	})
+}
+
+// oidcCallback finishes an OIDC sign-in. The identity is (issuer,
+// subject); the groups claim plays the role of teams.
+func (s *Server) oidcCallback(w http.ResponseWriter, r *http.Request) {
+	name := r.PathValue("name")
+	o := s.oidc(name)
+	if o == nil {
+		s.pages.error(w, http.StatusNotFound, "Cannot sign in", "There is no sign-in provider of that name.")
+		return
+	}
+	s.finishSignIn(w, r, "oidc:"+name, func(ctx context.Context, code string, req identity.AuthRequest) (signedIn, error) {
+		u, err := o.Exchange(ctx, code, req)
+		if err != nil {
+			return signedIn{}, err
+		}
+		display := u.PreferredUsername
+		if display == "" && u.EmailVerified {
+			display = u.Email
+		}
+		return signedIn{identity: u.Identity(), name: u.Name, provider: "oidc:" + name, oidcKey: u.Key(), oidcUser: display}, nil
+	})
+}
+
+// finishSignIn checks a callback: the state must be one this server issued
+// for this provider, not used before, and bound to this browser; the code
+// is redeemed with the PKCE verifier (and, for OIDC, the nonce checked).
+// The answer is a redirect, so the code leaves the address bar at once.
+func (s *Server) finishSignIn(w http.ResponseWriter, r *http.Request, provider string,
+	exchange func(ctx context.Context, code string, req identity.AuthRequest) (signedIn, error)) {
 	q := r.URL.Query()
 	state, code := q.Get("state"), q.Get("code")
 	s.clearCookie(w, loginCookie)
 	p, ok := s.pending.take(state) // one use: a replayed state finds nothing
-	if !ok {
-		s.refuseSignIn(w, r, "", "unknown or already used sign-in state", http.StatusBadRequest,
+	if !ok || p.provider != provider {
+		s.refuseSignIn(w, r, provider, "", "unknown or already used sign-in state", http.StatusBadRequest,
 			"This sign-in link is not valid any more (it was used already, expired, or did not come from this server). Start again.")
 		return
 	}
 	c, err := r.Cookie(s.cookieName(loginCookie))
 	if err != nil || bindingHash(c.Value) != p.binding || p.req.CheckState(state) != nil {
-		s.refuseSignIn(w, r, "", "sign-in state not bound to this browser", http.StatusBadRequest,
+		s.refuseSignIn(w, r, provider, "", "sign-in state not bound to this browser", http.StatusBadRequest,
 			"This sign-in was started in another browser. Start again from this one.")
 		return
 	}
 	if e := q.Get("error"); e != "" {
-		s.refuseSignIn(w, r, "", "GitHub refused: "+truncate(e, 64), http.StatusForbidden,
-			"GitHub did not let you sign in (you may have cancelled). Start again to retry.")
+		s.refuseSignIn(w, r, provider, "", "provider refused: "+truncate(e, 64), http.StatusForbidden,
+			providerName(provider)+" did not let you sign in (you may have cancelled). Start again to retry.")
 		return
 	}
 	ctx, cancel := context.WithTimeout(r.Context(), 30*time.Second)
 	defer cancel()
-	u, err := s.o.GitHub.Exchange(ctx, code, p.req)
+	user, err := exchange(ctx, code, p.req)
 	if err != nil {
 		var nm *identity.NotMemberError
 		switch {
 		case errors.As(err, &nm):
-			s.refuseSignIn(w, r, "github-login:"+nm.Login, err.Error(), http.StatusForbidden,
+			s.refuseSignIn(w, r, provider, "github-login:"+nm.Login, err.Error(), http.StatusForbidden,
 				fmt.Sprintf("Your GitHub account %s is not a member of the %s organisation%s, so Sallyport cannot give you access. Ask an organisation owner to add you.",
 					nm.Login, nm.Org, pendingNote(nm.Pending)))
 		case errors.Is(err, identity.ErrNotMember):
-			s.refuseSignIn(w, r, "", err.Error(), http.StatusForbidden, "Your GitHub account is not a member of the organisation.")
+			s.refuseSignIn(w, r, provider, "", err.Error(), http.StatusForbidden, "Your account is not a member of the organisation.")
 		case errors.Is(err, identity.ErrUpstream):
-			s.refuseSignIn(w, r, "", err.Error(), http.StatusBadGateway, "GitHub did not answer properly. Nothing was issued; try again in a minute.")
+			s.refuseSignIn(w, r, provider, "", err.Error(), http.StatusBadGateway, providerName(provider)+" did not answer properly. Nothing was issued; try again in a minute.")
 		default:
-			s.refuseSignIn(w, r, "", err.Error(), http.StatusForbidden, "GitHub did not confirm the sign-in. Start again.")
+			s.refuseSignIn(w, r, provider, "", err.Error(), http.StatusForbidden, providerName(provider)+" did not confirm the sign-in. Start again.")
 		}
 		return
 	}
-	user := signedIn{identity: u.Identity(), name: u.Name}
 	token, _, err := s.sessions.create("browser", user, s.o.SessionTTL, s.now())
 	if err != nil {
 		s.pages.error(w, http.StatusServiceUnavailable, "Cannot sign in now", err.Error())
 		return
 	}
-	s.metrics.signIn("github", "ok")
+	s.metrics.signIn(metricProvider(provider), "ok")
 	s.auditLogin(r.Context(), user, p.cli != nil)
 	s.setCookie(w, sessionCookie, token, s.o.SessionTTL)
 	if p.cli != nil {
@@ -164,20 +258,13 @@ func pendingNote(pending bool) string {
 	return ""
 }
 
-func actor(u signedIn) string {
-	if u.identity.CI != nil {
-		return ciIdentity(u.identity.CI)
-	}
-	return fmt.Sprintf("github:%d", u.identity.ID)
-}
-
 func (s *Server) auditLogin(ctx context.Context, u signedIn, cli bool) {
 	via := "web"
 	if cli {
 		via = "cli"
 	}
-	e := audit.Event{Type: audit.TypeLogin, Actor: actor(u), Subject: u.identity.Login, Outcome: audit.OutcomeOK,
-		Fields: map[string]string{"provider": "github", "via": via, "teams": strings.Join(u.identity.Teams, ",")}}
+	e := audit.Event{Type: audit.TypeLogin, Actor: u.actor(), Subject: u.display(), Outcome: audit.OutcomeOK,
+		Fields: map[string]string{"provider": u.provider, "via": via, "teams": strings.Join(u.identity.Teams, ",")}}
 	if err := s.o.Audit.Audit(ctx, e); err != nil {
 		s.log.Error("audit sign-in", "err", err)
 	}
@@ -185,14 +272,14 @@ func (s *Server) auditLogin(ctx context.Context, u signedIn, cli bool) {
 
 // refuseSignIn answers a failed sign-in with a page saying why, and logs
 // and audits it. reason is for the record and never holds a code or token.
-func (s *Server) refuseSignIn(w http.ResponseWriter, r *http.Request, who, reason string, status int, message string) {
-	s.metrics.signIn("github", "refused")
+func (s *Server) refuseSignIn(w http.ResponseWriter, r *http.Request, provider, who, reason string, status int, message string) {
+	s.metrics.signIn(metricProvider(provider), "refused")
 	if who == "" {
 		who = "anonymous@" + s.client(r).String()
 	}
 	s.log.Warn("sign-in refused", "who", who, "reason", reason)
 	e := audit.Event{Type: audit.TypeLogin, Actor: who, Outcome: audit.OutcomeDenied, Reason: truncate(reason, 500),
-		Fields: map[string]string{"provider": "github", "client": s.client(r).String()}}
+		Fields: map[string]string{"provider": provider, "client": s.client(r).String()}}
 	if err := s.o.Audit.Audit(r.Context(), e); err != nil {
 		s.log.Error("audit sign-in refusal", "err", err)
 	}

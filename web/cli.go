@@ -52,7 +52,15 @@ func (s *Server) cliLogin(w http.ResponseWriter, r *http.Request) {
 		s.pages.error(w, http.StatusBadRequest, "Cannot sign in the CLI", "The sign-in link from sallyport login is damaged (state or PKCE challenge). Run sallyport login again.")
 		return
 	}
-	s.startSignIn(w, r, "/", &cliRequest{port: port, state: q.Get("state"), challenge: q.Get("code_challenge")}, q.Get("login_hint"))
+	provider := "github"
+	if name := q.Get("provider"); name != "" && name != "github" {
+		if s.oidc(name) == nil {
+			s.pages.error(w, http.StatusBadRequest, "Cannot sign in the CLI", "There is no sign-in provider of that name.")
+			return
+		}
+		provider = "oidc:" + name
+	}
+	s.startSignIn(w, r, provider, "/", &cliRequest{port: port, state: q.Get("state"), challenge: q.Get("code_challenge")}, q.Get("login_hint"))
 }
 
 // finishCLILogin hands the CLI a one-time code through the loopback
@@ -215,7 +223,7 @@ func (s *Server) cliToken(w http.ResponseWriter, r *http.Request) {
 		writeError(w, http.StatusServiceUnavailable, "busy", err.Error())
 		return
 	}
-	writeJSON(w, http.StatusOK, TokenResponse{Token: token, ExpiresAt: sess.expires.UTC(), Login: g.user.identity.Login})
+	writeJSON(w, http.StatusOK, TokenResponse{Token: token, ExpiresAt: sess.expires.UTC(), Login: g.user.display()})
 }
 
 func (s *Server) devicePage(w http.ResponseWriter, r *http.Request) {
@@ -251,7 +259,7 @@ func (s *Server) deviceApprove(w http.ResponseWriter, r *http.Request) {
 		}
 		c := **g
 		c.approved = true
-		c.user = signedIn{identity: sess.identity, name: sess.name}
+		c.user = sess.user
 		*g = &c
 		return true
 	})
@@ -259,8 +267,8 @@ func (s *Server) deviceApprove(w http.ResponseWriter, r *http.Request) {
 		s.pages.render(w, http.StatusBadRequest, "device", pageData{Session: sess, Error: "That code is unknown, expired or already used. Check the code shown by sallyport login."})
 		return
 	}
-	s.auditLogin(r.Context(), signedIn{identity: sess.identity, name: sess.name}, true)
-	s.pages.render(w, http.StatusOK, "device", pageData{Session: sess, Message: fmt.Sprintf("Approved. sallyport login (code %s) is now signed in as %s; you can close this page.", userCode, sess.identity.Login)})
+	s.auditLogin(r.Context(), sess.user, true)
+	s.pages.render(w, http.StatusOK, "device", pageData{Session: sess, Message: fmt.Sprintf("Approved. sallyport login (code %s) is now signed in as %s; you can close this page.", userCode, sess.user.display())})
 }
 
 func decodeJSON(r *http.Request, v any) error {

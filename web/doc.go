@@ -1,9 +1,9 @@
-// Package web owns Sallyport's HTTP side: GitHub sign-in for browsers and
-// for `sallyport login` (loopback redirect with PKCE, or a device-style
-// code), sessions, the certificate issuance API for people and for GitHub
-// Actions jobs, the pages (sign in, your access, paste a key, ssh_config and
-// known_hosts lines), policy reloading, /metrics and /healthz. It does not
-// speak SSH.
+// Package web owns Sallyport's HTTP side: GitHub and generic OIDC sign-in
+// for browsers and for `sallyport login` (loopback redirect with PKCE, or a
+// device-style code), sessions, the certificate issuance API for people and
+// for GitHub Actions jobs, the pages (sign in, your access, paste a key,
+// ssh_config and known_hosts lines), policy reloading, /metrics and
+// /healthz. It does not speak SSH.
 //
 // # Sessions
 //

@@ -199,10 +199,10 @@ func (e *refusal) Error() string { return e.reason }
 func (s *Server) issue(ctx context.Context, who signedIn, pub ssh.PublicKey, kind string) (*CertificateResponse, error) {
 	start := s.now()
 	id := who.identity
-	act := actor(who)
+	act := who.actor()
 	refuse := func(status int, label, reason string) error {
 		s.metrics.refuse(label)
-		e := audit.Event{Type: audit.TypeRefuse, Actor: act, Subject: id.Login, Outcome: audit.OutcomeDenied, Reason: reason,
+		e := audit.Event{Type: audit.TypeRefuse, Actor: act, Subject: who.display(), Outcome: audit.OutcomeDenied, Reason: reason,
 			Fields: map[string]string{"kind": kind}}
 		if pub != nil {
 			e.Fields["key_fingerprint"] = ssh.FingerprintSHA256(pub)
@@ -213,7 +213,7 @@ func (s *Server) issue(ctx context.Context, who signedIn, pub ssh.PublicKey, kin
 		}
 		return &refusal{status, label, reason}
 	}
-	if id.CI == nil && s.o.Directory != nil {
+	if id.CI == nil && id.ID != 0 && s.o.Directory != nil {
 		m, err := s.o.Directory.Lookup(id.ID)
 		if err == nil {
 			if !m.Member {
@@ -232,9 +232,13 @@ func (s *Server) issue(ctx context.Context, who signedIn, pub ssh.PublicKey, kin
 	}
 	t, ok := s.terms.get(p, id, maxTTL)
 	if !ok {
-		return nil, refuse(http.StatusForbidden, reasonNoGrant, fmt.Sprintf("the policy grants %s nothing: %s", id, noGrantReason(p, id)))
+		whom := who.display()
+		if id.CI != nil {
+			whom = id.CI.String()
+		}
+		return nil, refuse(http.StatusForbidden, reasonNoGrant, fmt.Sprintf("the policy grants %s nothing: %s", whom, noGrantReason(p, id)))
 	}
-	keyID, identity := keyIDOf(id), act
+	keyID, identity := keyIDOf(who, id), act
 	cert, err := s.o.Issuer.IssueUser(ctx, ca.UserRequest{
 		PublicKey:       pub,
 		Principals:      t.access.Principals,
@@ -292,16 +296,22 @@ func noGrantReason(p *policy.Policy, id policy.Identity) string {
 }
 
 // keyIDOf names the person in the certificate: login and numeric ID for
-// people ("alice github:1234"), repository and ref for CI. Characters a
-// key ID may not carry are replaced.
-func keyIDOf(id policy.Identity) string {
+// GitHub users ("alice github:1234"), user name, provider and subject for
+// OIDC, repository and ref for CI. id is who's identity as of now (a
+// renamed login shows its new name). Characters a key ID may not carry are
+// replaced.
+func keyIDOf(who signedIn, id policy.Identity) string {
 	var s string
-	if id.CI != nil {
+	switch {
+	case id.CI != nil:
 		s = "ci " + id.CI.Repository + " " + id.CI.Ref
 		if id.CI.Environment != "" {
 			s += " env=" + id.CI.Environment
 		}
-	} else {
+	case who.oidcKey != "":
+		_, subject, _ := strings.Cut(who.oidcKey, "#")
+		s = strings.TrimSpace(who.oidcUser + " " + who.provider + ":" + subject)
+	default:
 		s = fmt.Sprintf("%s github:%d", id.Login, id.ID)
 	}
 	b := []byte(s)
@@ -342,7 +352,7 @@ func (s *Server) apiCertificate(w http.ResponseWriter, r *http.Request) {
 			writeError(w, http.StatusUnauthorized, "unauthenticated", "the token is unknown or expired; run sallyport login again")
 			return
 		}
-		who = signedIn{identity: sess.identity, name: sess.name}
+		who = sess.user
 	} else {
 		sess, _, ok := s.browserSession(r)
 		if !ok {
@@ -354,7 +364,7 @@ func (s *Server) apiCertificate(w http.ResponseWriter, r *http.Request) {
 			writeError(w, http.StatusForbidden, "csrf", "missing or wrong X-CSRF-Token")
 			return
 		}
-		who = signedIn{identity: sess.identity, name: sess.name}
+		who = sess.user
 	}
 	s.serveIssue(w, r, who, "user")
 }
@@ -433,7 +443,7 @@ func (s *Server) certificateForm(w http.ResponseWriter, r *http.Request) {
 		s.pages.error(w, http.StatusTooManyRequests, "Too many requests", "Too many certificate requests from your address. Wait a minute.")
 		return
 	}
-	who := signedIn{identity: sess.identity, name: sess.name}
+	who := sess.user
 	pub, err := ca.ParsePublicKey([]byte(r.PostFormValue("public_key")))
 	if err != nil {
 		s.metrics.refuse(reasonBadKey)

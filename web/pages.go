@@ -36,11 +36,12 @@ func newPages() (*pages, error) {
 
 // sessionView is what templates see of a session.
 type sessionView struct {
-	Login   string
-	ID      int64
-	Teams   []string
-	CSRF    string
-	Expires string
+	Login    string
+	ID       int64 // GitHub ID; 0 for OIDC
+	Provider string
+	Teams    []string
+	CSRF     string
+	Expires  string
 }
 
 type pageData struct {
@@ -54,6 +55,7 @@ type pageData struct {
 	TTL      string
 	NoAccess string
 	SSH      SSHConfig
+	OIDC     []string // names of the OIDC providers to offer
 }
 
 type view struct {
@@ -64,7 +66,8 @@ type view struct {
 func (p *pages) render(w http.ResponseWriter, status int, name string, d pageData) {
 	v := view{pageData: d}
 	if d.Session != nil {
-		v.Session = &sessionView{Login: d.Session.identity.Login, ID: d.Session.identity.ID, Teams: d.Session.identity.Teams,
+		u := d.Session.user
+		v.Session = &sessionView{Login: u.display(), ID: u.identity.ID, Provider: u.provider, Teams: u.identity.Teams,
 			CSRF: d.Session.csrf, Expires: d.Session.expires.UTC().Format(time.RFC1123)}
 	}
 	if v.Title == "" {
@@ -88,7 +91,11 @@ func (s *Server) style(w http.ResponseWriter, r *http.Request) {
 func (s *Server) home(w http.ResponseWriter, r *http.Request) {
 	sess, _, ok := s.browserSession(r)
 	if !ok {
-		s.pages.render(w, http.StatusOK, "signin", pageData{Org: s.o.Policy.Policy().GitHub.Org, BaseURL: s.base.String()})
+		var names []string
+		for _, p := range s.o.OIDC {
+			names = append(names, p.Name)
+		}
+		s.pages.render(w, http.StatusOK, "signin", pageData{Org: s.o.Policy.Policy().GitHub.Org, BaseURL: s.base.String(), OIDC: names})
 		return
 	}
 	s.renderHome(w, r, sess, http.StatusOK, "")
@@ -96,8 +103,8 @@ func (s *Server) home(w http.ResponseWriter, r *http.Request) {
 
 func (s *Server) renderHome(w http.ResponseWriter, r *http.Request, sess *session, status int, errMsg string) {
 	p := s.o.Policy.Policy()
-	id := sess.identity
-	if s.o.Directory != nil {
+	id := sess.user.identity
+	if s.o.Directory != nil && id.ID != 0 {
 		if m, err := s.o.Directory.Lookup(id.ID); err == nil && m.Member {
 			id.Teams = m.Teams
 		}

@@ -33,6 +33,23 @@ type GitHubSignIn interface {
 	Exchange(ctx context.Context, code string, req identity.AuthRequest) (*identity.GitHubUser, error)
 }
 
+// OIDCSignIn is a generic OpenID Connect sign-in; identity.OIDC implements
+// it. Exchange must verify the ID token, its nonce and audience.
+type OIDCSignIn interface {
+	AuthCodeURL(ctx context.Context, req identity.AuthRequest) (string, error)
+	Exchange(ctx context.Context, code string, req identity.AuthRequest) (*identity.OIDCUser, error)
+}
+
+// OIDCProvider is a named OIDC sign-in offered beside GitHub. Its callback
+// is BaseURL + OIDCCallbackPath(Name).
+type OIDCProvider struct {
+	Name   string
+	SignIn OIDCSignIn
+}
+
+// OIDCCallbackPath is where the OIDC provider name returns the browser.
+func OIDCCallbackPath(name string) string { return "/auth/oidc/" + name + "/callback" }
+
 // Directory tells the current organisation membership of a GitHub user
 // between sign-ins; identity.Directory implements it. A Lookup error (not
 // loaded yet) makes the server fall back to the teams read at sign-in.
@@ -68,6 +85,10 @@ type Options struct {
 	Policy PolicySource
 	// GitHub signs people in. Required.
 	GitHub GitHubSignIn
+	// OIDC are further sign-in providers; their groups claim plays the
+	// role of teams, and their users never match policy `users` entries
+	// (GitHub logins).
+	OIDC []OIDCProvider
 	// Directory, if set, keeps team membership current between sign-ins:
 	// certificates are issued for the teams it reports now.
 	Directory Directory
@@ -238,6 +259,8 @@ func (s *Server) routes() http.Handler {
 	mux.HandleFunc("GET /{$}", s.home)
 	mux.HandleFunc("GET /login", s.login)
 	mux.HandleFunc("GET "+CallbackPath, s.callback)
+	mux.HandleFunc("GET /login/oidc/{name}", s.loginOIDC)
+	mux.HandleFunc("GET /auth/oidc/{name}/callback", s.oidcCallback)
 	mux.HandleFunc("POST /logout", s.logout)
 	mux.HandleFunc("POST /certificate", s.certificateForm)
 	mux.HandleFunc("GET /device", s.devicePage)
@@ -257,11 +280,11 @@ func (s *Server) routes() http.Handler {
 	// Browsers never get to POST across origins, whatever the form; the
 	// CSRF tokens are the second line.
 	cop := http.NewCrossOriginProtection()
-	return s.secure0(cop.Handler(mux))
+	return s.withHeaders(cop.Handler(mux))
 }
 
-// secure0 sets the headers every answer carries and limits bodies.
-func (s *Server) secure0(next http.Handler) http.Handler {
+// withHeaders sets the headers every answer carries and limits bodies.
+func (s *Server) withHeaders(next http.Handler) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		h := w.Header()
 		h.Set("Referrer-Policy", "no-referrer")

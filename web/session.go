@@ -5,6 +5,7 @@ import (
 	"crypto/sha256"
 	"crypto/subtle"
 	"errors"
+	"fmt"
 	"strings"
 	"sync"
 	"time"
@@ -25,8 +26,7 @@ type session struct {
 	id         string
 	secretHash [sha256.Size]byte
 	kind       string // "browser" or "cli"
-	identity   policy.Identity
-	name       string // display name, may be empty
+	user       signedIn
 	csrf       string
 	created    time.Time
 	expires    time.Time
@@ -132,7 +132,7 @@ type sessions struct {
 
 func (s *sessions) create(kind string, u signedIn, ttl time.Duration, now time.Time) (string, *session, error) {
 	token, id, hash := newToken()
-	sess := &session{id: id, secretHash: hash, kind: kind, identity: u.identity, name: u.name,
+	sess := &session{id: id, secretHash: hash, kind: kind, user: u,
 		csrf: rand.Text(), created: now, expires: now.Add(ttl)}
 	if err := s.t.put(id, sess, ttl); err != nil {
 		return "", nil, err
@@ -167,7 +167,37 @@ func (s *sessions) end(token string) {
 // signedIn is an identity established by a provider.
 type signedIn struct {
 	identity policy.Identity
-	name     string
+	name     string // display name, may be empty
+	// provider is "github" or "oidc:NAME"; empty for CI.
+	provider string
+	// oidcKey is the OIDC identity, issuer#subject; empty otherwise.
+	oidcKey string
+	// oidcUser is the OIDC user name, for display and key IDs only.
+	oidcUser string
+}
+
+// actor is the stable identity recorded in the store and audit log:
+// "github:ID" (never the login, which can be renamed), "oidc:ISSUER#SUBJECT"
+// or the CI workload.
+func (u signedIn) actor() string {
+	switch {
+	case u.identity.CI != nil:
+		return ciIdentity(u.identity.CI)
+	case u.oidcKey != "":
+		return "oidc:" + u.oidcKey
+	}
+	return fmt.Sprintf("github:%d", u.identity.ID)
+}
+
+// display names the person on pages.
+func (u signedIn) display() string {
+	switch {
+	case u.identity.Login != "":
+		return u.identity.Login
+	case u.oidcUser != "":
+		return u.oidcUser
+	}
+	return u.oidcKey
 }
 
 // pendingLogin is a sign-in in progress, between the redirect to GitHub
@@ -176,6 +206,7 @@ type signedIn struct {
 type pendingLogin struct {
 	req      identity.AuthRequest
 	binding  [sha256.Size]byte
+	provider string // "github" or "oidc:NAME"
 	returnTo string
 	cli      *cliRequest // set when the sign-in is for `sallyport login`
 }

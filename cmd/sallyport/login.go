@@ -46,6 +46,7 @@ browser.`, stderr)
 	server := fs.String("server", "", "Sallyport server `URL` (required)")
 	keyPath := fs.String("key", "", "private key `file` to certify (default ~/.ssh/sallyport)")
 	noBrowser := fs.Bool("no-browser", false, "print a URL and code to confirm in any browser instead of opening one")
+	provider := fs.String("provider", "", "sign in with this OIDC `provider` of the server instead of GitHub")
 	devUser := fs.String("dev-user", "", "sign in as this demo `login` of 'sallyport dev', without a browser")
 	timeout := fs.Duration("timeout", 10*time.Minute, "give up after this `duration`")
 	rest, err := parseFlags(fs, args)
@@ -59,8 +60,8 @@ browser.`, stderr)
 	if err != nil {
 		return fmt.Errorf("login: %w", err)
 	}
-	if *noBrowser && *devUser != "" {
-		return errors.New("login: --no-browser and --dev-user do not go together")
+	if *noBrowser && (*devUser != "" || *provider != "") {
+		return errors.New("login: --no-browser signs in with GitHub in your browser; it does not go with --dev-user or --provider")
 	}
 	path, err := defaultKeyPath(*keyPath)
 	if err != nil {
@@ -81,7 +82,7 @@ browser.`, stderr)
 	case *noBrowser:
 		token, err = deviceLogin(ctx, hc, base, stderr)
 	default:
-		token, err = loopbackLogin(ctx, base, *devUser, stderr)
+		token, err = loopbackLogin(ctx, base, *provider, *devUser, stderr)
 	}
 	if err != nil {
 		return fmt.Errorf("login: %w", err)
@@ -195,7 +196,7 @@ func loadOrCreateKey(path string) (key any, pub ssh.PublicKey, created bool, err
 
 // loopbackLogin runs the browser sign-in with a one-time listener on
 // 127.0.0.1 and returns a CLI token.
-func loopbackLogin(ctx context.Context, base *url.URL, devUser string, stderr io.Writer) (string, error) {
+func loopbackLogin(ctx context.Context, base *url.URL, provider, devUser string, stderr io.Writer) (string, error) {
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		return "", err
@@ -208,6 +209,9 @@ func loopbackLogin(ctx context.Context, base *url.URL, devUser string, stderr io
 		"code_challenge": {oauth2.S256ChallengeFromVerifier(verifier)}, "code_challenge_method": {"S256"}}
 	if devUser != "" {
 		q.Set("login_hint", devUser)
+	}
+	if provider != "" {
+		q.Set("provider", provider)
 	}
 	start := base.JoinPath("/cli/login")
 	start.RawQuery = q.Encode()

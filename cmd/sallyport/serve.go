@@ -92,12 +92,25 @@ keys and the policy, then exits.`, stderr)
 		Policy:                pf,
 		GitHub:                gh,
 		HostCA:                keys.Host.PublicKey(),
+		Bastion:               cfg.Bastion,
 		SessionTTL:            cfg.Sessions.TTL,
 		SignInPerMinute:       cfg.Limits.SignInPerMinute,
 		CertificatesPerMinute: cfg.Limits.CertificatesPerMinute,
 		MaxRequestBytes:       cfg.Limits.MaxRequestBytes,
 		TrustedProxies:        cfg.TrustedProxyPrefixes(),
 		Logger:                logger,
+	}
+	for _, o := range cfg.OIDC {
+		secret, err := readSecret(o.ClientSecret)
+		if err != nil {
+			return fmt.Errorf("serve: oidc %s client_secret: %w", o.Name, err)
+		}
+		p, err := identity.NewOIDC(identity.OIDCConfig{Issuer: o.Issuer, ClientID: o.ClientID, ClientSecret: secret,
+			RedirectURL: cfg.BaseURL + web.OIDCCallbackPath(o.Name), GroupsClaim: o.GroupsClaim})
+		if err != nil {
+			return fmt.Errorf("serve: oidc %s: %w", o.Name, err)
+		}
+		opts.OIDC = append(opts.OIDC, web.OIDCProvider{Name: o.Name, SignIn: p})
 	}
 	var background []func(context.Context)
 	if cfg.GitHub.OrgToken != nil {

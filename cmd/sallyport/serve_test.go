@@ -9,6 +9,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strings"
+	"sync"
 	"syscall"
 	"testing"
 	"time"
@@ -108,7 +109,7 @@ func TestServeSignIn(t *testing.T) {
 	}
 	cfg := serveSetup(t, gh, listen, "policy_poll: 1h\n")
 	ctx, cancel := context.WithCancel(context.Background())
-	var stdout, stderr bytes.Buffer
+	var stdout, stderr lockedBuffer
 	done := make(chan error, 1)
 	go func() { done <- run(ctx, []string{"serve", "--config", cfg}, &stdout, &stderr) }()
 	t.Cleanup(func() {
@@ -181,4 +182,23 @@ func TestServeSignIn(t *testing.T) {
 	if err != nil || !strings.Contains(string(out), "(1h0m0s from now)") {
 		t.Errorf("login after the reload: %v\n%s; want a 1h certificate", err, out)
 	}
+}
+
+// lockedBuffer is a bytes.Buffer that a server goroutine may write while the
+// test reads it.
+type lockedBuffer struct {
+	mu  sync.Mutex
+	buf bytes.Buffer
+}
+
+func (b *lockedBuffer) Write(p []byte) (int, error) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.buf.Write(p)
+}
+
+func (b *lockedBuffer) String() string {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.buf.String()
 }
