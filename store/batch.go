@@ -159,21 +159,12 @@ func (b *Batcher) reserve(ctx context.Context) error {
 
 // RecordIssued queues cert for the next commit and waits for it.
 func (b *Batcher) RecordIssued(ctx context.Context, cert *ssh.Certificate, identity string) error {
-	if cert == nil {
-		return errors.New("store: record certificate: nil certificate")
+	r, err := newBatchReq(cert, identity)
+	if err != nil {
+		return err
 	}
 	fail := func(err error) error { return fmt.Errorf("store: record certificate %d: %w", cert.Serial, err) }
-	if err := checkCert(cert); err != nil {
-		return fail(err)
-	}
-	if identity == "" {
-		return fail(errors.New("no identity"))
-	}
-	row, err := prepareRow(cert, identity)
-	if err != nil {
-		return fail(err)
-	}
-	r := &batchReq{cert: cert, identity: identity, row: row, done: make(chan struct{})}
+	r.done = make(chan struct{})
 	b.closeMu.RLock()
 	if b.closed {
 		b.closeMu.RUnlock()
@@ -197,6 +188,25 @@ func (b *Batcher) RecordIssued(ctx context.Context, cert *ssh.Certificate, ident
 		return fail(r.err)
 	}
 	return nil
+}
+
+// newBatchReq checks cert and prepares its record.
+func newBatchReq(cert *ssh.Certificate, identity string) (*batchReq, error) {
+	if cert == nil {
+		return nil, errors.New("store: record certificate: nil certificate")
+	}
+	fail := func(err error) error { return fmt.Errorf("store: record certificate %d: %w", cert.Serial, err) }
+	if err := checkCert(cert); err != nil {
+		return nil, fail(err)
+	}
+	if identity == "" {
+		return nil, fail(errors.New("no identity"))
+	}
+	row, err := prepareRow(cert, identity)
+	if err != nil {
+		return nil, fail(err)
+	}
+	return &batchReq{cert: cert, identity: identity, row: row}, nil
 }
 
 func prepareRow(cert *ssh.Certificate, identity string) (issuedRow, error) {
@@ -279,58 +289,11 @@ func (b *Batcher) run() {
 func (b *Batcher) commit(batch []*batchReq) {
 	ctx := context.Background()
 	now := b.s.now().UTC()
-	at := formatTime(now)
 	err := b.s.update(ctx, func(tx *txn) error {
 		for _, r := range batch {
 			r.err = nil
 		}
-		revoked, err := tx.revokedKeys(ctx, batch)
-		if err != nil {
-			return err
-		}
-		ok := make([]*batchReq, 0, len(batch))
-		for _, r := range batch {
-			if revoked[r.row.keyFP] {
-				r.err = fmt.Errorf("key %s %w", r.row.keyFP, ErrRevoked)
-				continue
-			}
-			ok = append(ok, r)
-		}
-		if len(ok) == 0 {
-			return nil
-		}
-		if err := tx.insertCerts(ctx, ok, at); isConstraint(err) {
-			// A duplicate serial somewhere in the batch: fall back to one
-			// row at a time so only the offending records fail. (A
-			// revoked serial is a recorded one, so it is caught here too.)
-			var inserted []*batchReq
-			for _, r := range ok {
-				err := tx.insertCerts(ctx, []*batchReq{r}, at)
-				if isConstraint(err) {
-					r.err = fmt.Errorf("%w: %w", ErrDuplicateSerial, err)
-					continue
-				}
-				if err != nil {
-					return err
-				}
-				inserted = append(inserted, r)
-			}
-			ok = inserted
-		} else if err != nil {
-			return err
-		}
-		if len(ok) == 0 {
-			return nil
-		}
-		var maxSerial int64
-		for _, r := range ok {
-			maxSerial = max(maxSerial, r.row.serial)
-		}
-		// As in RecordIssued: keep the counter ahead of recorded serials.
-		if _, err := tx.ExecContext(ctx, `UPDATE serial_counter SET last = max(last, ?) WHERE id = 1`, maxSerial); err != nil {
-			return err
-		}
-		return tx.auditIssued(ctx, ok, now, at)
+		return tx.recordIssued(ctx, batch, now)
 	})
 	for _, r := range batch {
 		if err != nil && (r.err == nil || !errors.Is(err, ErrAuditLog)) {
@@ -343,42 +306,129 @@ func (b *Batcher) commit(batch []*batchReq) {
 	}
 }
 
+// recordIssued records rs in tx: a record whose key or serial is revoked, or
+// whose serial is already recorded, gets its own error in r.err; the others
+// are inserted with their "issue" audit events, and the serial counter is
+// kept ahead of them. A returned error fails the whole transaction.
+func (tx *txn) recordIssued(ctx context.Context, batch []*batchReq, now time.Time) error {
+	at := formatTime(now)
+	revoked, err := tx.revoked(ctx, batch)
+	if err != nil {
+		return err
+	}
+	ok := make([]*batchReq, 0, len(batch))
+	for _, r := range batch {
+		if revoked.keys[r.row.keyFP] {
+			r.err = fmt.Errorf("key %s %w", r.row.keyFP, ErrRevoked)
+			continue
+		}
+		if revoked.serials[r.row.serial] {
+			r.err = fmt.Errorf("serial %w", ErrRevoked)
+			continue
+		}
+		ok = append(ok, r)
+	}
+	if len(ok) == 0 {
+		return nil
+	}
+	if err := tx.insertCerts(ctx, ok, at); isConstraint(err) {
+		// A duplicate serial somewhere in the batch: fall back to one
+		// row at a time so only the offending records fail. (A
+		// revoked serial is a recorded one, so it is caught here too.)
+		var inserted []*batchReq
+		for _, r := range ok {
+			err := tx.insertCerts(ctx, []*batchReq{r}, at)
+			if isConstraint(err) {
+				r.err = fmt.Errorf("%w: %w", ErrDuplicateSerial, err)
+				continue
+			}
+			if err != nil {
+				return err
+			}
+			inserted = append(inserted, r)
+		}
+		ok = inserted
+	} else if err != nil {
+		return err
+	}
+	if len(ok) == 0 {
+		return nil
+	}
+	var maxSerial int64
+	for _, r := range ok {
+		maxSerial = max(maxSerial, r.row.serial)
+	}
+	// As in RecordIssued: keep the counter ahead of recorded serials.
+	if _, err := tx.ExecContext(ctx, `UPDATE serial_counter SET last = max(last, ?) WHERE id = 1`, maxSerial); err != nil {
+		return err
+	}
+	return tx.auditIssued(ctx, ok, now, at)
+}
+
 // maxRowsPerInsert keeps a multi-row INSERT under SQLite's limit on bound
 // parameters (32766) with eleven per row.
 const maxRowsPerInsert = 1024
 
-// revokedKeys returns which of the batch's key fingerprints are revoked.
-func (tx *txn) revokedKeys(ctx context.Context, batch []*batchReq) (map[string]bool, error) {
+// revokedSet is which of a batch's keys and serials are revoked.
+type revokedSet struct {
+	keys    map[string]bool
+	serials map[int64]bool
+}
+
+// revoked returns which of the batch's key fingerprints are revoked, and
+// which of its serials are revoked without being recorded.
+func (tx *txn) revoked(ctx context.Context, batch []*batchReq) (revokedSet, error) {
+	set := revokedSet{keys: map[string]bool{}, serials: map[int64]bool{}}
+	var fps, serials []any
 	seen := map[string]bool{}
-	var args []any
 	for _, r := range batch {
 		if !seen[r.row.keyFP] {
 			seen[r.row.keyFP] = true
-			args = append(args, r.row.keyFP)
+			fps = append(fps, r.row.keyFP)
 		}
+		serials = append(serials, r.row.serial)
 	}
-	revoked := map[string]bool{}
+	if err := tx.matching(ctx, `SELECT key_fingerprint FROM revoked_keys WHERE key_fingerprint IN `, fps, func(rows *sql.Rows) error {
+		var fp string
+		err := rows.Scan(&fp)
+		set.keys[fp] = true
+		return err
+	}); err != nil {
+		return set, err
+	}
+	// A recorded serial is refused as a duplicate by the insert; this finds
+	// revoked serials whose record is gone (a restore from an older backup).
+	err := tx.matching(ctx, `SELECT serial FROM revoked_serials r
+	WHERE NOT EXISTS (SELECT 1 FROM certificates c WHERE c.serial = r.serial) AND serial IN `, serials, func(rows *sql.Rows) error {
+		var n int64
+		err := rows.Scan(&n)
+		set.serials[n] = true
+		return err
+	})
+	return set, err
+}
+
+// matching runs query with an IN list of args, in chunks under SQLite's
+// limit on bound parameters, calling scan for every row.
+func (tx *txn) matching(ctx context.Context, query string, args []any, scan func(*sql.Rows) error) error {
 	for len(args) > 0 {
 		chunk := args[:min(len(args), maxRowsPerInsert)]
 		args = args[len(chunk):]
-		q := `SELECT key_fingerprint FROM revoked_keys WHERE key_fingerprint IN (?` + strings.Repeat(",?", len(chunk)-1) + `)`
-		rows, err := tx.QueryContext(ctx, q, chunk...)
+		rows, err := tx.QueryContext(ctx, query+`(?`+strings.Repeat(",?", len(chunk)-1)+`)`, chunk...)
 		if err != nil {
-			return nil, err
+			return err
 		}
 		for rows.Next() {
-			var fp string
-			if err := rows.Scan(&fp); err != nil {
+			if err := scan(rows); err != nil {
 				rows.Close()
-				return nil, err
+				return err
 			}
-			revoked[fp] = true
 		}
 		if err := rows.Close(); err != nil {
-			return nil, err
+			return err
 		}
 	}
-	return revoked, nil
+	return nil
 }
 
 func (tx *txn) insertCerts(ctx context.Context, rs []*batchReq, at string) error {

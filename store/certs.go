@@ -1,7 +1,6 @@
 package store
 
 import (
-	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
@@ -17,83 +16,20 @@ import (
 )
 
 // RecordIssued records an issued certificate and its "issue" audit event.
+// It is a batch of one for the same code the Batcher commits with.
 func (s *SQLite) RecordIssued(ctx context.Context, cert *ssh.Certificate, identity string) error {
-	if cert == nil {
-		return errors.New("store: record certificate: nil certificate")
+	r, err := newBatchReq(cert, identity)
+	if err != nil {
+		return err
 	}
 	fail := func(err error) error { return fmt.Errorf("store: record certificate %d: %w", cert.Serial, err) }
-	if err := checkCert(cert); err != nil {
-		return fail(err)
-	}
-	if identity == "" {
-		return fail(errors.New("no identity"))
-	}
-	typ := CertTypeUser
-	if cert.CertType == ssh.HostCert {
-		typ = CertTypeHost
-	}
-	principals, err := json.Marshal(nonNil(cert.ValidPrincipals))
-	if err != nil {
-		return fail(err)
-	}
-	keyFP := ssh.FingerprintSHA256(cert.Key)
-	caFP := ssh.FingerprintSHA256(cert.SignatureKey)
-	serial := int64(cert.Serial)
-	now := s.now().UTC()
-
 	err = s.update(ctx, func(tx *txn) error {
-		var n int
-		if err := tx.QueryRowContext(ctx, `SELECT count(*) FROM certificates WHERE serial = ?`, serial).Scan(&n); err != nil {
-			return err
-		}
-		if n > 0 {
-			return ErrDuplicateSerial
-		}
-		if err := tx.QueryRowContext(ctx, `SELECT count(*) FROM revoked_serials WHERE serial = ?`, serial).Scan(&n); err != nil {
-			return err
-		}
-		if n > 0 {
-			return fmt.Errorf("serial %w", ErrRevoked)
-		}
-		if err := tx.QueryRowContext(ctx, `SELECT count(*) FROM revoked_keys WHERE key_fingerprint = ?`, keyFP).Scan(&n); err != nil {
-			return err
-		}
-		if n > 0 {
-			return fmt.Errorf("key %s %w", keyFP, ErrRevoked)
-		}
-		_, err := tx.ExecContext(ctx, `INSERT INTO certificates
-	(serial, key_id, cert_type, identity, principals, valid_after, valid_before, key_fingerprint, ca_fingerprint, certificate, issued_at)
-	VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`,
-			serial, cert.KeyId, typ, identity, string(principals), clampTime(cert.ValidAfter), clampTime(cert.ValidBefore),
-			keyFP, caFP, string(bytes.TrimSpace(ssh.MarshalAuthorizedKey(cert))), formatTime(now))
-		if isConstraint(err) {
-			return fmt.Errorf("%w: %w", ErrDuplicateSerial, err)
-		}
-		if err != nil {
-			return err
-		}
-		// Keep NextSerial ahead of serials recorded from elsewhere (a
-		// restore, an offline CA), so it never hands out a taken one.
-		if _, err := tx.ExecContext(ctx, `UPDATE serial_counter SET last = max(last, ?) WHERE id = 1`, serial); err != nil {
-			return err
-		}
-		return tx.audit(audit.Event{
-			Time:    now,
-			Type:    audit.TypeIssue,
-			Actor:   identity,
-			Subject: cert.KeyId,
-			Outcome: audit.OutcomeOK,
-			Fields: map[string]string{
-				"serial":          strconv.FormatUint(cert.Serial, 10),
-				"cert_type":       typ,
-				"principals":      strings.Join(cert.ValidPrincipals, ","),
-				"valid_after":     strconv.FormatUint(cert.ValidAfter, 10),
-				"valid_before":    strconv.FormatUint(cert.ValidBefore, 10),
-				"key_fingerprint": keyFP,
-				"ca_fingerprint":  caFP,
-			},
-		})
+		r.err = nil
+		return tx.recordIssued(ctx, []*batchReq{r}, s.now().UTC())
 	})
+	if err == nil {
+		err = r.err
+	}
 	if err != nil {
 		return fail(err)
 	}
