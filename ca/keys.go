@@ -17,6 +17,8 @@ import (
 	"path/filepath"
 
 	"golang.org/x/crypto/ssh"
+
+	"github.com/sallyport/sallyport/atomicfile"
 )
 
 // Kind names one of the three certificate authorities.
@@ -160,13 +162,10 @@ func GenerateKeys(dir string, kt KeyType, rnd io.Reader) ([]Kind, error) {
 		if err := os.WriteFile(path+".pub", pub, 0o644); err != nil {
 			return created, fmt.Errorf("ca: write %s CA public key: %w", k, err)
 		}
-		if err := writeNew(path, pem.EncodeToMemory(block), 0o600); err != nil {
+		if err := atomicfile.Create(path, pem.EncodeToMemory(block), 0o600); err != nil {
 			return created, fmt.Errorf("ca: write %s CA key: %w", k, err)
 		}
 		created = append(created, k)
-	}
-	if err := syncDir(dir); err != nil {
-		return created, fmt.Errorf("ca: %w", err)
 	}
 	return created, nil
 }
@@ -182,42 +181,6 @@ func generateKey(kt KeyType, rnd io.Reader) (crypto.Signer, error) {
 		return rsa.GenerateKey(rnd, 3072)
 	}
 	return nil, fmt.Errorf("unknown key type %q", kt)
-}
-
-// writeNew writes data to a new file at path, failing with fs.ErrExist if
-// the file exists. The data is written to a temporary file, synced, and then
-// hard-linked into place so that path never holds a partial key.
-func writeNew(path string, data []byte, mode os.FileMode) error {
-	tmp, err := os.CreateTemp(filepath.Dir(path), "."+filepath.Base(path)+".tmp*")
-	if err != nil {
-		return err
-	}
-	defer os.Remove(tmp.Name())
-	if err := tmp.Chmod(mode); err != nil {
-		tmp.Close()
-		return err
-	}
-	if _, err := tmp.Write(data); err != nil {
-		tmp.Close()
-		return err
-	}
-	if err := tmp.Sync(); err != nil {
-		tmp.Close()
-		return err
-	}
-	if err := tmp.Close(); err != nil {
-		return err
-	}
-	return os.Link(tmp.Name(), path)
-}
-
-func syncDir(dir string) error {
-	d, err := os.Open(dir)
-	if err != nil {
-		return err
-	}
-	defer d.Close()
-	return d.Sync()
 }
 
 // LoadKeys reads the three CA keys from dir. A key file that group or others

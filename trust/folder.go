@@ -13,6 +13,8 @@ import (
 
 	"github.com/ProtonMail/go-crypto/openpgp/packet"
 	openpgp "github.com/ProtonMail/go-crypto/openpgp/v2"
+
+	"github.com/sallyport/sallyport/atomicfile"
 )
 
 // Names inside a trust folder.
@@ -201,7 +203,7 @@ func AddKeys(dir string, data []byte) ([]AddedKey, error) {
 		if err != nil {
 			return nil, fmt.Errorf("trust: add: %w", err)
 		}
-		if err := writeFileAtomic(path, out, 0o644); err != nil {
+		if err := atomicfile.Write(path, out, 0o644); err != nil {
 			return nil, fmt.Errorf("trust: add: %w", err)
 		}
 		added = append(added, AddedKey{Fingerprint: b.fpr, UserIDs: merged.userIDs(), New: isNew})
@@ -232,30 +234,4 @@ func (b *keyBlock) entity() (*openpgp.Entity, error) {
 		return nil, fmt.Errorf("unreadable key: %w", err)
 	}
 	return e, nil
-}
-
-// writeFileAtomic writes data to path through a synced temporary file
-// renamed into place.
-func writeFileAtomic(path string, data []byte, mode os.FileMode) error {
-	tmp, err := os.CreateTemp(filepath.Dir(path), "."+filepath.Base(path)+".tmp*")
-	if err != nil {
-		return err
-	}
-	defer os.Remove(tmp.Name())
-	if err := tmp.Chmod(mode); err != nil {
-		tmp.Close()
-		return err
-	}
-	if _, err := tmp.Write(data); err != nil {
-		tmp.Close()
-		return err
-	}
-	if err := tmp.Sync(); err != nil {
-		tmp.Close()
-		return err
-	}
-	if err := tmp.Close(); err != nil {
-		return err
-	}
-	return os.Rename(tmp.Name(), path)
 }

@@ -10,6 +10,7 @@ import (
 
 	"golang.org/x/crypto/ssh"
 
+	"github.com/sallyport/sallyport/atomicfile"
 	"github.com/sallyport/sallyport/ca"
 )
 
@@ -49,7 +50,7 @@ func SealKeys(dataDir string, a *Admins) ([]ca.Kind, []Recipient, error) {
 			return sealed, nil, err
 		}
 		buf.WriteByte('\n')
-		if err := writeFileAtomic(path, buf.Bytes(), 0o600); err != nil {
+		if err := atomicfile.Write(path, buf.Bytes(), 0o600); err != nil {
 			return sealed, nil, fmt.Errorf("trust: seal %s CA: %w", k, err)
 		}
 		sealed = append(sealed, k)
@@ -83,7 +84,7 @@ func UnsealKeys(dataDir string, key *SecretKey) ([]ca.Kind, error) {
 		if err := matchesPublicKey(plain, path+".pub"); err != nil {
 			return done, fmt.Errorf("trust: unseal %s CA: %w", k, err)
 		}
-		if err := writeFileAtomic(path, plain, 0o600); err != nil {
+		if err := atomicfile.Write(path, plain, 0o600); err != nil {
 			return done, fmt.Errorf("trust: unseal %s CA: %w", k, err)
 		}
 		done = append(done, k)

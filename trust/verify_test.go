@@ -7,6 +7,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/sallyport/sallyport/atomicfile"
 )
 
 func TestVerifyPolicy(t *testing.T) {
@@ -105,7 +107,7 @@ func TestSignatureFiles(t *testing.T) {
 	dir := t.TempDir()
 	p := dir + "/policy.yaml"
 	for _, n := range []string{"policy.yaml", "policy.yaml.asc", "policy.yaml.bob.asc", "policy.yaml.alice.asc", "other.asc"} {
-		if err := writeFileAtomic(dir+"/"+n, []byte("x"), 0o644); err != nil {
+		if err := atomicfile.Write(dir+"/"+n, []byte("x"), 0o644); err != nil {
 			t.Fatal(err)
 		}
 	}

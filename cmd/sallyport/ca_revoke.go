@@ -4,13 +4,12 @@ import (
 	"context"
 	"fmt"
 	"io"
-	"os"
-	"path/filepath"
 	"strconv"
 	"time"
 
 	"golang.org/x/crypto/ssh"
 
+	"github.com/sallyport/sallyport/atomicfile"
 	"github.com/sallyport/sallyport/ca"
 	"github.com/sallyport/sallyport/store"
 )
@@ -93,37 +92,11 @@ sshd's RevokedKeys and 'ssh-keygen -Q'. The file is replaced atomically.`, stder
 	if err != nil {
 		return fmt.Errorf("ca krl: %w", err)
 	}
-	if err := writeFileAtomic(*out, data, 0o644); err != nil {
+	if err := atomicfile.Write(*out, data, 0o644); err != nil {
 		return fmt.Errorf("ca krl: %w", err)
 	}
 	fmt.Fprintf(stdout, "wrote %s: %d revocations\n", *out, len(revs))
 	return nil
-}
-
-// writeFileAtomic replaces path with data so that readers see either the old
-// or the new file, never a partial one.
-func writeFileAtomic(path string, data []byte, mode os.FileMode) error {
-	tmp, err := os.CreateTemp(filepath.Dir(path), "."+filepath.Base(path)+".tmp*")
-	if err != nil {
-		return err
-	}
-	defer os.Remove(tmp.Name())
-	if _, err := tmp.Write(data); err != nil {
-		tmp.Close()
-		return err
-	}
-	if err := tmp.Chmod(mode); err != nil {
-		tmp.Close()
-		return err
-	}
-	if err := tmp.Sync(); err != nil {
-		tmp.Close()
-		return err
-	}
-	if err := tmp.Close(); err != nil {
-		return err
-	}
-	return os.Rename(tmp.Name(), path)
 }
 
 // buildKRL turns the store's revocations into a KRL. Its version is the
