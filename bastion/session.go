@@ -108,7 +108,14 @@ func (se *session) stop(reason string) {
 		}
 		se.mu.Unlock()
 		if reason != "" {
-			_, _ = fmt.Fprintf(se.user.Stderr(), "\r\nsallyport: session ended: %s\r\n", reason)
+			// A client that stopped reading must not hold the caller (the
+			// sweeper, Shutdown) on a full window.
+			told := make(chan struct{})
+			go func() {
+				defer close(told)
+				_, _ = fmt.Fprintf(se.user.Stderr(), "\r\nsallyport: session ended: %s\r\n", reason)
+			}()
+			wait(told, time.Second)
 		}
 		se.up.Close()
 		se.user.Close()
@@ -208,9 +215,20 @@ func (se *session) ptyReq(r *ssh.Request) (bool, error) {
 	return ok, err
 }
 
-func (se *session) refuse(format string, args ...any) bool {
+// refuse answers a shell, exec or subsystem request the bastion will not
+// run. OpenSSH does not show what arrives on stderr before the request is
+// answered, so the request is accepted and the session then ends at once
+// with the reason on stderr and exit status 255.
+func (se *session) refuse(r *ssh.Request, format string, args ...any) bool {
+	if r.WantReply {
+		_ = r.Reply(true, nil)
+		r.WantReply = false
+	}
 	_, _ = fmt.Fprintf(se.user.Stderr(), "sallyport: "+format+"\r\n", args...)
-	return false
+	_, _ = se.user.SendRequest("exit-status", false, ssh.Marshal(struct{ Status uint32 }{255}))
+	_ = se.user.CloseWrite()
+	se.user.Close()
+	return true
 }
 
 // begin handles shell, exec and subsystem: audit, start the recording,
@@ -238,7 +256,8 @@ func (se *session) begin(r *ssh.Request) bool {
 		if e.Name != "sftp" {
 			reason := fmt.Sprintf("subsystem %q is not supported", e.Name)
 			_ = s.auditDeny(context.Background(), t.info, t.conn.RemoteAddr(), reason)
-			return se.refuse("%s", reason)
+			_, _ = fmt.Fprintf(se.user.Stderr(), "sallyport: %s\r\n", reason)
+			return false
 		}
 		subsystem = e.Name
 	}
@@ -267,7 +286,7 @@ func (se *session) begin(r *ssh.Request) bool {
 	if err != nil {
 		s.logger().Error("bastion: cannot start recording", "session", se.id, "err", err)
 		_ = s.auditDeny(ctx, t.info, t.conn.RemoteAddr(), "session refused: its recording could not be started")
-		return se.refuse("session refused: it cannot be recorded")
+		return se.refuse(r, "session refused: it cannot be recorded")
 	}
 	fields := map[string]string{
 		"session": se.id, "connection": t.id, "recording": rec.ID(), "login": t.info.login, "host": t.info.host,
@@ -285,7 +304,7 @@ func (se *session) begin(r *ssh.Request) bool {
 	}
 	abort := func() bool {
 		_, _ = rec.Close(ctx, recording.End{ExitStatus: -1, Reason: "not started"})
-		return se.refuse("session refused: the bastion cannot write its audit log")
+		return se.refuse(r, "session refused: the bastion cannot write its audit log")
 	}
 	if err := s.audit(ctx, audit.Event{Type: audit.TypeSessionStart, Actor: t.info.identity, Subject: subject, Outcome: audit.OutcomeOK, Fields: fields}); err != nil {
 		return abort()
