@@ -48,7 +48,8 @@ type Config struct {
 	BaseURL string `yaml:"base_url"`
 	// Bastion is the host:port users reach the bastion at, written into
 	// the ssh_config and known_hosts lines the server hands out; empty
-	// means the base URL's host name, port 22.
+	// means the base URL's host name with bastion_listen's port (port 22
+	// when bastion_listen is off).
 	Bastion string `yaml:"bastion"`
 	// Data is the data folder holding the CA keys and the database.
 	// Required.
@@ -80,6 +81,12 @@ type Config struct {
 	Sessions Sessions `yaml:"sessions"`
 	// Limits are the request rate limits.
 	Limits Limits `yaml:"limits"`
+	// Trust configures the admins, signed policy and break-glass.
+	Trust Trust `yaml:"trust"`
+
+	// BastionServer configures the SSH bastion (bastion_listen,
+	// bastion_names, bastion_host_key, bastion_limits).
+	BastionServer `yaml:",inline"`
 
 	trustedProxies []netip.Prefix
 }
@@ -113,7 +120,8 @@ type GitHub struct {
 	// organization events; unset means no webhook endpoint.
 	WebhookSecret *Secret `yaml:"webhook_secret"`
 	// Refresh is how often the organisation directory is refreshed; zero
-	// means every 5m.
+	// means every 5m, or every 1m when the bastion runs (so that team
+	// changes end live sessions within a minute even without webhooks).
 	Refresh time.Duration `yaml:"refresh"`
 }
 
@@ -418,6 +426,8 @@ func (c *Config) validate(v *validator) {
 	if l.SignInPerMinute < 0 || l.CertificatesPerMinute < 0 || l.MaxRequestBytes < 0 {
 		v.errorf("limits", "limits must not be negative")
 	}
+	c.validateBastion(v)
+	c.validateTrust(v)
 }
 
 func (v *validator) secret(path string, s *Secret, required bool) {
@@ -497,6 +507,7 @@ func (c *Config) resolve() {
 	}
 	abs(&c.Data)
 	abs(&c.Policy)
+	c.resolveTrust()
 	if c.TLS != nil {
 		abs(&c.TLS.CertFile)
 		abs(&c.TLS.KeyFile)
@@ -512,6 +523,8 @@ func (c *Config) resolve() {
 		abs(&c.OIDC[i].ClientSecret.File)
 	}
 	c.BaseURL = strings.TrimSuffix(c.BaseURL, "/")
+	abs(&c.BastionHostKey)
+	c.resolveBastion()
 	if c.Listen == "" {
 		c.Listen = "127.0.0.1:8080"
 		if c.TLS != nil {

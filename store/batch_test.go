@@ -3,9 +3,11 @@ package store
 import (
 	"context"
 	"errors"
-	"fmt"
 	"sync"
+	"sync/atomic"
+	"syscall"
 	"testing"
+	"time"
 
 	"golang.org/x/crypto/ssh"
 
@@ -117,21 +119,59 @@ func TestBatcherRefusals(t *testing.T) {
 	}
 }
 
+// BenchmarkBatcherRecordIssued records certificates signed beforehand from
+// 128 concurrent callers, as the web server does under load, and reports
+// the CPU time (user and system, the whole process) per record.
 func BenchmarkBatcherRecordIssued(b *testing.B) {
+	ctx := context.Background()
 	s := openTest(b, "", Options{})
 	bt := s.NewBatcher(BatchOptions{})
 	defer bt.Close()
-	ca, key := newSigner(b), newSigner(b).PublicKey()
-	b.SetParallelism(64)
-	b.RunParallel(func(pb *testing.PB) {
-		for pb.Next() {
-			serial, err := bt.NextSerial(context.Background())
-			if err != nil {
-				panic(err)
-			}
-			if err := bt.RecordIssued(context.Background(), newCert(b, ca, key, serial, ssh.UserCert), "github:1"); err != nil {
-				panic(fmt.Sprint(err))
-			}
+	const callers = 128
+	ca := newSigner(b)
+	keys := make([]ssh.PublicKey, callers)
+	for i := range keys {
+		keys[i] = newSigner(b).PublicKey()
+	}
+	certs := make([]*ssh.Certificate, b.N)
+	for i := range certs {
+		serial, err := bt.NextSerial(ctx)
+		if err != nil {
+			b.Fatal(err)
 		}
-	})
+		certs[i] = newCert(b, ca, keys[i%callers], serial, ssh.UserCert, "deploy", "root")
+	}
+	var next atomic.Int64
+	var failed atomic.Pointer[error]
+	b.ResetTimer()
+	cpu0 := cpuTime(b)
+	var wg sync.WaitGroup
+	for range callers {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for i := next.Add(1) - 1; i < int64(len(certs)); i = next.Add(1) - 1 {
+				if err := bt.RecordIssued(ctx, certs[i], "github:1"); err != nil {
+					failed.Store(&err)
+					return
+				}
+			}
+		}()
+	}
+	wg.Wait()
+	cpu := cpuTime(b) - cpu0
+	b.StopTimer()
+	if err := failed.Load(); err != nil {
+		b.Fatal(*err)
+	}
+	b.ReportMetric(float64(cpu.Microseconds())/float64(b.N), "cpu-µs/op")
+}
+
+// cpuTime is the CPU time (user and system) this process has used.
+func cpuTime(b *testing.B) time.Duration {
+	var ru syscall.Rusage
+	if err := syscall.Getrusage(syscall.RUSAGE_SELF, &ru); err != nil {
+		b.Fatal(err)
+	}
+	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
 }

@@ -28,6 +28,19 @@
 // certificate when every granted pair forces the same one, and
 // source-address when every granted pair restricts sources (their union).
 //
+// # Admins
+//
+// The admin role comes from the OpenPGP web of trust only (AdminSet, see
+// package trust): a person signed in with GitHub is an admin while an
+// admitted key names their numeric GitHub ID, checked afresh on every admin
+// request; team membership never makes an admin. Admins revoke
+// certificates (one, or everything of a user), read the audit log and see
+// every session recording; everyone else sees only their own recordings.
+// Every admin decision is logged and audited with its reason. A
+// PolicyFile can require admin signatures (RequireSignatures), and
+// BreakGlassPath turns admin-signed requests into certificates without
+// asking GitHub.
+//
 // # Security
 //
 // Every form carries a per-session CSRF token, and cross-origin browser

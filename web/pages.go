@@ -16,13 +16,14 @@ var templateFS embed.FS
 // pages renders the server's HTML with html/template. The pages need no
 // JavaScript.
 type pages struct {
-	t     map[string]*template.Template
-	style []byte
+	t       map[string]*template.Template
+	style   []byte
+	records bool // the recordings pages exist
 }
 
 func newPages() (*pages, error) {
 	p := &pages{t: map[string]*template.Template{}}
-	for _, name := range []string{"error", "signin", "home", "device"} {
+	for _, name := range []string{"error", "signin", "home", "device", "admin", "admin_certs", "admin_audit", "recordings", "recording"} {
 		t, err := template.ParseFS(templateFS, "templates/layout.html", "templates/"+name+".html")
 		if err != nil {
 			return nil, err
@@ -42,6 +43,8 @@ type sessionView struct {
 	Teams    []string
 	CSRF     string
 	Expires  string
+	Admin    bool // show the admin link
+	Records  bool // show the recordings link
 }
 
 type pageData struct {
@@ -56,6 +59,7 @@ type pageData struct {
 	NoAccess string
 	SSH      SSHConfig
 	OIDC     []string // names of the OIDC providers to offer
+	Admin    bool     // the signed-in person is an admin (links only)
 }
 
 type view struct {
@@ -68,7 +72,7 @@ func (p *pages) render(w http.ResponseWriter, status int, name string, d pageDat
 	if d.Session != nil {
 		u := d.Session.user
 		v.Session = &sessionView{Login: u.display(), ID: u.identity.ID, Provider: u.provider, Teams: u.identity.Teams,
-			CSRF: d.Session.csrf, Expires: d.Session.expires.UTC().Format(time.RFC1123)}
+			CSRF: d.Session.csrf, Expires: d.Session.expires.UTC().Format(time.RFC1123), Admin: d.Admin, Records: d.Session.kind == "browser" && p.records}
 	}
 	if v.Title == "" {
 		v.Title = map[string]string{"signin": "Sign in", "home": "Your access", "device": "Sign in a terminal"}[name]
@@ -109,7 +113,7 @@ func (s *Server) renderHome(w http.ResponseWriter, r *http.Request, sess *sessio
 			id.Teams = m.Teams
 		}
 	}
-	d := pageData{Session: sess, Error: errMsg, BaseURL: s.base.String(), SSH: s.sshConfig("")}
+	d := pageData{Session: sess, Error: errMsg, BaseURL: s.base.String(), SSH: s.sshConfig(""), Admin: s.isAdminNow(sess)}
 	if t, ok := termsOf(p.Grant(id), p.Defaults.MaxTTL); ok {
 		d.Access = &t.access
 		d.TTL = policy.FormatDuration(t.access.TTL)

@@ -14,6 +14,7 @@ import (
 
 	"github.com/sallyport/sallyport/audit"
 	"github.com/sallyport/sallyport/policy"
+	"github.com/sallyport/sallyport/trust"
 )
 
 // Auditor durably records an audit event before returning. The store
@@ -36,12 +37,15 @@ type PolicyFile struct {
 	cur     atomic.Pointer[loadedPolicy]
 	lastBad [sha256.Size]byte // hash of the last refused content, to refuse it once
 	onLoad  func(ok bool, at time.Time)
+	sign    *PolicySignatures // nil: signatures not required
+	refused atomic.Pointer[PolicyRefusal]
 }
 
 type loadedPolicy struct {
 	p    *policy.Policy
 	hash [sha256.Size]byte
 	at   time.Time
+	sig  *trust.Verification // nil: not signed
 }
 
 // ErrPolicyRefused means a policy file failed its check and was not
@@ -94,6 +98,11 @@ func Check(name string, data []byte) (*policy.Policy, error) {
 // an error matching ErrPolicyRefused when the file was refused. cause says
 // what asked ("start", "SIGHUP", "file changed").
 func (f *PolicyFile) Reload(ctx context.Context, cause string) (bool, error) {
+	return f.reload(ctx, cause, false)
+}
+
+// reload reads the file; force loads it even if its content is unchanged.
+func (f *PolicyFile) reload(ctx context.Context, cause string, force bool) (bool, error) {
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	data, err := os.ReadFile(f.path)
@@ -102,23 +111,33 @@ func (f *PolicyFile) Reload(ctx context.Context, cause string) (bool, error) {
 	}
 	hash := sha256.Sum256(data)
 	old := f.cur.Load()
-	if old != nil && old.hash == hash {
+	if !force && old != nil && old.hash == hash {
 		return false, nil
+	}
+	badKey := hash // what a refusal is remembered by: with signatures, their files too
+	var sig *trust.Verification
+	if f.sign != nil {
+		sig, badKey, err = f.checkSignatures(data, hash, old)
+		if err != nil {
+			return false, f.refuse(ctx, cause, badKey, err)
+		}
 	}
 	p, err := Check(f.path, data)
 	if err == nil && old != nil && !strings.EqualFold(p.GitHub.Org, old.p.GitHub.Org) {
 		err = fmt.Errorf("the organisation changed from %s to %s; restart the server to change organisations", old.p.GitHub.Org, p.GitHub.Org)
 	}
 	if err != nil {
-		return false, f.refuse(ctx, cause, hash, err)
+		return false, f.refuse(ctx, cause, badKey, err)
 	}
 	now := f.now()
-	f.cur.Store(&loadedPolicy{p: p, hash: hash, at: now})
+	f.cur.Store(&loadedPolicy{p: p, hash: hash, at: now, sig: sig})
 	f.lastBad = [sha256.Size]byte{}
-	f.logger.Info("policy loaded", "file", f.path, "cause", cause, "sha256", fmt.Sprintf("%x", hash[:8]), "hosts", len(p.Hosts), "roles", len(p.Roles))
+	f.refused.Store(nil)
+	f.logger.Info("policy loaded", "file", f.path, "cause", cause, "sha256", fmt.Sprintf("%x", hash[:8]), "hosts", len(p.Hosts), "roles", len(p.Roles), "signatures", sigSummary(sig))
 	if f.audit != nil {
 		e := audit.Event{Type: audit.TypePolicyLoad, Actor: "server", Subject: f.path, Outcome: audit.OutcomeOK,
 			Fields: map[string]string{"sha256": fmt.Sprintf("%x", hash), "cause": cause}}
+		addSignatureFields(e.Fields, sig)
 		if err := f.audit.Audit(ctx, e); err != nil {
 			f.logger.Error("audit policy load", "err", err)
 		}
@@ -138,6 +157,7 @@ func (f *PolicyFile) refuse(ctx context.Context, cause string, hash [sha256.Size
 		return err // already refused this content; say it once
 	}
 	f.lastBad = hash
+	f.refused.Store(&PolicyRefusal{At: f.now(), Cause: cause, Reason: err.Error()})
 	f.logger.Error("policy refused; the previous policy stays in force", "file", f.path, "cause", cause, "err", err)
 	if f.audit != nil {
 		e := audit.Event{Type: audit.TypePolicyLoad, Actor: "server", Subject: f.path, Outcome: audit.OutcomeDenied,

@@ -123,6 +123,11 @@ type Options struct {
 	// believed; empty means none.
 	TrustedProxies []netip.Prefix
 
+	// Admin, if set, turns on the admin role (from the trust folder only),
+	// the admin pages, everyone's own recordings and break-glass; nil
+	// means none of them.
+	Admin *AdminOptions
+
 	// Logger receives operational messages, never secrets; nil means none.
 	Logger *slog.Logger
 	// Now is the clock; nil means time.Now.
@@ -153,6 +158,8 @@ type Server struct {
 	issueRL  *limiter
 	pages    *pages
 	terms    termsCache
+
+	breakGlassRL *limiter
 }
 
 // New checks o and returns a Server.
@@ -217,10 +224,16 @@ func New(o Options) (*Server, error) {
 	if err != nil {
 		return nil, fmt.Errorf("web: %w", err)
 	}
+	if err := s.initAdmin(); err != nil {
+		return nil, fmt.Errorf("web: %w", err)
+	}
 	if pf, ok := o.Policy.(*PolicyFile); ok {
 		pf.mu.Lock()
 		pf.onLoad = func(ok bool, at time.Time) {
 			if ok {
+				if s.o.Admin != nil {
+					s.o.Admin.Admins.Refresh("policy loaded") //nolint:errcheck // kept and logged
+				}
 				s.metrics.reload("ok")
 				s.metrics.policyTime.Store(at.Unix())
 			} else {
@@ -272,6 +285,7 @@ func (s *Server) routes() http.Handler {
 	mux.HandleFunc("POST /api/v1/ci/certificate", s.apiCICertificate)
 	mux.HandleFunc("GET /api/v1/ssh-config", s.apiSSHConfig)
 	mux.HandleFunc("GET /static/style.css", s.style)
+	s.adminRoutes(mux)
 	if s.o.Webhook != nil {
 		mux.Handle("POST "+WebhookPath, s.o.Webhook)
 	}

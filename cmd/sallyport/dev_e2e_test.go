@@ -50,16 +50,17 @@ func binary(t *testing.T) string {
 
 var devURL = regexp.MustCompile(`Sallyport dev server: (http://127\.0\.0\.1:\d+)`)
 
-// startDev runs `sallyport dev` as a process and returns its URL. The
-// process is interrupted, and killed if it lingers, when the test ends.
-func startDev(t *testing.T, data string) string {
+// startDev runs `sallyport dev` as a process and returns its URL and what
+// it printed. The process is interrupted, and killed if it lingers, when
+// the test ends.
+func startDev(t *testing.T, data string) (base, banner string) {
 	t.Helper()
-	cmd := exec.Command(binary(t), "dev", "--listen", "127.0.0.1:0", "--data", data)
+	cmd := exec.Command(binary(t), "dev", "--listen", "127.0.0.1:0", "--bastion", "127.0.0.1:0", "--data", data)
 	stdout, err := cmd.StdoutPipe()
 	if err != nil {
 		t.Fatal(err)
 	}
-	var stderr strings.Builder
+	var stderr lockedBuffer
 	cmd.Stderr = &stderr
 	if err := cmd.Start(); err != nil {
 		t.Fatal(err)
@@ -73,30 +74,37 @@ func startDev(t *testing.T, data string) string {
 			if err != nil {
 				t.Errorf("sallyport dev exited with %v after SIGINT\n%s", err, stderr.String())
 			}
-		case <-time.After(15 * time.Second):
+		case <-time.After(30 * time.Second):
 			cmd.Process.Kill()
-			t.Error("sallyport dev did not stop within 15s of SIGINT")
+			t.Error("sallyport dev did not stop within 30s of SIGINT")
 		}
 	})
 	found := make(chan string, 1)
 	go func() {
+		// The banner ends with the ssh-config line.
+		var b strings.Builder
 		sc := bufio.NewScanner(stdout)
 		for sc.Scan() {
-			if m := devURL.FindStringSubmatch(sc.Text()); m != nil {
-				found <- m[1]
+			b.WriteString(sc.Text() + "\n")
+			if strings.Contains(sc.Text(), "sallyport ssh-config --server") {
+				found <- b.String()
+				break
 			}
 		}
 		io.Copy(io.Discard, stdout)
 	}()
 	select {
-	case u := <-found:
-		return u
+	case banner = <-found:
 	case err := <-done:
 		t.Fatalf("sallyport dev exited: %v\n%s", err, stderr.String())
 	case <-time.After(30 * time.Second):
-		t.Fatalf("sallyport dev printed no URL within 30s\n%s", stderr.String())
+		t.Fatalf("sallyport dev printed no banner within 30s\n%s", stderr.String())
 	}
-	return ""
+	m := devURL.FindStringSubmatch(banner)
+	if m == nil {
+		t.Fatalf("sallyport dev printed no URL:\n%s", banner)
+	}
+	return m[1], banner
 }
 
 // TestDevLoginSSH is the whole path a volunteer takes: `sallyport dev`,
@@ -104,7 +112,7 @@ func startDev(t *testing.T, data string) string {
 // client with the certificate into a real sshd that trusts the user CA.
 func TestDevLoginSSH(t *testing.T) {
 	data := filepath.Join(t.TempDir(), "data")
-	base := startDev(t, data)
+	base, _ := startDev(t, data)
 	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
 	defer cancel()
 	keys := t.TempDir()
@@ -199,6 +207,114 @@ func TestDevLoginSSH(t *testing.T) {
 	for _, want := range []string{`"type":"login","actor":"github:1001"`, `"type":"issue","actor":"github:1001"`, `"type":"login","actor":"github-login:erin"`} {
 		if !strings.Contains(string(audit), want) {
 			t.Errorf("audit log lacks %s", want)
+		}
+	}
+}
+
+// TestDevBastion follows what `sallyport dev` prints, as a volunteer would:
+// the login as alice, then the real ssh client through the bastion to the
+// demo target (a real sshd trusting only the session CA) in both target
+// forms, bob's refusal, and the recordings: listed, verified intact, and
+// played by asciinema.
+func TestDevBastion(t *testing.T) {
+	data := filepath.Join(t.TempDir(), "data")
+	_, banner := startDev(t, data)
+	ctx, cancel := context.WithTimeout(context.Background(), 120*time.Second)
+	defer cancel()
+	printed := func(substrs ...string) []string {
+		t.Helper()
+	lines:
+		for _, l := range strings.Split(banner, "\n") {
+			l = strings.TrimSpace(l)
+			if !strings.HasPrefix(l, "ssh ") && !strings.HasPrefix(l, "sallyport ") {
+				continue
+			}
+			for _, s := range substrs {
+				if !strings.Contains(l, s) {
+					continue lines
+				}
+			}
+			return strings.Fields(l)
+		}
+		t.Fatalf("sallyport dev printed no command with %q:\n%s", substrs, banner)
+		return nil
+	}
+	run := func(t *testing.T, args []string, extra ...string) (string, string, error) {
+		t.Helper()
+		name := args[0]
+		if name == "sallyport" {
+			name = binary(t)
+		}
+		cmd := exec.CommandContext(ctx, name, append(args[1:len(args):len(args)], extra...)...)
+		cmd.Env = append(os.Environ(), "SSH_AUTH_SOCK=")
+		var stdout, stderr strings.Builder
+		cmd.Stdout, cmd.Stderr = &stdout, &stderr
+		err := cmd.Run()
+		return stdout.String(), stderr.String(), err
+	}
+	mustRun := func(t *testing.T, args []string, extra ...string) string {
+		t.Helper()
+		out, errOut, err := run(t, args, extra...)
+		if err != nil {
+			t.Fatalf("%s: %v\n%s%s", strings.Join(append(args, extra...), " "), err, out, errOut)
+		}
+		return out
+	}
+	if !strings.Contains(banner, "demo target:      host \"demo\", a real sshd on 127.0.0.1:") {
+		t.Fatalf("sallyport dev started no demo target:\n%s", banner)
+	}
+	mustRun(t, printed("sallyport login", "--dev-user alice"))
+
+	jump := printed("ssh -F", " -J ")
+	name := printed("ssh -F", " -p ")
+	tests := []struct {
+		name string
+		cmd  []string
+		want string
+	}{
+		{"ok/proxyjump", append(jump, "echo", "through-proxyjump"), "through-proxyjump"},
+		{"ok/target-in-user-name", append(name, "echo", "through-user-name"), "through-user-name"},
+		{"ok/pty", append([]string{"ssh", "-tt"}, append(name[1:len(name):len(name)], "echo", "pty-session")...), "pty-session"},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			if out := mustRun(t, tc.cmd); !strings.Contains(out, tc.want) {
+				t.Errorf("got %q; want %q", out, tc.want)
+			}
+		})
+	}
+	t.Run("fail/bob-not-granted", func(t *testing.T) {
+		mustRun(t, printed("sallyport login", "--dev-user bob"))
+		out, errOut, err := run(t, printed("ssh -o UserKnownHostsFile"), "echo", "should-not-run")
+		if err == nil || strings.Contains(out, "should-not-run") {
+			t.Fatalf("bob got in: %v\n%s", err, out)
+		}
+		if !regexp.MustCompile(`(?m)^sallyport: .*not valid for login`).MatchString(errOut) {
+			t.Errorf("ssh said %q; want one line from the bastion saying why", errOut)
+		}
+	})
+
+	list := mustRun(t, printed("sallyport recordings list"))
+	for _, want := range []string{"through-proxyjump", "through-user-name", "pty-session"} {
+		var id string
+		for _, l := range strings.Split(list, "\n") {
+			if strings.Contains(l, want) && strings.Contains(l, "@demo") && strings.Contains(l, "alice") {
+				id = strings.Fields(l)[0]
+			}
+		}
+		if id == "" {
+			t.Errorf("recordings list lacks the session %q:\n%s", want, list)
+			continue
+		}
+		verify := printed("sallyport recordings verify")
+		out := mustRun(t, append(verify[:len(verify)-1:len(verify)-1], id))
+		if !strings.Contains(out, "intact") {
+			t.Errorf("recordings verify %s: %s", id, out)
+		}
+		path := strings.TrimSuffix(strings.Fields(out)[0], ":")
+		cat := exec.CommandContext(ctx, "script", "-qec", "asciinema cat "+path, "/dev/null")
+		if got, err := cat.Output(); err != nil || !strings.Contains(string(got), want) {
+			t.Errorf("asciinema cat %s: %v\n%q; want %q", path, err, got, want)
 		}
 	}
 }

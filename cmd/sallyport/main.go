@@ -57,7 +57,7 @@ var commands = map[string]command{
 	"breakglass": {"request an emergency certificate when GitHub is unavailable", runBreakGlass},
 	"backup":     {"create, verify and restore backups encrypted to the admins", runBackup},
 	"policy":     {"check, test, explain and diff access policy files", runPolicy},
-	"serve":      {"run the server: GitHub sign-in, certificates, web pages", runServe},
+	"serve":      {"run the server: GitHub sign-in, certificates, web pages, SSH bastion", runServe},
 	"dev":        {"run everything on loopback with demo users, for trying Sallyport", runDev},
 	"login":      {"sign in with GitHub and get an SSH certificate", runLogin},
 	"status":     {"show the current certificate, its principals and expiry", runStatus},

@@ -10,10 +10,13 @@ import (
 	"net/http"
 	"os"
 	"os/signal"
+	"path/filepath"
 	"strings"
+	"sync"
 	"syscall"
 	"time"
 
+	"github.com/sallyport/sallyport/bastion"
 	"github.com/sallyport/sallyport/ca"
 	"github.com/sallyport/sallyport/config"
 	"github.com/sallyport/sallyport/identity"
@@ -24,10 +27,13 @@ import (
 func runServe(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	fs := newFlagSet("serve", "", `
 Run the Sallyport server: GitHub sign-in, certificate issuance, the web
-pages, /metrics and /healthz. The policy file is reloaded on SIGHUP and when
-it changes; a policy that fails its check is refused and the last good one
-stays in force. --check validates the configuration, its secrets, the CA
-keys and the policy, then exits.`, stderr)
+pages, /metrics and /healthz, and the recording SSH bastion (bastion_listen,
+default :2222; it needs github.org_token). The policy file is reloaded on
+SIGHUP and when it changes; a policy that fails its check is refused and the
+last good one stays in force. Live bastion sessions are re-authorised on
+every reload, team change and revocation, and ended when no longer allowed.
+--check validates the configuration, its secrets, the CA keys, the bastion
+host key and the policy, then exits.`, stderr)
 	cfgPath := fs.String("config", "sallyport.yaml", "configuration `file`")
 	check := fs.Bool("check", false, "validate the configuration, secrets, keys and policy, then exit")
 	rest, err := parseFlags(fs, args)
@@ -56,6 +62,9 @@ keys and the policy, then exits.`, stderr)
 	if err != nil {
 		return fmt.Errorf("serve: %w", err)
 	}
+	if cfg.BastionEnabled() && cfg.GitHub.OrgToken == nil {
+		return fmt.Errorf("serve: the bastion (bastion_listen %s) decides by each person's current teams and needs github.org_token; set it, or set bastion_listen: %s", cfg.BastionListen, config.BastionOff)
+	}
 	if *check {
 		data, err := os.ReadFile(cfg.Policy)
 		if err != nil {
@@ -63,6 +72,15 @@ keys and the policy, then exits.`, stderr)
 		}
 		if _, err := web.Check(cfg.Policy, data); err != nil {
 			return fmt.Errorf("serve: policy: %w", err)
+		}
+		if cfg.BastionEnabled() {
+			if _, err := os.Stat(cfg.BastionHostKey); err == nil {
+				if _, err := ca.LoadSigner(cfg.BastionHostKey); err != nil {
+					return fmt.Errorf("serve: bastion host key: %w", err)
+				}
+			} else if !errors.Is(err, os.ErrNotExist) {
+				return fmt.Errorf("serve: bastion host key: %w", err)
+			}
 		}
 		fmt.Fprintf(stdout, "%s: ok (policy %s, data %s)\n", cfg.File, cfg.Policy, cfg.Data)
 		return nil
@@ -113,6 +131,10 @@ keys and the policy, then exits.`, stderr)
 		opts.OIDC = append(opts.OIDC, web.OIDCProvider{Name: o.Name, SignIn: p})
 	}
 	var background []func(context.Context)
+	if err := serveTrust(ctx, cfg, st, keys, pf, &opts, &background, logger); err != nil {
+		return fmt.Errorf("serve: %w", err)
+	}
+	var dir *identity.Directory
 	if cfg.GitHub.OrgToken != nil {
 		tokens := identity.FileTokenSource(cfg.GitHub.OrgToken.File)
 		if cfg.GitHub.OrgToken.Env != "" {
@@ -122,7 +144,7 @@ keys and the policy, then exits.`, stderr)
 			}
 			tokens = identity.StaticToken(tok)
 		}
-		dir, err := identity.NewDirectory(identity.DirectoryConfig{Org: org, APIURL: cfg.GitHub.APIURL, Token: tokens,
+		dir, err = identity.NewDirectory(identity.DirectoryConfig{Org: org, APIURL: cfg.GitHub.APIURL, Token: tokens,
 			Interval: cfg.GitHub.Refresh, Logger: logger})
 		if err != nil {
 			return fmt.Errorf("serve: %w", err)
@@ -154,12 +176,57 @@ keys and the policy, then exits.`, stderr)
 	if cfg.TLS != nil {
 		tlsFiles = [2]string{cfg.TLS.CertFile, cfg.TLS.KeyFile}
 	}
+	var bs *bastionSetup
+	if cfg.BastionEnabled() {
+		if bs, err = serveBastion(cfg, dir, logger); err != nil {
+			return fmt.Errorf("serve: %w", err)
+		}
+		defer bs.ln.Close()
+	}
 	ln, err := net.Listen("tcp", cfg.Listen)
 	if err != nil {
 		return fmt.Errorf("serve: %w", err)
 	}
 	fmt.Fprintf(stdout, "sallyport serving %s on %s (policy %s)\n", cfg.BaseURL, ln.Addr(), cfg.Policy)
-	return serveWeb(ctx, ln, st, keys, opts, pf, cfg.PolicyPoll, tlsFiles, background, logger)
+	if bs != nil {
+		fmt.Fprintf(stdout, "sallyport bastion on %s as %s (recordings in %s)\n", bs.ln.Addr(), strings.Join(bs.srv.HostNames, ", "), bs.recordings)
+	}
+	return serveWeb(ctx, ln, st, keys, opts, pf, cfg.PolicyPoll, tlsFiles, background, bs, logger)
+}
+
+// serveBastion prepares the bastion of a configuration: its host key
+// (generated into the data folder at the first start), names, limits and
+// listener.
+func serveBastion(cfg *config.Config, dir *identity.Directory, logger *slog.Logger) (*bastionSetup, error) {
+	if len(cfg.BastionNames) == 0 {
+		return nil, errors.New("bastion: no name to certify the bastion for; set bastion_names")
+	}
+	key, created, err := loadBastionHostKey(cfg.BastionHostKey)
+	if err != nil {
+		return nil, err
+	}
+	if created {
+		logger.Info("generated the bastion host key", "file", cfg.BastionHostKey)
+	}
+	l := cfg.BastionLimits
+	srv := &bastion.Server{
+		HostKey:            key,
+		HostNames:          cfg.BastionNames,
+		Logger:             logger,
+		HandshakeTimeout:   l.HandshakeTimeout,
+		IdleTimeout:        l.IdleTimeout,
+		MaxConnections:     l.MaxConnections,
+		MaxChannelsPerConn: l.MaxChannelsPerConnection,
+		MaxSessionsPerUser: l.MaxSessionsPerUser,
+		SweepInterval:      l.ReauthorizeInterval,
+		HostCertTTL:        l.HostCertTTL,
+	}
+	ln, err := net.Listen("tcp", cfg.BastionListen)
+	if err != nil {
+		return nil, fmt.Errorf("bastion: %w", err)
+	}
+	return &bastionSetup{ln: ln, srv: srv, dir: dir, revocationPoll: l.RevocationPoll,
+		recordings: filepath.Join(cfg.Data, recordingsDir)}, nil
 }
 
 // readSecret reads a secret from its file (which must not be readable by
@@ -177,9 +244,11 @@ func readSecret(s config.Secret) (string, error) {
 
 // serveWeb runs the web server on ln until ctx ends, with certificates
 // recorded through a group-committing batcher, the policy reloaded on
-// SIGHUP and on change, and the background tasks running.
+// SIGHUP and on change, and the background tasks running. bs, if not nil,
+// is the bastion to run beside it with the same authority, policy, store
+// and directory; a policy reload makes it re-check its live sessions.
 func serveWeb(ctx context.Context, ln net.Listener, st *dataStore, keys ca.Keys, opts web.Options, pf *web.PolicyFile,
-	poll time.Duration, tlsFiles [2]string, background []func(context.Context), logger *slog.Logger) error {
+	poll time.Duration, tlsFiles [2]string, background []func(context.Context), bs *bastionSetup, logger *slog.Logger) error {
 	batch := st.NewBatcher(store.BatchOptions{})
 	defer batch.Close()
 	authority, err := ca.New(keys, batch)
@@ -193,20 +262,35 @@ func serveWeb(ctx context.Context, ln net.Listener, st *dataStore, keys ca.Keys,
 	}
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
+	var bastionErr <-chan error
+	if bs != nil {
+		if bastionErr, err = bs.start(ctx, st, keys, authority, pf); err != nil {
+			return fmt.Errorf("bastion: %w", err)
+		}
+	}
+	reload := func(cause string) {
+		loaded, _ := pf.Reload(ctx, cause) // refusals are logged and audited
+		if loaded && bs != nil {
+			bs.srv.Reevaluate("policy reloaded (" + cause + ")")
+		}
+	}
 	hup := make(chan os.Signal, 1)
 	signal.Notify(hup, syscall.SIGHUP)
 	defer signal.Stop(hup)
 	go func() {
+		t := time.NewTicker(poll)
+		defer t.Stop()
 		for {
 			select {
 			case <-ctx.Done():
 				return
 			case <-hup:
-				pf.Reload(ctx, "SIGHUP") //nolint:errcheck // logged and audited
+				reload("SIGHUP")
+			case <-t.C:
+				reload("file changed")
 			}
 		}
 	}()
-	go pf.Watch(ctx, poll)
 	for _, f := range background {
 		go f(ctx)
 	}
@@ -219,19 +303,30 @@ func serveWeb(ctx context.Context, ln net.Listener, st *dataStore, keys ca.Keys,
 			errc <- hs.Serve(ln)
 		}
 	}()
+	var failed error
 	select {
 	case err := <-errc:
-		return err
+		errc <- err
+		failed = err
+	case err := <-bastionErr:
+		failed = fmt.Errorf("bastion: %w", err)
 	case <-ctx.Done():
 	}
 	logger.Info("shutting down")
+	cancel()
+	var wg sync.WaitGroup
+	if bs != nil {
+		wg.Go(func() { shutdownBastion(bs.srv, 10*time.Second, logger) })
+	}
 	sctx, scancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer scancel()
-	if err := hs.Shutdown(sctx); err != nil {
-		return err
+	herr := hs.Shutdown(sctx)
+	wg.Wait()
+	if err := <-errc; !errors.Is(err, http.ErrServerClosed) && failed == nil {
+		failed = err
 	}
-	if err := <-errc; !errors.Is(err, http.ErrServerClosed) {
-		return err
+	if failed == nil {
+		failed = herr
 	}
-	return nil
+	return failed
 }

@@ -34,6 +34,11 @@ func serveSetup(t *testing.T, gh *githubtest.Server, listen, extra string) strin
 	if gh != nil {
 		urls = fmt.Sprintf("  web_url: %s\n  api_url: %s\n", gh.URL, gh.URL)
 	}
+	if !strings.Contains(extra, "bastion_listen") {
+		// The bastion needs github.org_token; tests of the web side alone
+		// run without it.
+		extra += "bastion_listen: off\n"
+	}
 	cfg := fmt.Sprintf(`listen: %s
 base_url: http://%s
 data: data
@@ -59,6 +64,14 @@ func TestServeCheck(t *testing.T) {
 		{"ok/valid", "", nil, "ok (policy"},
 		{"fail/unknown-setting", "standin: true\n", nil, `sallyport.yaml:8: unknown setting "standin"`},
 		{"fail/dev-users", "dev: {users: [alice]}\n", nil, `unknown setting "dev"`},
+		{"fail/bastion-without-org-token", "bastion_listen: 127.0.0.1:2222\n", nil, "needs github.org_token"},
+		{"ok/bastion", "  org_token: {file: github-secret}\nbastion_listen: 127.0.0.1:2222\n", nil, "ok (policy"},
+		{"fail/bastion-host-key-readable", "  org_token: {file: github-secret}\nbastion_listen: 127.0.0.1:2222\n", func(t *testing.T, cfg string) {
+			if err := os.WriteFile(filepath.Join(filepath.Dir(cfg), "data", bastionHostKeyFile), []byte("x"), 0o644); err != nil {
+				t.Fatal(err)
+			}
+		}, "bastion host key"},
+		{"fail/bastion-bad-limit", "bastion_listen: 127.0.0.1:2222\nbastion_limits: {reauthorize_interval: 5m}\n", nil, "sallyport.yaml:9: bastion_limits.reauthorize_interval must be at most 1m"},
 		{"fail/secret-readable-by-others", "", func(t *testing.T, cfg string) {
 			os.Chmod(filepath.Join(filepath.Dir(cfg), "github-secret"), 0o644)
 		}, "github.client_secret"},
