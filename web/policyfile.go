@@ -55,17 +55,32 @@ var ErrPolicyRefused = errors.New("policy refused")
 // LoadPolicyFile reads and checks the policy at path. The first load must
 // succeed. logger may be nil (no logging); now nil means time.Now.
 func LoadPolicyFile(ctx context.Context, path string, a Auditor, logger *slog.Logger, now func() time.Time) (*PolicyFile, error) {
+	f := newPolicyFile(path, a, logger, now)
+	if _, err := f.Reload(ctx, "start"); err != nil {
+		return nil, err
+	}
+	return f, nil
+}
+
+// LoadSignedPolicyFile is LoadPolicyFile for a server that requires admin
+// signatures: the first load, and every later one, needs ps.Required
+// distinct admins' signatures, so no unsigned policy is ever loaded.
+func LoadSignedPolicyFile(ctx context.Context, path string, a Auditor, logger *slog.Logger, now func() time.Time, ps PolicySignatures) (*PolicyFile, error) {
+	f := newPolicyFile(path, a, logger, now)
+	if err := f.RequireSignatures(ctx, ps); err != nil {
+		return nil, err
+	}
+	return f, nil
+}
+
+func newPolicyFile(path string, a Auditor, logger *slog.Logger, now func() time.Time) *PolicyFile {
 	if now == nil {
 		now = time.Now
 	}
 	if logger == nil {
 		logger = slog.New(slog.DiscardHandler)
 	}
-	f := &PolicyFile{path: path, audit: a, logger: logger, now: now}
-	if _, err := f.Reload(ctx, "start"); err != nil {
-		return nil, err
-	}
-	return f, nil
+	return &PolicyFile{path: path, audit: a, logger: logger, now: now}
 }
 
 // Policy returns the policy in force.

@@ -73,6 +73,9 @@ host key and the policy, then exits.`, stderr)
 		if _, err := web.Check(cfg.Policy, data); err != nil {
 			return fmt.Errorf("serve: policy: %w", err)
 		}
+		if err := checkPolicySignatures(cfg, data); err != nil {
+			return fmt.Errorf("serve: policy: %w", err)
+		}
 		if cfg.BastionEnabled() {
 			if _, err := os.Stat(cfg.BastionHostKey); err == nil {
 				if _, err := ca.LoadSigner(cfg.BastionHostKey); err != nil {
@@ -92,7 +95,8 @@ host key and the policy, then exits.`, stderr)
 		return fmt.Errorf("serve: %w", err)
 	}
 	defer st.Close()
-	pf, err := web.LoadPolicyFile(ctx, cfg.Policy, st, logger, nil)
+	admins := web.NewAdminSet(cfg.Trust.Dir, cfg.Trust.Threshold, logger, nil)
+	pf, err := loadServePolicy(ctx, cfg, st, admins, logger)
 	if err != nil {
 		return fmt.Errorf("serve: %w", err)
 	}
@@ -131,7 +135,7 @@ host key and the policy, then exits.`, stderr)
 		opts.OIDC = append(opts.OIDC, web.OIDCProvider{Name: o.Name, SignIn: p})
 	}
 	var background []func(context.Context)
-	if err := serveTrust(ctx, cfg, st, keys, pf, &opts, &background, logger); err != nil {
+	if err := serveTrust(cfg, st, keys, admins, &opts, &background); err != nil {
 		return fmt.Errorf("serve: %w", err)
 	}
 	var dir *identity.Directory

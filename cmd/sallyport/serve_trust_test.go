@@ -49,6 +49,10 @@ func TestServeTrust(t *testing.T) {
 			if tc.setup != nil {
 				tc.setup(t, w, dir)
 			}
+			// serve --check applies the same rules as a start.
+			if _, _, err := tryCLI(t, "serve", "--config", cfg, "--check"); (err == nil) != (tc.want == "") {
+				t.Errorf("serve --check: %v; want failure %v", err, tc.want != "")
+			}
 			ctx, cancel := context.WithCancel(context.Background())
 			defer cancel()
 			var stdout, stderr lockedBuffer
@@ -94,6 +98,24 @@ func TestServeTrust(t *testing.T) {
 			cancel()
 			if err := <-done; err != nil {
 				t.Errorf("serve: %v", err)
+			}
+			// No unsigned policy was ever in force: every load is a signed one.
+			b, err := os.ReadFile(filepath.Join(dir, "data", auditFile))
+			if err != nil {
+				t.Fatal(err)
+			}
+			loads := 0
+			for _, line := range strings.Split(string(b), "\n") {
+				if !strings.Contains(line, `"type":"policy.load"`) {
+					continue
+				}
+				loads++
+				if !strings.Contains(line, "admin signatures required") {
+					t.Errorf("a policy load without signatures was audited: %s", line)
+				}
+			}
+			if loads == 0 {
+				t.Error("no policy load was audited")
 			}
 		})
 	}
