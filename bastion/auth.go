@@ -31,7 +31,8 @@ type authInfo struct {
 
 	// Set after proof of possession.
 	identity string          // the store's identity, e.g. "github:1234"
-	who      policy.Identity // latest known identity
+	who      policy.Identity // latest known identity; CI claims for CI
+	glass    *breakGlass     // set for a break-glass certificate
 	terms    terms           // what the policy allows; target connections only
 }
 
@@ -162,6 +163,12 @@ func (s *Server) provenKey(conn ssh.ConnMetadata, key ssh.PublicKey, perms *ssh.
 		_ = s.auditDeny(ctx, info, conn.RemoteAddr(), d.reason)
 		return nil, banner(err)
 	}
+	if info.glass != nil {
+		if err := s.auditBreakGlass(ctx, info, conn.RemoteAddr()); err != nil {
+			s.logger().Error("bastion: cannot audit a break-glass login; refused", "err", err, "remote", conn.RemoteAddr().String())
+			return nil, banner(errors.New("the bastion could not write its audit log; try again later"))
+		}
+	}
 	out := &ssh.Permissions{ExtraData: map[any]any{authKey{}: info}}
 	if src, ok := info.cert.CriticalOptions[optSourceAddress]; ok {
 		// Checked by admit already; x/crypto checks it again.
@@ -179,27 +186,25 @@ func (s *Server) admit(ctx context.Context, info *authInfo, remote net.Addr) err
 		login = ""
 	}
 	if err := s.checkCert(cert, login, remote); err != nil {
+		// Best effort, so that the refusal is audited under its owner.
+		if identity, lerr := s.recordedIdentity(ctx, cert); lerr == nil {
+			info.identity = identity
+		}
 		return err
 	}
-	recs, err := s.Store.Certificates(ctx, store.CertificateFilter{Serial: cert.Serial, Limit: 2})
+	identity, err := s.recordedIdentity(ctx, cert)
 	if err != nil {
-		return fmt.Errorf("look up certificate %d: %w", cert.Serial, err)
+		return err
 	}
-	if len(recs) != 1 || recs[0].Type != store.CertTypeUser ||
-		recs[0].AuthorizedKey != string(bytes.TrimSpace(ssh.MarshalAuthorizedKey(cert))) {
-		return deny("certificate serial %d was not issued by this Sallyport", cert.Serial)
-	}
-	info.identity = recs[0].Identity
+	info.identity = identity
 	if reason, err := s.revoked(ctx, cert); err != nil {
 		return err
 	} else if reason != "" {
 		return deny("%s", reason)
 	}
-	who, err := s.lookup(info.identity)
-	if err != nil {
+	if err := s.resolve(info); err != nil {
 		return err
 	}
-	info.who = who
 	if info.host == "" {
 		return nil // a ProxyJump carrier: each tunnel is decided on its own
 	}
@@ -209,6 +214,20 @@ func (s *Server) admit(ctx context.Context, info *authInfo, remote net.Addr) err
 	}
 	info.terms = t
 	return nil
+}
+
+// recordedIdentity returns the identity the store recorded for cert,
+// which must be the very certificate the store holds under its serial.
+func (s *Server) recordedIdentity(ctx context.Context, cert *ssh.Certificate) (string, error) {
+	recs, err := s.Store.Certificates(ctx, store.CertificateFilter{Serial: cert.Serial, Limit: 2})
+	if err != nil {
+		return "", fmt.Errorf("look up certificate %d: %w", cert.Serial, err)
+	}
+	if len(recs) != 1 || recs[0].Type != store.CertTypeUser ||
+		recs[0].AuthorizedKey != string(bytes.TrimSpace(ssh.MarshalAuthorizedKey(cert))) {
+		return "", deny("certificate serial %d was not issued by this Sallyport", cert.Serial)
+	}
+	return recs[0].Identity, nil
 }
 
 // checkCert checks what the certificate itself says: validity window,
@@ -320,39 +339,15 @@ func because(reason string) string {
 	return fmt.Sprintf(" (%q)", reason)
 }
 
-// lookup resolves the store's identity of a certificate to the identity as
-// the directory knows it now.
-func (s *Server) lookup(identity string) (policy.Identity, error) {
-	rest, ok := strings.CutPrefix(identity, "github:")
-	if !ok {
-		return policy.Identity{}, deny("certificates of %q identities are not accepted by the bastion", identityKind(identity))
-	}
-	id, err := strconv.ParseInt(rest, 10, 64)
-	if err != nil || id <= 0 {
-		return policy.Identity{}, deny("the certificate's identity %q is not a GitHub user ID", identity)
-	}
-	who, ok := s.Directory.Identity(id)
-	if !ok {
-		return policy.Identity{}, deny("GitHub user %d is not a current member of the organisation", id)
-	}
-	who.ID = id
-	return who, nil
-}
-
-func identityKind(identity string) string {
-	k, _, _ := strings.Cut(identity, ":")
-	if len(k) > 16 {
-		k = k[:16]
-	}
-	return k
-}
-
 // decide asks the current policy whether info's identity may log in as
 // info.login on info.host from remote, and on what terms.
 func (s *Server) decide(info *authInfo, remote net.Addr) (terms, error) {
 	p := s.Policy()
 	if p == nil {
 		return terms{}, deny("no policy is loaded")
+	}
+	if info.glass != nil {
+		return s.decideBreakGlass(p, info)
 	}
 	d := p.Grant(info.who).Allows(info.login, info.host)
 	if !d.Allow {
@@ -395,13 +390,18 @@ func (s *Server) auditDeny(ctx context.Context, info *authInfo, remote net.Addr,
 	if info.host != "" {
 		target += "@" + info.host
 	}
+	f := certFields(info.cert, remote)
+	if info.isBreakGlass() {
+		f["breakglass"] = "true"
+		s.logger().Warn("bastion: break-glass certificate refused", "identity", info.identity, "target", target, "reason", reason)
+	}
 	return s.audit(ctx, audit.Event{
 		Type:    audit.TypeDeny,
 		Actor:   actor(info),
 		Subject: target,
 		Outcome: audit.OutcomeDenied,
 		Reason:  reason,
-		Fields:  certFields(info.cert, remote),
+		Fields:  f,
 	})
 }
 

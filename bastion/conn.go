@@ -220,7 +220,11 @@ func (s *Server) serveCarrier(c *serverConn, sc *ssh.ServerConn, chans <-chan ss
 			_ = nc.Reject(ssh.Prohibited, err.Error())
 			continue
 		}
-		if reason := s.checkJump(host, d.Port); reason != "" {
+		reason := s.checkJump(host, d.Port)
+		if reason == "" && info.glass != nil && host != info.glass.host {
+			reason = fmt.Sprintf("this break-glass certificate is valid only for host %s", info.glass.host)
+		}
+		if reason != "" {
 			_ = s.auditDeny(context.Background(), &authInfo{cert: info.cert, identity: info.identity, login: info.login, host: host}, sc.RemoteAddr(), reason)
 			_ = nc.Reject(ssh.Prohibited, reason)
 			continue

@@ -41,7 +41,51 @@
 // source-address, the client address matches its source-address, the
 // store holds the very same certificate under its serial, and neither the
 // serial nor the key is revoked. Identity comes from the store's record of
-// the serial, never from the key ID text.
+// the serial, never from the key ID text (break-glass certificates, below,
+// additionally have their key ID checked against that record).
+//
+// # Identities
+//
+// The store's identity of a certificate decides how it is authorised:
+//
+//   - "github:ID": a person. The directory must know GitHub user ID as a
+//     current member; the policy decides for their login and teams.
+//   - "github-actions:QUERY", as made by policy.CIClaims.IdentityString: a
+//     GitHub Actions workload. policy.ParseCIIdentity must accept it
+//     (the older "github-actions:REPO:REF[:ENV]" form, which lost the
+//     workflow claim, is refused); the current policy decides for
+//     policy.Identity{CI: &claims} like for a person, with every check
+//     above and the same auditing. The directory is not asked: CI has no
+//     teams.
+//   - "breakglass:ID": an emergency certificate made by trust.BreakGlass
+//     from a request signed by an admin, for when GitHub is down.
+//   - Anything else is refused.
+//
+// # Break-glass
+//
+// A break-glass certificate must have exactly the shape trust.BreakGlass
+// issues, or it is refused: request ID of 32 lower-case hexadecimal
+// digits, key ID exactly "breakglass:ID host=HOST by=github:N serial=S"
+// with the store's identity, a valid host name and the certificate's own
+// serial, exactly one principal, no extension but permit-pty, and a
+// validity window of at most trust.MaxBreakGlassTTL (plus the CA's
+// backdating). It is then accepted only for its one principal on exactly
+// HOST, which must be a host of the current policy (the policy gives its
+// address; its roles are not consulted). The session gets a terminal and
+// nothing else: no port, agent or X11 forwarding, whatever the
+// certificate says; the forced command of the certificate, if any, is
+// enforced; input is recorded along with output. The directory is never
+// asked (GitHub is assumed down), but the validity window, the store's
+// record and revocation apply as for every certificate, and a live
+// break-glass session is ended once its certificate expires. A ProxyJump
+// carrier authenticated with a break-glass certificate may open tunnels to
+// HOST only.
+//
+// Every break-glass login is audited as a "login" event with
+// breakglass=true before it is answered (a login that cannot be audited is
+// refused) and logged as a warning; its session start, exec and end
+// events and every refusal of a break-glass certificate carry
+// breakglass=true too.
 //
 // # Authorisation
 //

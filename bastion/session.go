@@ -296,6 +296,10 @@ func (se *session) begin(r *ssh.Request) bool {
 	if command != "" {
 		fields["command"] = command
 	}
+	if t.info.glass != nil {
+		fields["breakglass"] = "true"
+		s.logger().Warn("bastion: BREAK-GLASS session", "session", se.id, "identity", t.info.identity, "target", subject, "kind", kind)
+	}
 	if subsystem != "" {
 		fields["subsystem"] = subsystem
 	}
@@ -491,6 +495,9 @@ func (se *session) finish() {
 	}
 	if end.ExitSignal != "" {
 		fields["exit_signal"] = end.ExitSignal
+	}
+	if t.info.glass != nil {
+		fields["breakglass"] = "true"
 	}
 	if sum.Failure != "" {
 		fields["recording_failure"] = sum.Failure

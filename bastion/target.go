@@ -159,11 +159,9 @@ func (t *targetConn) isEnded() bool {
 // directory, for a new channel. It returns the denial reason, or "".
 func (s *Server) reauthorise(t *targetConn) string {
 	info := *t.info
-	who, err := s.lookup(info.identity)
-	if err != nil {
+	if err := s.resolve(&info); err != nil {
 		return err.Error()
 	}
-	info.who = who
 	tm, err := s.decide(&info, t.conn.RemoteAddr())
 	if err != nil {
 		return err.Error()
@@ -325,6 +323,9 @@ func forwardEvent(t *targetConn, dest, outcome, reason string, extra map[string]
 	f := map[string]string{"destination": dest, "host": t.info.host, "login": t.info.login, "connection": t.id}
 	for k, v := range extra {
 		f[k] = v
+	}
+	if t.info.glass != nil {
+		f["breakglass"] = "true"
 	}
 	return audit.Event{Type: audit.TypePortForward, Actor: t.info.identity, Subject: t.info.login + "@" + t.info.host, Outcome: outcome, Reason: reason, Fields: f}
 }

@@ -64,7 +64,7 @@ func (s *Server) dialTarget(ctx context.Context, t *targetConn, tm terms) (*ssh.
 		TTL:          SessionCertTTL,
 		Permissions:  caPermissions(tm.perms),
 		ForceCommand: tm.forceCommand,
-		KeyID:        fmt.Sprintf("%s %s session=%s", keyIDUser(info), info.identity, t.id),
+		KeyID:        sessionKeyID(info, t.id),
 		Identity:     info.identity,
 	})
 	if err != nil {

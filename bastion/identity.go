@@ -1,0 +1,221 @@
+package bastion
+
+import (
+	"context"
+	"fmt"
+	"net"
+	"slices"
+	"strconv"
+	"strings"
+	"time"
+
+	"golang.org/x/crypto/ssh"
+
+	"github.com/sallyport/sallyport/audit"
+	"github.com/sallyport/sallyport/ca"
+	"github.com/sallyport/sallyport/policy"
+	"github.com/sallyport/sallyport/trust"
+)
+
+// Prefixes of the store identities the bastion accepts; see the package
+// documentation.
+const (
+	githubPrefix     = "github:"
+	breakGlassPrefix = "breakglass:"
+)
+
+// breakGlassBackdate is how far before its issuance a break-glass
+// certificate may start: the CA backdates user certificates for clock
+// skew (five minutes by default).
+const breakGlassBackdate = 15 * time.Minute
+
+// breakGlass is what a break-glass certificate allows: its one principal
+// on the one host its key ID names.
+type breakGlass struct {
+	id        string // the request ID, 32 hexadecimal digits
+	host      string
+	principal string
+	by        string // "github:ID" of the admin who signed first
+}
+
+// resolve turns the store's identity of info's certificate into the
+// identity to decide for, as of now, and sets info.who and info.glass.
+//
+//   - "github:ID": the GitHub user as the directory knows them now.
+//   - "github-actions:...": the CI claims it encodes
+//     (policy.ParseCIIdentity); no directory is asked, CI has no teams.
+//   - "breakglass:ID": the certificate's own key ID names its host; no
+//     directory is asked, GitHub is assumed down.
+//
+// Anything else, including CI identities in the old colon-separated form,
+// is refused.
+func (s *Server) resolve(info *authInfo) error {
+	identity := info.identity
+	info.who, info.glass = policy.Identity{}, nil
+	switch {
+	case strings.HasPrefix(identity, githubPrefix):
+		id, err := strconv.ParseInt(identity[len(githubPrefix):], 10, 64)
+		if err != nil || id <= 0 {
+			return deny("the certificate's identity %q is not a GitHub user ID", identity)
+		}
+		who, ok := s.Directory.Identity(id)
+		if !ok {
+			return deny("GitHub user %d is not a current member of the organisation", id)
+		}
+		who.ID = id
+		who.CI = nil
+		info.who = who
+	case strings.HasPrefix(identity, policy.CIIdentityPrefix):
+		claims, err := policy.ParseCIIdentity(identity)
+		if err != nil {
+			return deny("certificate serial %d has a CI identity in an old or invalid form (%v); request a new CI certificate", info.cert.Serial, err)
+		}
+		info.who = policy.Identity{CI: &claims}
+	case strings.HasPrefix(identity, breakGlassPrefix):
+		g, err := parseBreakGlass(identity, info.cert)
+		if err != nil {
+			return err
+		}
+		info.glass = g
+	default:
+		return deny("certificates of %q identities are not accepted by the bastion", identityKind(identity))
+	}
+	return nil
+}
+
+func identityKind(identity string) string {
+	k, _, _ := strings.Cut(identity, ":")
+	if len(k) > 16 {
+		k = k[:16]
+	}
+	return k
+}
+
+// parseBreakGlass checks that cert has exactly the shape trust.BreakGlass
+// issues for store identity "breakglass:ID": key ID
+// "breakglass:ID host=HOST by=github:N serial=SERIAL", one principal,
+// permit-pty at most, and a validity window of at most
+// trust.MaxBreakGlassTTL (plus backdating). Anything else is refused.
+func parseBreakGlass(identity string, cert *ssh.Certificate) (*breakGlass, error) {
+	bad := func(why string) error {
+		return deny("break-glass certificate serial %d refused: %s", cert.Serial, why)
+	}
+	id := identity[len(breakGlassPrefix):]
+	if len(id) != 32 || strings.Trim(id, "0123456789abcdef") != "" {
+		return nil, bad("its request ID is not 32 lower-case hexadecimal digits")
+	}
+	f := strings.Split(cert.KeyId, " ")
+	if len(f) != 4 || f[0] != identity {
+		return nil, bad("its key ID is not \"breakglass:ID host=HOST by=github:N serial=S\" for this request")
+	}
+	host, ok := strings.CutPrefix(f[1], "host=")
+	if !ok || ca.ValidateHostname(host) != nil {
+		return nil, bad("its key ID names no valid host")
+	}
+	by, ok := strings.CutPrefix(f[2], "by=github:")
+	if n, err := strconv.ParseInt(by, 10, 64); !ok || err != nil || n <= 0 || strconv.FormatInt(n, 10) != by {
+		return nil, bad("its key ID names no signing admin")
+	}
+	if f[3] != "serial="+strconv.FormatUint(cert.Serial, 10) {
+		return nil, bad("its key ID names another serial")
+	}
+	if len(cert.ValidPrincipals) != 1 {
+		return nil, bad("it must list exactly one principal")
+	}
+	for ext := range cert.Extensions {
+		if ext != "permit-pty" {
+			return nil, bad(fmt.Sprintf("it carries %q; break-glass allows a terminal only", ext))
+		}
+	}
+	if cert.ValidBefore == ssh.CertTimeInfinity || cert.ValidBefore < cert.ValidAfter ||
+		cert.ValidBefore-cert.ValidAfter > uint64((trust.MaxBreakGlassTTL+breakGlassBackdate)/time.Second) {
+		return nil, bad(fmt.Sprintf("it is valid for longer than %s", trust.MaxBreakGlassTTL))
+	}
+	return &breakGlass{id: id, host: host, principal: cert.ValidPrincipals[0], by: "github:" + by}, nil
+}
+
+// decideBreakGlass decides a break-glass certificate without asking the
+// policy's roles: its one principal on its one host, which must exist in
+// p (p gives the address), with a terminal only, input recorded. It is
+// also called for live sessions, which end when the certificate expires.
+func (s *Server) decideBreakGlass(p *policy.Policy, info *authInfo) (terms, error) {
+	g := info.glass
+	if info.login != g.principal || info.host != g.host {
+		return terms{}, deny("%s@%s denied: break-glass certificate serial %d is valid only for %s@%s", info.login, info.host, info.cert.Serial, g.principal, g.host)
+	}
+	i := slices.IndexFunc(p.Hosts, func(h policy.Host) bool { return h.Name == g.host })
+	if i < 0 {
+		return terms{}, deny("%s@%s denied: no host named %q in the policy", info.login, info.host, g.host)
+	}
+	if now := s.now().Unix(); now < 0 || uint64(now) >= info.cert.ValidBefore {
+		return terms{}, deny("break-glass certificate serial %d has expired", info.cert.Serial)
+	}
+	return terms{
+		perms:        policy.PTY & certPermissions(info.cert),
+		forceCommand: info.cert.CriticalOptions[optForceCommand],
+		recordInput:  true,
+		address:      p.Hosts[i].Address,
+		roles:        []string{"breakglass"},
+	}, nil
+}
+
+// auditBreakGlass records an accepted break-glass login, durably, and
+// logs it as a warning.
+func (s *Server) auditBreakGlass(ctx context.Context, info *authInfo, remote net.Addr) error {
+	g := info.glass
+	target := info.login
+	if info.host != "" {
+		target += "@" + info.host
+	}
+	s.logger().Warn("bastion: BREAK-GLASS login", "identity", info.identity, "target", target,
+		"host", g.host, "signed_by", g.by, "serial", info.cert.Serial, "remote", remote.String())
+	f := certFields(info.cert, remote)
+	f["breakglass"] = "true"
+	f["request_id"] = g.id
+	f["signed_by"] = g.by
+	f["host"] = g.host
+	return s.audit(ctx, audit.Event{
+		Type:    audit.TypeLogin,
+		Actor:   info.identity,
+		Subject: target,
+		Outcome: audit.OutcomeOK,
+		Reason:  "break-glass certificate accepted without GitHub",
+		Fields:  f,
+	})
+}
+
+// isBreakGlass reports whether info is about a break-glass certificate,
+// also before its shape was checked.
+func (info *authInfo) isBreakGlass() bool {
+	return info.glass != nil || strings.HasPrefix(info.identity, breakGlassPrefix)
+}
+
+// sessionKeyID is the key ID of the session certificate minted for info
+// on connection conn: who in words, then " session=CONN". Characters a key
+// ID may not carry (CI identities are URL-encoded) are replaced.
+func sessionKeyID(info *authInfo, conn string) string {
+	var who string
+	switch {
+	case info.who.CI != nil:
+		c := info.who.CI
+		who = "ci " + c.Repository + " " + c.Ref
+		if c.Environment != "" {
+			who += " env=" + c.Environment
+		}
+	case info.glass != nil:
+		who = info.identity + " by=" + info.glass.by
+	default:
+		who = keyIDUser(info) + " " + info.identity
+	}
+	suffix := " session=" + conn
+	b := []byte(who)
+	for i, c := range b {
+		if !(c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c >= '0' && c <= '9' || strings.IndexByte(" ._:@+=/-", c) >= 0) {
+			b[i] = '_'
+		}
+	}
+	if n := ca.MaxKeyIDLen - len(suffix); len(b) > n {
+		b = b[:n]
+	}
+	return strings.TrimSpace(string(b)) + suffix
+}
