@@ -1,14 +1,13 @@
 package store
 
 import (
-	"bytes"
 	"context"
 	"database/sql"
+	"encoding/base64"
 	"encoding/json"
 	"errors"
 	"fmt"
 	"math"
-	"os"
 	"strconv"
 	"strings"
 	"sync"
@@ -29,6 +28,13 @@ type BatchOptions struct {
 	// MaxBatch is the most certificates recorded in one transaction
 	// (default 512).
 	MaxBatch int
+	// MaxDelay is the longest the writer holds a batch open for more
+	// records while they keep arriving, less than MaxDelay/8 apart
+	// (default 2ms; negative: never). A record that arrives alone, while
+	// no other certificate is being signed, is committed at once. Under
+	// load, fewer and larger commits cost less CPU per certificate than
+	// the wait costs in latency.
+	MaxDelay time.Duration
 }
 
 // Batcher records issued certificates with group commit, for a server
@@ -63,6 +69,11 @@ type Batcher struct {
 	closeOnce  sync.Once
 	closeError error
 	stmts      stmtCache // the writer's own
+
+	// signing counts serials handed out whose certificate has not been
+	// queued yet: records the writer may expect shortly. A serial that
+	// is never recorded leaves it high, which costs only some waiting.
+	signing atomic.Int64
 }
 
 type batchReq struct {
@@ -91,6 +102,9 @@ func (s *SQLite) NewBatcher(opts BatchOptions) *Batcher {
 	}
 	if opts.MaxBatch <= 0 {
 		opts.MaxBatch = 512
+	}
+	if opts.MaxDelay == 0 {
+		opts.MaxDelay = 2 * time.Millisecond
 	}
 	b := &Batcher{
 		s:    s,
@@ -129,7 +143,7 @@ func (b *Batcher) NextSerial(ctx context.Context) (uint64, error) {
 			n := b.next
 			b.next++
 			b.mu.Unlock()
-			debugInflight.Add(1)
+			b.signing.Add(1)
 			return n, nil
 		}
 		b.mu.Unlock()
@@ -190,13 +204,13 @@ func (tx *txn) reserveSerials(ctx context.Context, n int) (first, end uint64, er
 
 // RecordIssued queues cert for the next commit and waits for it.
 func (b *Batcher) RecordIssued(ctx context.Context, cert *ssh.Certificate, identity string) error {
+	b.signing.Add(-1)
 	r, err := newBatchReq(cert, identity)
 	if err != nil {
 		return err
 	}
 	fail := func(err error) error { return fmt.Errorf("store: record certificate %d: %w", cert.Serial, err) }
 	r.done = make(chan struct{})
-	debugInflight.Add(-1)
 	b.closeMu.RLock()
 	if b.closed {
 		b.closeMu.RUnlock()
@@ -252,7 +266,9 @@ func prepareRow(cert *ssh.Certificate, identity string) (issuedRow, error) {
 		principals: string(appendJSONStrings(nil, nonNil(cert.ValidPrincipals))),
 		keyFP:      ssh.FingerprintSHA256(cert.Key),
 		caFP:       ssh.FingerprintSHA256(cert.SignatureKey),
-		authorized: string(bytes.TrimSpace(ssh.MarshalAuthorizedKey(cert))),
+		// What ssh.MarshalAuthorizedKey writes, without its newline and
+		// with fewer copies.
+		authorized: cert.Type() + " " + base64.StdEncoding.EncodeToString(cert.Marshal()),
 	}
 	// The bytes json.Marshal gives for issueFields, written directly: this
 	// runs for every certificate, and reflection over a map would cost
@@ -360,35 +376,37 @@ func (b *Batcher) run() {
 				break drain
 			}
 		}
-		if debugLinger > 0 && len(batch) < debugTarget && (!debugPending || debugInflight.Load() > 0) {
-			t := time.NewTimer(debugLinger)
-		wait:
-			for len(batch) < debugTarget && (!debugPending || debugInflight.Load() > 0) {
-				select {
-				case r := <-b.reqs:
-					batch = append(batch, r)
-				case <-t.C:
-					break wait
-				}
-			}
-			t.Stop()
+		if b.opts.MaxDelay > 0 && (len(batch) > 1 || b.signing.Load() > 0) {
+			batch = b.linger(batch)
 		}
 		b.commit(batch)
 	}
 }
 
-// commit records batch in one transaction and wakes every waiter. The rows
-// go in with multi-row INSERTs of a few sizes, prepared once: per-statement
-// overhead, not the B-tree work, dominates the cost of a record.
-var debugLinger, _ = time.ParseDuration(os.Getenv("LINGER"))
-var debugTarget, _ = strconv.Atoi(os.Getenv("TARGET"))
-var debugPending = os.Getenv("PENDING") != ""
-var debugInflight atomic.Int64
-var DebugBatches, DebugRecords atomic.Int64
+// linger adds to batch the records that keep arriving, each within
+// MaxDelay/8 of the one before, for at most MaxDelay.
+func (b *Batcher) linger(batch []*batchReq) []*batchReq {
+	deadline := time.Now().Add(b.opts.MaxDelay)
+	gap := b.opts.MaxDelay / 8
+	t := time.NewTimer(gap)
+	defer t.Stop()
+	for len(batch) < b.opts.MaxBatch {
+		select {
+		case r := <-b.reqs:
+			batch = append(batch, r)
+			t.Reset(min(gap, time.Until(deadline)))
+		case <-t.C:
+			return batch
+		case <-b.stop:
+			return batch
+		}
+	}
+	return batch
+}
 
+// commit records batch in one transaction, with statements prepared once
+// (see recordBatch), and wakes every waiter.
 func (b *Batcher) commit(batch []*batchReq) {
-	DebugBatches.Add(1)
-	DebugRecords.Add(int64(len(batch)))
 	ctx := context.Background()
 	now := b.s.now().UTC()
 	b.mu.Lock()

@@ -1,7 +1,9 @@
 package store
 
 import (
+	"bytes"
 	"context"
+	"encoding/json"
 	"errors"
 	"sync"
 	"sync/atomic"
@@ -116,6 +118,68 @@ func TestBatcherRefusals(t *testing.T) {
 	b.Close()
 	if err := b.RecordIssued(ctx, newCert(t, ca, ok, first+3, ssh.UserCert), "github:2"); !errors.Is(err, ErrClosed) {
 		t.Errorf("after Close: got %v; want ErrClosed", err)
+	}
+}
+
+func TestBatcherLoneRecordDoesNotWait(t *testing.T) {
+	s := openTest(t, "", Options{})
+	// With nobody else signing, a record is committed at once, however
+	// long the writer may hold a batch open under load.
+	b := s.NewBatcher(BatchOptions{MaxDelay: time.Hour})
+	defer b.Close()
+	ctx := context.Background()
+	ca, key := newSigner(t), newSigner(t).PublicKey()
+	for range 3 {
+		serial, err := b.NextSerial(ctx)
+		if err != nil {
+			t.Fatal(err)
+		}
+		cert := newCert(t, ca, key, serial, ssh.UserCert)
+		start := time.Now()
+		if err := b.RecordIssued(ctx, cert, "github:3"); err != nil {
+			t.Fatal(err)
+		}
+		if d := time.Since(start); d > time.Minute {
+			t.Fatalf("RecordIssued took %s; want no wait for company", d)
+		}
+	}
+}
+
+func TestPrepareRowJSON(t *testing.T) {
+	ca, key := newSigner(t), newSigner(t).PublicKey()
+	tests := []struct {
+		name       string
+		principals []string
+	}{
+		{"ok/plain", []string{"deploy", "root"}},
+		{"ok/none", nil},
+		{"ok/escaped", []string{"<a&b>", "q\"uote", "back\\slash", "tab\t", "é", "\u2028", "\x7f"}},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			cert := newCert(t, ca, key, 42, ssh.UserCert, "root")
+			cert.ValidPrincipals = tc.principals // after signing: only the row is under test
+			row, err := prepareRow(cert, "github:1")
+			if err != nil {
+				t.Fatal(err)
+			}
+			wantPrincipals, _ := json.Marshal(nonNil(tc.principals))
+			if row.principals != string(wantPrincipals) {
+				t.Errorf("got principals %s; want %s", row.principals, wantPrincipals)
+			}
+			e := issueEvent(&batchReq{cert: cert, identity: "github:1", row: row}, t0)
+			wantFields, _ := json.Marshal(e.Fields)
+			if row.fields != string(wantFields) {
+				t.Errorf("got fields %s; want %s", row.fields, wantFields)
+			}
+			if len(e.Fields) != 7 || e.Fields["serial"] != "42" || e.Fields["key_fingerprint"] != ssh.FingerprintSHA256(key) {
+				t.Errorf("got event fields %v", e.Fields)
+			}
+			wantCert := string(bytes.TrimSpace(ssh.MarshalAuthorizedKey(cert)))
+			if row.authorized != wantCert {
+				t.Errorf("got certificate %q; want %q", row.authorized, wantCert)
+			}
+		})
 	}
 }
 

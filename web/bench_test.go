@@ -155,9 +155,6 @@ func BenchmarkIssueHTTP(b *testing.B) {
 	b.ReportMetric(rateCPU, "certs/cpu-s")
 	b.ReportMetric(rawCPU, "raw-signs/cpu-s")
 	b.ReportMetric(float64(runtime.GOMAXPROCS(0)), "cores")
-	b.ReportMetric(float64(store.DebugRecords.Load())/float64(store.DebugBatches.Load()), "batch")
-	store.DebugRecords.Store(0)
-	store.DebugBatches.Store(0)
 }
 
 // issueLoad sends request on one keep-alive connection to addr until next
@@ -260,6 +257,46 @@ func checkIssued(b *testing.B, st *store.SQLite, userCA ssh.PublicKey, pubs []ss
 		if !recorded[serial] {
 			b.Fatalf("serial %d issued but not recorded", serial)
 		}
+	}
+}
+
+// TestWriteCertificate checks that the answer the benchmark measures is
+// byte for byte what writeJSON gives for the same response.
+func TestWriteCertificate(t *testing.T) {
+	access := Access{
+		Hosts: []HostAccess{
+			{Host: "web1", Principals: []string{"deploy", "root"}, Permissions: []string{"pty"}},
+			{Host: "db<1>&", Principals: []string{"ro"}, Permissions: []string{}, ForceCommand: "echo \"hi\" && <exit>"},
+		},
+		Principals: []string{"deploy", "ro", "root"},
+		Roles:      []string{"infra", "é\u2028"},
+	}
+	accessJSON, err := json.Marshal(access)
+	if err != nil {
+		t.Fatal(err)
+	}
+	after := time.Date(2026, 11, 25, 21, 0, 0, 0, time.UTC)
+	tests := []struct {
+		name string
+		resp CertificateResponse
+	}{
+		{"ok/grant", CertificateResponse{Certificate: "ssh-ed25519-cert-v01@openssh.com AAAA+/=", Serial: 1 << 40, KeyID: "alice github:1 serial=1099511627776",
+			ValidAfter: after, ValidBefore: after.Add(4 * time.Hour), Access: access, accessJSON: accessJSON}},
+		{"ok/escapes", CertificateResponse{Certificate: "<&>", KeyID: "\"\x01", Access: access, accessJSON: accessJSON}},
+		{"ok/no-cached-json", CertificateResponse{Certificate: "c", Access: access}},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			want, got := httptest.NewRecorder(), httptest.NewRecorder()
+			writeJSON(want, http.StatusOK, &tc.resp)
+			writeCertificate(got, &tc.resp)
+			if got.Code != want.Code || got.Header().Get("Content-Type") != want.Header().Get("Content-Type") {
+				t.Errorf("got %d %q; want %d %q", got.Code, got.Header().Get("Content-Type"), want.Code, want.Header().Get("Content-Type"))
+			}
+			if got.Body.String() != want.Body.String() {
+				t.Errorf("got body\n%s\nwant\n%s", got.Body, want.Body)
+			}
+		})
 	}
 }
 

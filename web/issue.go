@@ -1,8 +1,9 @@
 package web
 
 import (
-	"bytes"
 	"context"
+	"encoding/base64"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"net"
@@ -10,6 +11,7 @@ import (
 	"net/netip"
 	"slices"
 	"sort"
+	"strconv"
 	"strings"
 	"sync"
 	"time"
@@ -52,6 +54,10 @@ type terms struct {
 	perms   policy.Permissions
 	force   string
 	sources []netip.Prefix
+	// caPerms is perms for ca; accessJSON is access as JSON. Both are
+	// computed once per cached grant and only read after.
+	caPerms    []ca.Permission
+	accessJSON []byte
 }
 
 // termsOf derives certificate terms from g. It returns false when the grant
@@ -109,6 +115,8 @@ func termsOf(g *policy.Grant, maxTTL time.Duration) (terms, bool) {
 		t.access.Roles = append(t.access.Roles, m.Name)
 	}
 	t.access.TTL = min(g.TTL(), maxTTL)
+	t.caPerms = caPermissions(t.perms)
+	t.accessJSON, _ = json.Marshal(t.access) // plain strings and slices: cannot fail
 	return t, true
 }
 
@@ -151,9 +159,25 @@ type termsEntry struct {
 const maxCachedTerms = 10_000
 
 func (c *termsCache) get(p *policy.Policy, id policy.Identity, maxTTL time.Duration) (terms, bool) {
-	key := fmt.Sprintf("%d\x00%s\x00%s\x00%v\x00%d", id.ID, id.Login, strings.Join(id.Teams, ","), id.CI, maxTTL)
+	var key string
 	if id.CI != nil {
 		key = fmt.Sprintf("ci\x00%+v\x00%d", *id.CI, maxTTL)
+	} else {
+		// Built by hand: this runs for every certificate.
+		b := make([]byte, 0, 64)
+		b = strconv.AppendInt(b, id.ID, 10)
+		b = append(b, 0)
+		b = append(b, id.Login...)
+		b = append(b, 0)
+		for i, team := range id.Teams {
+			if i > 0 {
+				b = append(b, ',')
+			}
+			b = append(b, team...)
+		}
+		b = append(b, 0)
+		b = strconv.AppendInt(b, int64(maxTTL), 10)
+		key = string(b)
 	}
 	c.mu.Lock()
 	if c.policy != p || len(c.m) >= maxCachedTerms {
@@ -182,6 +206,41 @@ type CertificateResponse struct {
 	ValidAfter  time.Time `json:"valid_after"`
 	ValidBefore time.Time `json:"valid_before"`
 	Access
+
+	accessJSON []byte // Access as JSON, when known
+}
+
+// certificateHead is the part of a CertificateResponse before its Access.
+type certificateHead struct {
+	Certificate string    `json:"certificate"`
+	Serial      uint64    `json:"serial"`
+	KeyID       string    `json:"key_id"`
+	ValidAfter  time.Time `json:"valid_after"`
+	ValidBefore time.Time `json:"valid_before"`
+}
+
+// writeCertificate writes resp as writeJSON would, reusing the JSON of its
+// Access that was encoded once for its grant.
+func writeCertificate(w http.ResponseWriter, resp *CertificateResponse) {
+	if len(resp.accessJSON) < 2 {
+		writeJSON(w, http.StatusOK, resp)
+		return
+	}
+	b, err := json.Marshal(certificateHead{resp.Certificate, resp.Serial, resp.KeyID, resp.ValidAfter, resp.ValidBefore})
+	if err != nil {
+		writeJSON(w, http.StatusOK, resp)
+		return
+	}
+	// {"certificate":...} and {"hosts":...} become {"certificate":...,"hosts":...}.
+	b = b[:len(b)-1]
+	if len(resp.accessJSON) > 2 {
+		b = append(b, ',')
+	}
+	b = append(b, resp.accessJSON[1:]...)
+	b = append(b, '\n')
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(http.StatusOK)
+	w.Write(b) //nolint:errcheck // the client went away
 }
 
 // refusal is a certificate request turned down, with the HTTP status, the
@@ -244,7 +303,7 @@ func (s *Server) issue(ctx context.Context, who signedIn, pub ssh.PublicKey, kin
 		Principals:      t.access.Principals,
 		TTL:             t.access.TTL,
 		MaxTTL:          maxTTL,
-		Permissions:     caPermissions(t.perms),
+		Permissions:     t.caPerms,
 		SourceAddresses: t.sources,
 		ForceCommand:    t.force,
 		KeyID:           keyID,
@@ -263,12 +322,15 @@ func (s *Server) issue(ctx context.Context, who signedIn, pub ssh.PublicKey, kin
 	}
 	s.metrics.issue(kind, s.now().Sub(start))
 	return &CertificateResponse{
-		Certificate: string(bytes.TrimSpace(ssh.MarshalAuthorizedKey(cert))),
+		// What ssh.MarshalAuthorizedKey writes, without its newline and
+		// with fewer copies.
+		Certificate: cert.Type() + " " + base64.StdEncoding.EncodeToString(cert.Marshal()),
 		Serial:      cert.Serial,
 		KeyID:       cert.KeyId,
 		ValidAfter:  time.Unix(int64(cert.ValidAfter), 0).UTC(),
 		ValidBefore: time.Unix(int64(cert.ValidBefore), 0).UTC(),
 		Access:      t.access,
+		accessJSON:  t.accessJSON,
 	}, nil
 }
 
@@ -312,7 +374,7 @@ func keyIDOf(who signedIn, id policy.Identity) string {
 		_, subject, _ := strings.Cut(who.oidcKey, "#")
 		s = strings.TrimSpace(who.oidcUser + " " + who.provider + ":" + subject)
 	default:
-		s = fmt.Sprintf("%s github:%d", id.Login, id.ID)
+		s = id.Login + " github:" + strconv.FormatInt(id.ID, 10)
 	}
 	b := []byte(s)
 	for i, c := range b {
@@ -326,13 +388,9 @@ func keyIDOf(who signedIn, id policy.Identity) string {
 	return strings.TrimSpace(string(b))
 }
 
-func ciIdentity(c *policy.CIClaims) string {
-	s := "github-actions:" + c.Repository + ":" + c.Ref
-	if c.Environment != "" {
-		s += ":" + c.Environment
-	}
-	return s
-}
+// ciIdentity is the store identity of a CI workload: the canonical,
+// round-trippable encoding the bastion decodes to decide by policy.
+func ciIdentity(c *policy.CIClaims) string { return c.IdentityString() }
 
 // CertificateRequest is the body of the issuance endpoints.
 type CertificateRequest struct {
@@ -394,6 +452,12 @@ func (s *Server) apiCICertificate(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	ci := claims.CI()
+	if err := ci.Validate(); err != nil {
+		// The bastion would refuse such an identity; say so now.
+		s.metrics.refuse(reasonBadToken)
+		writeError(w, http.StatusUnauthorized, "invalid_token", "the token's claims cannot name a CI workload: "+truncate(err.Error(), 300))
+		return
+	}
 	s.serveIssue(w, r, signedIn{identity: policy.Identity{CI: &ci}}, "ci")
 }
 
@@ -422,7 +486,7 @@ func (s *Server) serveIssue(w http.ResponseWriter, r *http.Request, who signedIn
 	case err != nil:
 		writeError(w, http.StatusInternalServerError, "error", "the certificate could not be issued; try again")
 	default:
-		writeJSON(w, http.StatusOK, resp)
+		writeCertificate(w, resp)
 	}
 }
 

@@ -16,6 +16,7 @@ import (
 	"github.com/sallyport/sallyport/audit"
 	"github.com/sallyport/sallyport/identity"
 	"github.com/sallyport/sallyport/internal/oidctest"
+	"github.com/sallyport/sallyport/policy"
 	"github.com/sallyport/sallyport/store"
 )
 
@@ -295,6 +296,19 @@ func TestCICertificate(t *testing.T) {
 			}
 			if len(cert.Extensions) != 0 {
 				t.Errorf("extensions = %v; want none (the role permits nothing)", cert.Extensions)
+			}
+			// The bastion decides CI certificates by the identity recorded
+			// here: it must decode to exactly the token's claims.
+			recs, err := e.st.Certificates(t.Context(), store.CertificateFilter{Serial: cert.Serial})
+			if err != nil || len(recs) != 1 {
+				t.Fatalf("store record of serial %d: %v, %d records", cert.Serial, err, len(recs))
+			}
+			claims, err := policy.ParseCIIdentity(recs[0].Identity)
+			if err != nil {
+				t.Fatalf("recorded identity %q: %v", recs[0].Identity, err)
+			}
+			if claims.Repository != "example-oss/website" || claims.Ref != "refs/heads/main" || claims.Environment != "production" {
+				t.Errorf("recorded identity decodes to %+v", claims)
 			}
 		})
 	}
