@@ -88,11 +88,17 @@ func Open(ctx context.Context, path string, opts Options) (*SQLite, error) {
 	// committed writes surviving power loss. _txlock=immediate takes the
 	// write lock at BEGIN, so a transaction never fails halfway on a lock
 	// upgrade and waits (busy_timeout) for another process's writer.
+	// A 16 KiB page_size (effective only when the file is created, so it
+	// comes before WAL mode) cuts the write calls per issued certificate;
+	// a checkpoint every 2000 pages (32 MiB of log) rather than SQLite's
+	// 1000 lets a burst of issuance finish before the log is copied back.
 	dsn := path + "?_txlock=immediate" +
+		"&_pragma=page_size(16384)" +
 		"&_pragma=busy_timeout(10000)" +
 		"&_pragma=journal_mode(WAL)" +
 		"&_pragma=synchronous(FULL)" +
-		"&_pragma=foreign_keys(ON)"
+		"&_pragma=foreign_keys(ON)" +
+		"&_pragma=wal_autocheckpoint(2000)"
 	db, err := sql.Open("sqlite", dsn)
 	if err != nil {
 		return nil, fmt.Errorf("store: open %s: %w", path, err)
