@@ -6,6 +6,8 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+
+	"github.com/sallyport/sallyport/internal/golden"
 )
 
 // TestCheckGolden parses one bad policy per kind of error in
@@ -47,7 +49,7 @@ func TestCheckGolden(t *testing.T) {
 				}
 				out.WriteString(d.String() + "\n")
 			}
-			golden(t, filepath.Join("check", strings.TrimSuffix(name, ".yaml")+".golden"), []byte(out.String()))
+			golden.Check(t, filepath.Join("check", strings.TrimSuffix(name, ".yaml")+".golden"), []byte(out.String()))
 		})
 	}
 }

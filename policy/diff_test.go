@@ -5,6 +5,8 @@ import (
 	"encoding/json"
 	"os"
 	"testing"
+
+	"github.com/sallyport/sallyport/internal/golden"
 )
 
 func TestDiffGolden(t *testing.T) {
@@ -44,7 +46,7 @@ func TestDiffGolden(t *testing.T) {
 				if err := f.write(&b); err != nil {
 					t.Fatal(err)
 				}
-				golden(t, base+f.ext, b.Bytes())
+				golden.Check(t, base+f.ext, b.Bytes())
 			}
 			var decoded map[string]any
 			var b bytes.Buffer

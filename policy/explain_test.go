@@ -4,6 +4,8 @@ import (
 	"bytes"
 	"encoding/json"
 	"testing"
+
+	"github.com/sallyport/sallyport/internal/golden"
 )
 
 func TestExplainGolden(t *testing.T) {
@@ -25,7 +27,7 @@ func TestExplainGolden(t *testing.T) {
 			if err := e.WriteText(&text); err != nil {
 				t.Fatal(err)
 			}
-			golden(t, "explain/"+tc.name[len("ok/"):]+".txt", text.Bytes())
+			golden.Check(t, "explain/"+tc.name[len("ok/"):]+".txt", text.Bytes())
 			var js bytes.Buffer
 			if err := e.WriteJSON(&js); err != nil {
 				t.Fatal(err)
@@ -33,7 +35,7 @@ func TestExplainGolden(t *testing.T) {
 			if !json.Valid(js.Bytes()) {
 				t.Fatal("invalid JSON")
 			}
-			golden(t, "explain/"+tc.name[len("ok/"):]+".json", js.Bytes())
+			golden.Check(t, "explain/"+tc.name[len("ok/"):]+".json", js.Bytes())
 		})
 	}
 }

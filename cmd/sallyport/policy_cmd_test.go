@@ -9,6 +9,8 @@ import (
 	"testing"
 
 	"github.com/sallyport/sallyport/internal/githubtest"
+
+	"github.com/sallyport/sallyport/internal/golden"
 )
 
 const (
@@ -48,7 +50,7 @@ func runCases(t *testing.T, cases []cliCase) {
 			if !strings.Contains(stderr, tc.stderr) {
 				t.Errorf("got stderr %q; want it to contain %q", stderr, tc.stderr)
 			}
-			golden(t, filepath.Join("policy", "golden", strings.ReplaceAll(tc.name, "/", "-")+".out"), []byte(stdout))
+			golden.Check(t, filepath.Join("policy", "golden", strings.ReplaceAll(tc.name, "/", "-")+".out"), []byte(stdout))
 		})
 	}
 }

@@ -159,47 +159,14 @@ func (s *Server) listComments(w http.ResponseWriter, r *http.Request) {
 	if !ok {
 		return
 	}
-	q := r.URL.Query()
-	perPage, page := 30, 1
-	if v, err := strconv.Atoi(q.Get("per_page")); err == nil && v > 0 {
-		perPage = min(v, 100)
-	}
-	if v, err := strconv.Atoi(q.Get("page")); err == nil && v > 0 {
-		page = v
-	}
 	s.mu.Lock()
 	all := s.commentsLocked(rp.fullName, n)
 	s.mu.Unlock()
-	last := max(1, (len(all)+perPage-1)/perPage)
-	start := min(len(all), (page-1)*perPage)
-	end := min(len(all), start+perPage)
-	var links []string
-	link := func(p int, rel string) {
-		u := *r.URL
-		v := u.Query()
-		v.Set("page", strconv.Itoa(p))
-		v.Set("per_page", strconv.Itoa(perPage))
-		u.RawQuery = v.Encode()
-		links = append(links, fmt.Sprintf("<%s%s>; rel=%q", strings.TrimSuffix(s.URL, "/"), u.RequestURI(), rel))
+	items := make([]map[string]any, 0, len(all))
+	for i := range all {
+		items = append(items, s.commentJSON(&all[i]))
 	}
-	if page > 1 {
-		link(page-1, "prev")
-	}
-	if page < last {
-		link(page+1, "next")
-		link(last, "last")
-	}
-	if page > 1 {
-		link(1, "first")
-	}
-	if links != nil {
-		w.Header().Set("Link", strings.Join(links, ", "))
-	}
-	out := []map[string]any{}
-	for i := start; i < end; i++ {
-		out = append(out, s.commentJSON(&all[i]))
-	}
-	writeJSON(w, http.StatusOK, out)
+	s.writePage(w, r, items)
 }
 
 // commentBody decodes {"body": "..."} and checks it as GitHub does.

@@ -1,4 +1,6 @@
-package main
+// Package golden compares test output with files in a test's testdata
+// folder. Run the tests with -update to rewrite the files from the output.
+package golden
 
 import (
 	"bytes"
@@ -10,9 +12,9 @@ import (
 
 var update = flag.Bool("update", false, "rewrite golden files in testdata/")
 
-// golden compares got with the file testdata/name, or rewrites the file
-// when the tests run with -update.
-func golden(t *testing.T, name string, got []byte) {
+// Check compares got with the file testdata/name, or rewrites the file when
+// the tests run with -update.
+func Check(t testing.TB, name string, got []byte) {
 	t.Helper()
 	path := filepath.Join("testdata", name)
 	if *update {
