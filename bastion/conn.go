@@ -54,7 +54,7 @@ func (c *serverConn) serve() {
 	stop := c.watch(sc)
 	defer stop()
 	if info.host != "" {
-		s.serveTarget(c, sc, chans, reqs, info)
+		s.serveTarget(c, sc, chans, reqs, info, nil)
 		return
 	}
 	go s.refuseGlobal(reqs, info, sc.RemoteAddr())
@@ -295,6 +295,12 @@ func (s *Server) refuseChannel(nc ssh.NewChannel, info *authInfo, remote net.Add
 // connection as a target connection.
 func (s *Server) serveTunnel(c *serverConn, outer *ssh.ServerConn, ch ssh.Channel, host string) {
 	defer ch.Close()
+	// The carrier is authenticated and may reach host: open the TCP
+	// connection to the target now, so that its SSH server starts up
+	// while the user authenticates on the inner connection. Nothing is
+	// sent on it unless that connection is authorised.
+	pre := s.preConnect(host)
+	defer pre.discard()
 	hs := durationOr(s.HandshakeTimeout, DefaultHandshakeTimeout)
 	timer := time.AfterFunc(hs, func() { ch.Close() })
 	ctx, cancel := context.WithTimeout(context.Background(), hs)
@@ -317,7 +323,7 @@ func (s *Server) serveTunnel(c *serverConn, outer *ssh.ServerConn, ch ssh.Channe
 	}
 	defer sc.Close()
 	info := sc.Permissions.ExtraData[authKey{}].(*authInfo)
-	s.serveTarget(c, sc, chans, reqs, info)
+	s.serveTarget(c, sc, chans, reqs, info, pre)
 }
 
 // channelConn makes a channel usable as the net.Conn under an SSH

@@ -27,6 +27,7 @@ type targetConn struct {
 	conn *ssh.ServerConn
 	info *authInfo
 	id   string
+	pre  *preConn // TCP connection to the target opened ahead, or nil
 
 	upReady chan struct{} // closed when up or upErr is set
 	up      *ssh.Client
@@ -47,10 +48,12 @@ func newID() string {
 }
 
 // serveTarget serves a connection bound to info.login@info.host until
-// either side ends it.
-func (s *Server) serveTarget(c *serverConn, sc *ssh.ServerConn, chans <-chan ssh.NewChannel, reqs <-chan *ssh.Request, info *authInfo) {
+// either side ends it. pre, if not nil, is a TCP connection to the target
+// opened ahead (see serveTunnel); the connection to the target uses it if
+// it goes to the address the terms name.
+func (s *Server) serveTarget(c *serverConn, sc *ssh.ServerConn, chans <-chan ssh.NewChannel, reqs <-chan *ssh.Request, info *authInfo, pre *preConn) {
 	t := &targetConn{
-		srv: s, c: c, conn: sc, info: info, id: newID(),
+		srv: s, c: c, conn: sc, info: info, id: newID(), pre: pre,
 		upReady: make(chan struct{}), terms: info.terms,
 		sessions: map[*session]struct{}{},
 	}

@@ -9,6 +9,7 @@ import (
 	"fmt"
 	"net"
 	"slices"
+	"sync/atomic"
 	"time"
 
 	"golang.org/x/crypto/ssh"
@@ -47,16 +48,38 @@ func (e *targetError) Error() string {
 func (e *targetError) Unwrap() error { return e.Err }
 
 // dialTarget connects to the target of t as t's login, with a fresh
-// ephemeral key and a session certificate minted for this connection.
+// ephemeral key and a session certificate minted for this connection. The
+// certificate is minted while the TCP connection and the key exchange (with
+// the check of the target's host certificate) run; authentication waits
+// for it.
 func (s *Server) dialTarget(ctx context.Context, t *targetConn, tm terms) (*ssh.Client, error) {
+	d := s.startDial(ctx, t.info.host, tm.address, t.info.login, t.pre)
+	creds, err := s.sessionCreds(ctx, t, tm)
+	if err != nil {
+		d.abort()
+		return nil, err
+	}
+	d.creds <- creds
+	<-d.done
+	return d.client, d.err
+}
+
+// upstreamCreds are what authenticates the bastion to a target.
+type upstreamCreds struct {
+	signer ssh.Signer
+}
+
+// sessionCreds creates an ephemeral key and mints the session certificate
+// for t's login on the target.
+func (s *Server) sessionCreds(ctx context.Context, t *targetConn, tm terms) (upstreamCreds, error) {
 	info := t.info
 	_, priv, err := ed25519.GenerateKey(rand.Reader)
 	if err != nil {
-		return nil, &targetError{"the bastion could not create a session key", err}
+		return upstreamCreds{}, &targetError{"the bastion could not create a session key", err}
 	}
 	signer, err := ssh.NewSignerFromKey(priv)
 	if err != nil {
-		return nil, fmt.Errorf("session key: %w", err)
+		return upstreamCreds{}, fmt.Errorf("session key: %w", err)
 	}
 	cert, err := s.Authority.IssueSession(ctx, ca.SessionRequest{
 		PublicKey:    signer.PublicKey(),
@@ -68,45 +91,194 @@ func (s *Server) dialTarget(ctx context.Context, t *targetConn, tm terms) (*ssh.
 		Identity:     info.identity,
 	})
 	if err != nil {
-		return nil, &targetError{"the bastion could not mint a session certificate", err}
+		return upstreamCreds{}, &targetError{"the bastion could not mint a session certificate", err}
 	}
 	certSigner, err := ssh.NewCertSigner(cert, signer)
 	if err != nil {
-		return nil, fmt.Errorf("session certificate: %w", err)
+		return upstreamCreds{}, fmt.Errorf("session certificate: %w", err)
 	}
-	addr := tm.address
-	var checked error
-	cfg := &ssh.ClientConfig{
-		User:              info.login,
-		Auth:              []ssh.AuthMethod{ssh.PublicKeys(certSigner)},
-		HostKeyAlgorithms: hostCertAlgorithms,
-		HostKeyCallback: func(_ string, _ net.Addr, key ssh.PublicKey) error {
-			checked = s.checkTargetHostKey(info.host, addr, key)
-			return checked
-		},
-		ClientVersion: "SSH-2.0-Sallyport",
+	return upstreamCreds{signer: certSigner}, nil
+}
+
+// upstreamDial is a connection to a target being set up: the TCP
+// connection and the key exchange (with the host certificate check) run
+// at once; authentication waits for the credentials sent on creds. abort
+// abandons it before it authenticates.
+type upstreamDial struct {
+	creds  chan upstreamCreds // buffered; receives at most once
+	cancel context.CancelFunc
+	done   chan struct{} // closed when client or err is set
+	client *ssh.Client
+	err    error
+}
+
+// errDialAbandoned ends a connection to a target that is no longer wanted.
+var errDialAbandoned = errors.New("connection to the target abandoned")
+
+// startDial starts connecting to host at addr as login, on pre if it goes
+// there.
+func (s *Server) startDial(ctx context.Context, host, addr, login string, pre *preConn) *upstreamDial {
+	ctx, cancel := context.WithCancel(ctx)
+	d := &upstreamDial{creds: make(chan upstreamCreds, 1), cancel: cancel, done: make(chan struct{})}
+	go func() {
+		defer close(d.done)
+		defer cancel()
+		d.client, d.err = s.dialUpstream(ctx, host, addr, login, pre, d.creds)
+	}()
+	return d
+}
+
+// abort abandons d and waits for it to end.
+func (d *upstreamDial) abort() {
+	d.cancel()
+	<-d.done
+	if d.client != nil {
+		d.client.Close()
 	}
-	cfg.Ciphers = s.ciphers()
+}
+
+// dialUpstream connects to host at addr and, once the key exchange
+// accepted its host certificate, waits for creds to authenticate as login.
+func (s *Server) dialUpstream(ctx context.Context, host, addr, login string, pre *preConn, creds <-chan upstreamCreds) (*ssh.Client, error) {
 	dctx, cancel := context.WithTimeout(ctx, durationOr(s.DialTimeout, DefaultDialTimeout))
-	nc, err := s.dial(dctx, addr)
+	nc, ok, err := pre.take(dctx, addr)
+	if !ok {
+		nc, err = s.dial(dctx, addr)
+	}
 	cancel()
 	if err != nil {
-		return nil, &targetError{fmt.Sprintf("cannot reach %s", info.host), err}
+		if ctx.Err() != nil {
+			return nil, errDialAbandoned
+		}
+		return nil, &targetError{fmt.Sprintf("cannot reach %s", host), err}
 	}
-	_ = nc.SetDeadline(time.Now().Add(durationOr(s.HandshakeTimeout, DefaultHandshakeTimeout)))
+	hs := durationOr(s.HandshakeTimeout, DefaultHandshakeTimeout)
+	_ = nc.SetDeadline(time.Now().Add(hs))
+	var (
+		checked error
+		signer  ssh.Signer
+		authed  bool // the credentials arrived; only the key exchange goroutine uses it
+	)
+	cfg := &ssh.ClientConfig{
+		Auth: []ssh.AuthMethod{ssh.PublicKeysCallback(func() ([]ssh.Signer, error) {
+			return []ssh.Signer{signer}, nil
+		})},
+		User:              login,
+		HostKeyAlgorithms: hostCertAlgorithms,
+		ClientVersion:     "SSH-2.0-Sallyport",
+	}
+	cfg.Ciphers = s.ciphers()
+	// The host key callback runs for every key exchange, the first one
+	// before authentication starts: it waits there for the credentials,
+	// and sets the key that authentication then uses.
+	cfg.HostKeyCallback = func(_ string, _ net.Addr, key ssh.PublicKey) error {
+		if checked = s.checkTargetHostKey(host, addr, key); checked != nil || authed {
+			return checked
+		}
+		select {
+		case c := <-creds:
+			signer, authed = c.signer, true
+			_ = nc.SetDeadline(time.Now().Add(hs))
+			return nil
+		case <-ctx.Done():
+			checked = errDialAbandoned
+			return checked
+		}
+	}
 	c, chans, reqs, err := ssh.NewClientConn(nc, addr, cfg)
 	if err != nil {
 		nc.Close()
 		switch {
 		case checked != nil:
 			return nil, checked
+		case ctx.Err() != nil:
+			return nil, errDialAbandoned
 		case errors.Is(err, context.DeadlineExceeded) || isTimeout(err):
-			return nil, &targetError{fmt.Sprintf("%s did not complete the SSH handshake in time", info.host), err}
+			return nil, &targetError{fmt.Sprintf("%s did not complete the SSH handshake in time", host), err}
 		}
-		return nil, &targetError{fmt.Sprintf("%s refused the bastion's session certificate or offered no host certificate from the host CA", info.host), err}
+		return nil, &targetError{fmt.Sprintf("%s refused the bastion's session certificate or offered no host certificate from the host CA", host), err}
 	}
 	_ = nc.SetDeadline(time.Time{})
 	return ssh.NewClient(c, chans, reqs), nil
+}
+
+// preConn is a TCP connection to a ProxyJump target, opened when the
+// tunnel is accepted so that the target's SSH server starts up while the
+// user authenticates on the inner connection.
+type preConn struct {
+	addr   string
+	cancel context.CancelFunc
+	done   chan struct{} // closed when nc or err is set
+	nc     net.Conn
+	err    error
+	taken  atomic.Bool
+}
+
+// preConnect starts connecting to the policy host named host; nil if there
+// is none.
+func (s *Server) preConnect(host string) *preConn {
+	p := s.Policy()
+	if p == nil {
+		return nil
+	}
+	addr := ""
+	for _, h := range p.Hosts {
+		if h.Name == host {
+			addr = h.Address
+			break
+		}
+	}
+	if addr == "" {
+		return nil
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), durationOr(s.DialTimeout, DefaultDialTimeout))
+	pc := &preConn{addr: addr, cancel: cancel, done: make(chan struct{})}
+	go func() {
+		defer close(pc.done)
+		pc.nc, pc.err = s.dial(ctx, addr)
+	}()
+	return pc
+}
+
+// take returns the connection, or the error opening it, if it goes to
+// addr; ok is false otherwise, and the caller dials itself.
+func (p *preConn) take(ctx context.Context, addr string) (nc net.Conn, ok bool, err error) {
+	if p == nil {
+		return nil, false, nil
+	}
+	if p.addr != addr {
+		p.discard()
+		return nil, false, nil
+	}
+	if !p.taken.CompareAndSwap(false, true) {
+		return nil, false, nil
+	}
+	select {
+	case <-p.done:
+		p.cancel()
+		return p.nc, true, p.err
+	case <-ctx.Done():
+		p.cancel()
+		<-p.done
+		if p.nc != nil {
+			p.nc.Close()
+		}
+		return nil, true, ctx.Err()
+	}
+}
+
+// discard closes the connection unless it was taken.
+func (p *preConn) discard() {
+	if p == nil || !p.taken.CompareAndSwap(false, true) {
+		return
+	}
+	p.cancel()
+	go func() {
+		<-p.done
+		if p.nc != nil {
+			p.nc.Close()
+		}
+	}()
 }
 
 func isTimeout(err error) bool {
