@@ -28,7 +28,8 @@ import (
 // returned with a certificate.
 type Access struct {
 	// Hosts lists each reachable host with the principals allowed there,
-	// in policy order.
+	// in policy order. Principals with different terms on the same host
+	// (say root may forward ports, deploy may not) get a row each.
 	Hosts []HostAccess `json:"hosts"`
 	// Principals are the union over Hosts: the certificate's principals.
 	Principals []string `json:"principals"`
@@ -65,8 +66,15 @@ type terms struct {
 func termsOf(g *policy.Grant, maxTTL time.Duration) (terms, bool) {
 	var t terms
 	principals := map[string]bool{}
-	byHost := map[string]*HostAccess{}
-	var hostOrder []string
+	// Rows are keyed by host and terms, so that each principal is shown
+	// with its own permissions and forced command.
+	type rowKey struct {
+		host  string
+		perms policy.Permissions
+		force string
+	}
+	byHost := map[rowKey]*HostAccess{}
+	var hostOrder []rowKey
 	forceSame, first := true, true
 	restrictedAll := true
 	var sources []netip.Prefix
@@ -75,11 +83,12 @@ func termsOf(g *policy.Grant, maxTTL time.Duration) (terms, bool) {
 			return true
 		}
 		principals[d.Principal] = true
-		h := byHost[d.Host]
+		k := rowKey{d.Host, d.Permissions, d.ForceCommand}
+		h := byHost[k]
 		if h == nil {
 			h = &HostAccess{Host: d.Host, Permissions: d.Permissions.Names(), ForceCommand: d.ForceCommand}
-			byHost[d.Host] = h
-			hostOrder = append(hostOrder, d.Host)
+			byHost[k] = h
+			hostOrder = append(hostOrder, k)
 		}
 		h.Principals = append(h.Principals, d.Principal)
 		t.perms |= d.Permissions
@@ -104,8 +113,16 @@ func termsOf(g *policy.Grant, maxTTL time.Duration) (terms, bool) {
 	if restrictedAll {
 		t.sources = mergePrefixes(sources)
 	}
-	for _, h := range hostOrder {
-		t.access.Hosts = append(t.access.Hosts, *byHost[h])
+	// Hosts in the order they first appear, each host's rows together.
+	hostRank := map[string]int{}
+	for _, k := range hostOrder {
+		if _, ok := hostRank[k.host]; !ok {
+			hostRank[k.host] = len(hostRank)
+		}
+	}
+	sort.SliceStable(hostOrder, func(i, j int) bool { return hostRank[hostOrder[i].host] < hostRank[hostOrder[j].host] })
+	for _, k := range hostOrder {
+		t.access.Hosts = append(t.access.Hosts, *byHost[k])
 	}
 	for p := range principals {
 		t.access.Principals = append(t.access.Principals, p)
