@@ -1,17 +1,13 @@
 package main
 
 import (
-	"bufio"
 	"context"
 	"errors"
 	"fmt"
-	"net"
 	"os"
-	"os/exec"
 	"os/user"
 	"path/filepath"
 	"regexp"
-	"strconv"
 	"strings"
 	"syscall"
 	"time"
@@ -19,6 +15,7 @@ import (
 	"golang.org/x/crypto/ssh"
 
 	"github.com/sallyport/sallyport/ca"
+	"github.com/sallyport/sallyport/internal/sshdproc"
 )
 
 // demoHost is the policy name of the demo target of `sallyport dev`.
@@ -33,34 +30,14 @@ type demoTarget struct {
 	Addr  string // 127.0.0.1:port
 	Login string // the account to log in as
 	dir   string
-	log   string
-	cmd   *exec.Cmd
-	done  chan struct{}
-}
-
-// errNoSSHD means OpenSSH's sshd is not installed.
-var errNoSSHD = errors.New("OpenSSH sshd is not installed (Debian: apt-get install openssh-server)")
-
-// sshdPath finds sshd by absolute path (sshd re-executes itself only when
-// started that way; /usr/sbin is often missing from PATH).
-func sshdPath() (string, error) {
-	for _, p := range []string{"/usr/sbin/sshd", "/usr/local/sbin/sshd"} {
-		if fi, err := os.Stat(p); err == nil && fi.Mode().IsRegular() {
-			return p, nil
-		}
-	}
-	p, err := exec.LookPath("sshd")
-	if err != nil {
-		return "", errNoSSHD
-	}
-	return filepath.Abs(p)
+	proc  *sshdproc.Process
 }
 
 // startDemoTarget starts sshd with its files in dir (its host key is made
 // once and kept; its host certificate is issued by authority at each
 // start). It waits, at most ten seconds, until sshd answers.
 func startDemoTarget(ctx context.Context, dir string, keys ca.Keys, authority *ca.Authority) (*demoTarget, error) {
-	bin, err := sshdPath()
+	bin, err := sshdproc.Path()
 	if err != nil {
 		return nil, err
 	}
@@ -71,13 +48,8 @@ func startDemoTarget(ctx context.Context, dir string, keys ca.Keys, authority *c
 	if err := ca.ValidatePrincipal(u.Username); err != nil {
 		return nil, fmt.Errorf("the account %q cannot be a certificate principal: %w", u.Username, err)
 	}
-	if os.Geteuid() == 0 {
-		// Debian's sshd chroots its pre-authentication child into
-		// /run/sshd, which the init script creates at boot; containers
-		// often lack it.
-		if err := os.MkdirAll("/run/sshd", 0o755); err != nil {
-			return nil, fmt.Errorf("create /run/sshd: %w", err)
-		}
+	if err := sshdproc.PrepareRoot(); err != nil {
+		return nil, err
 	}
 	if err := os.MkdirAll(dir, 0o700); err != nil {
 		return nil, err
@@ -99,29 +71,12 @@ func startDemoTarget(ctx context.Context, dir string, keys ca.Keys, authority *c
 	if err := os.WriteFile(trusted, ssh.MarshalAuthorizedKey(keys.Session.PublicKey()), 0o644); err != nil {
 		return nil, err
 	}
-	t := &demoTarget{Login: u.Username, dir: dir, log: filepath.Join(dir, "sshd.log")}
-	var lastErr error
-	for range 5 { // another process may take the port between probe and bind
-		port, err := freeLoopbackPort()
-		if err != nil {
-			return nil, err
-		}
-		t.Addr = net.JoinHostPort("127.0.0.1", strconv.Itoa(port))
-		conf := filepath.Join(dir, "sshd_config")
-		if err := os.WriteFile(conf, demoSSHDConfig(t.Addr, dir, hostKeyPath, trusted), 0o600); err != nil {
-			return nil, err
-		}
-		if out, err := exec.CommandContext(ctx, bin, "-t", "-f", conf).CombinedOutput(); err != nil {
-			return nil, fmt.Errorf("%s -t -f %s: %v: %s", bin, conf, err, strings.TrimSpace(string(out)))
-		}
-		if lastErr = t.start(bin, conf, port); lastErr == nil {
-			return t, nil
-		}
-		if !errors.Is(lastErr, errBind) {
-			break
-		}
+	conf := func(addr string, _ int) []byte { return demoSSHDConfig(addr, dir, hostKeyPath, trusted) }
+	p, err := sshdproc.Start(ctx, bin, filepath.Join(dir, "sshd_config"), filepath.Join(dir, "sshd.log"), conf, 10*time.Second)
+	if err != nil {
+		return nil, err
 	}
-	return nil, lastErr
+	return &demoTarget{Addr: p.Addr, Login: u.Username, dir: dir, proc: p}, nil
 }
 
 func demoSSHDConfig(addr, dir, hostKey, trusted string) []byte {
@@ -150,96 +105,20 @@ func demoSSHDConfig(addr, dir, hostKey, trusted string) []byte {
 	return []byte(b.String())
 }
 
-var errBind = errors.New("sshd could not bind its port")
-
-func (t *demoTarget) start(bin, conf string, port int) error {
-	logf, err := os.OpenFile(t.log, os.O_WRONLY|os.O_CREATE|os.O_TRUNC, 0o600)
-	if err != nil {
-		return err
-	}
-	defer logf.Close()
-	// -D: stay in the foreground, so dev owns the process; -E: log to a
-	// file.
-	cmd := exec.Command(bin, "-D", "-E", t.log, "-f", conf)
-	cmd.Stdout, cmd.Stderr = logf, logf
-	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
-	if err := cmd.Start(); err != nil {
-		return err
-	}
-	done := make(chan struct{})
-	go func() { _ = cmd.Wait(); close(done) }()
-	deadline := time.Now().Add(10 * time.Second)
-	for {
-		select {
-		case <-done:
-			log, _ := os.ReadFile(t.log)
-			if strings.Contains(string(log), "Cannot bind any address") {
-				return errBind
-			}
-			return fmt.Errorf("sshd exited: %s", lastLines(string(log), 5))
-		default:
-		}
-		log, _ := os.ReadFile(t.log)
-		if strings.Contains(string(log), fmt.Sprintf("Server listening on 127.0.0.1 port %d.", port)) && sshBanner(t.Addr) == nil {
-			t.cmd, t.done = cmd, done
-			return nil
-		}
-		if time.Now().After(deadline) {
-			_ = syscall.Kill(-cmd.Process.Pid, syscall.SIGKILL)
-			<-done
-			return fmt.Errorf("sshd did not answer on %s within 10s: %s", t.Addr, lastLines(string(log), 5))
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
-}
-
 // Close stops sshd; sessions still open end with it. It waits at most
 // five seconds.
 func (t *demoTarget) Close() {
-	if t == nil || t.cmd == nil {
+	if t == nil || t.proc == nil {
 		return
 	}
-	_ = syscall.Kill(-t.cmd.Process.Pid, syscall.SIGTERM)
+	pid := t.proc.Cmd.Process.Pid
+	_ = syscall.Kill(-pid, syscall.SIGTERM)
 	select {
-	case <-t.done:
+	case <-t.proc.Exited:
 	case <-time.After(5 * time.Second):
-		_ = syscall.Kill(-t.cmd.Process.Pid, syscall.SIGKILL)
-		<-t.done
+		_ = syscall.Kill(-pid, syscall.SIGKILL)
+		<-t.proc.Exited
 	}
-}
-
-func sshBanner(addr string) error {
-	c, err := net.DialTimeout("tcp", addr, time.Second)
-	if err != nil {
-		return err
-	}
-	defer c.Close()
-	_ = c.SetReadDeadline(time.Now().Add(2 * time.Second))
-	l, err := bufio.NewReader(c).ReadString('\n')
-	if err != nil {
-		return err
-	}
-	if !strings.HasPrefix(l, "SSH-2.0-") {
-		return fmt.Errorf("unexpected banner %q", l)
-	}
-	return nil
-}
-
-func freeLoopbackPort() (int, error) {
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		return 0, err
-	}
-	defer l.Close()
-	return l.Addr().(*net.TCPAddr).Port, nil
-}
-
-func lastLines(s string, n int) string {
-	lines := strings.Split(strings.TrimSpace(s), "\n")
-	if len(lines) > n {
-		lines = lines[len(lines)-n:]
-	}
-	return strings.Join(lines, " | ")
 }
 
 // demoMarker marks the demo host's address line in the dev policy, which

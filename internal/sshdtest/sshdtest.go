@@ -19,35 +19,30 @@
 package sshdtest
 
 import (
-	"bufio"
 	"bytes"
+	"context"
 	"crypto"
 	"crypto/ed25519"
 	"crypto/rand"
 	"encoding/pem"
 	"errors"
 	"fmt"
-	"net"
 	"os"
 	"os/exec"
 	"os/user"
 	"path/filepath"
-	"strconv"
 	"strings"
 	"sync"
-	"syscall"
 	"testing"
 	"time"
 
 	"golang.org/x/crypto/ssh"
+
+	"github.com/sallyport/sallyport/internal/sshdproc"
 )
 
 // startTimeout bounds how long Start waits for sshd to present its banner.
 const startTimeout = 10 * time.Second
-
-// bindAttempts is how often Start picks a new port when sshd cannot bind the
-// one it was given (another process took it between probe and start).
-const bindAttempts = 5
 
 // Config describes the sshd to start. The zero value is a server that trusts
 // no user CA and so lets nobody in.
@@ -118,7 +113,7 @@ type Server struct {
 
 	logFile string
 	cmd     *exec.Cmd
-	exited  chan error // receives cmd.Wait's result
+	exited  <-chan error // receives cmd.Wait's result
 	stop    sync.Once
 	stopErr error
 }
@@ -129,17 +124,16 @@ type Server struct {
 // seconds. t.Cleanup stops the server.
 func Start(t testing.TB, cfg Config) *Server {
 	t.Helper()
-	bin := sshdPath(t)
+	bin, err := sshdproc.Path()
+	if err != nil {
+		t.Fatalf("sshdtest: %v", err)
+	}
 	u, err := user.Current()
 	if err != nil {
 		t.Fatalf("sshdtest: current user: %v", err)
 	}
-	if os.Geteuid() == 0 {
-		// Debian's sshd chroots its pre-auth child into /run/sshd, which
-		// the init script creates at boot; containers often lack it.
-		if err := os.MkdirAll("/run/sshd", 0o755); err != nil {
-			t.Fatalf("sshdtest: create privilege separation directory: %v", err)
-		}
+	if err := sshdproc.PrepareRoot(); err != nil {
+		t.Fatalf("sshdtest: %v", err)
 	}
 
 	s := &Server{Host: "127.0.0.1", Dir: t.TempDir(), User: u.Username}
@@ -150,53 +144,21 @@ func Start(t testing.TB, cfg Config) *Server {
 		t.Fatalf("sshdtest: %v", err)
 	}
 
-	var lastErr error
-	for range bindAttempts {
-		port, err := freePort()
-		if err != nil {
-			t.Fatalf("sshdtest: pick a port: %v", err)
-		}
-		s.Port = port
-		s.Addr = net.JoinHostPort(s.Host, strconv.Itoa(port))
-		if err := os.WriteFile(s.ConfigFile, s.config(cfg, files), 0o600); err != nil {
-			t.Fatalf("sshdtest: %v", err)
-		}
-		if out, err := exec.Command(bin, "-t", "-f", s.ConfigFile).CombinedOutput(); err != nil {
-			t.Fatalf("sshdtest: %s -t -f %s: %v\n%s\nsshd_config:\n%s", bin, s.ConfigFile, err, out, s.config(cfg, files))
-		}
-		lastErr = s.start(bin)
-		if lastErr == nil {
-			t.Cleanup(func() {
-				if err := s.Close(); err != nil {
-					t.Errorf("sshdtest: stop sshd: %v", err)
-				}
-			})
-			return s
-		}
-		if !errors.Is(lastErr, errBind) {
-			break
-		}
+	conf := func(addr string, port int) []byte {
+		s.Addr, s.Port = addr, port
+		return s.config(cfg, files)
 	}
-	t.Fatalf("sshdtest: start %s: %v\nsshd log:\n%s", bin, lastErr, s.Log())
-	return nil
-}
-
-// sshdPath finds sshd. /usr/sbin is often missing from a non-root PATH, and
-// sshd refuses to re-execute itself unless started by absolute path.
-func sshdPath(t testing.TB) string {
-	t.Helper()
-	p, err := exec.LookPath("sshd")
+	p, err := sshdproc.Start(context.Background(), bin, s.ConfigFile, s.logFile, conf, startTimeout)
 	if err != nil {
-		p, err = exec.LookPath("/usr/sbin/sshd")
+		t.Fatalf("sshdtest: start %s: %v\nsshd log:\n%s", bin, err, s.Log())
 	}
-	if err != nil {
-		t.Fatalf("sshdtest: OpenSSH sshd not found in $PATH or at /usr/sbin/sshd; install it (Debian: apt-get install openssh-server): %v", err)
-	}
-	abs, err := filepath.Abs(p)
-	if err != nil {
-		t.Fatalf("sshdtest: %v", err)
-	}
-	return abs
+	s.cmd, s.exited = p.Cmd, p.Exited
+	t.Cleanup(func() {
+		if err := s.Close(); err != nil {
+			t.Errorf("sshdtest: stop sshd: %v", err)
+		}
+	})
+	return s
 }
 
 // serverFiles are the paths of the files writeFiles created.
@@ -327,90 +289,6 @@ func (s *Server) config(cfg Config, f serverFiles) []byte {
 		line("%s", l)
 	}
 	return b.Bytes()
-}
-
-// errBind reports that sshd could not listen on its port.
-var errBind = errors.New("sshd could not bind its port")
-
-func (s *Server) start(bin string) error {
-	logf, err := os.OpenFile(s.logFile, os.O_WRONLY|os.O_CREATE|os.O_APPEND, 0o600)
-	if err != nil {
-		return err
-	}
-	defer logf.Close()
-	fmt.Fprintf(logf, "sshdtest: starting sshd on %s\n", s.Addr)
-	// -D: stay in the foreground, so we own the process; -E: log to a file
-	// (anything printed before logging is set up goes to stderr, the same
-	// file).
-	cmd := exec.Command(bin, "-D", "-E", s.logFile, "-f", s.ConfigFile)
-	cmd.Stdout = logf
-	cmd.Stderr = logf
-	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
-	if err := cmd.Start(); err != nil {
-		return err
-	}
-	exited := make(chan error, 1)
-	go func() { exited <- cmd.Wait() }()
-
-	deadline := time.Now().Add(startTimeout)
-	for {
-		select {
-		case err := <-exited:
-			if strings.Contains(s.Log(), "Cannot bind any address") {
-				return fmt.Errorf("%w %s: %v", errBind, s.Addr, err)
-			}
-			return fmt.Errorf("sshd exited: %v", err)
-		default:
-		}
-		// Another process may have taken the port since freePort; only a
-		// banner after sshd logged its own bind counts.
-		err := errors.New("sshd has not logged that it is listening")
-		if strings.Contains(s.Log(), fmt.Sprintf("Server listening on %s port %d.", s.Host, s.Port)) {
-			err = banner(s.Addr)
-		}
-		if err == nil {
-			break
-		}
-		if time.Now().After(deadline) {
-			_ = syscall.Kill(-cmd.Process.Pid, syscall.SIGKILL)
-			<-exited
-			return fmt.Errorf("no SSH banner on %s after %v: %v", s.Addr, startTimeout, err)
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
-	s.cmd = cmd
-	s.exited = exited
-	return nil
-}
-
-// banner reports whether addr accepts TCP and sends an SSH version line.
-func banner(addr string) error {
-	c, err := net.DialTimeout("tcp", addr, time.Second)
-	if err != nil {
-		return err
-	}
-	defer c.Close()
-	if err := c.SetReadDeadline(time.Now().Add(2 * time.Second)); err != nil {
-		return err
-	}
-	l, err := bufio.NewReader(c).ReadString('\n')
-	if err != nil {
-		return fmt.Errorf("read banner: %w", err)
-	}
-	if !strings.HasPrefix(l, "SSH-2.0-") {
-		return fmt.Errorf("unexpected banner %q", l)
-	}
-	return nil
-}
-
-// freePort returns a TCP port on 127.0.0.1 that was free a moment ago.
-func freePort() (int, error) {
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		return 0, err
-	}
-	defer l.Close()
-	return l.Addr().(*net.TCPAddr).Port, nil
 }
 
 // writePrivateKey writes key in OpenSSH format with mode 0600; ssh and sshd
