@@ -343,7 +343,7 @@ func (s *Server) Serve(l net.Listener) error {
 			nc.Close()
 			continue
 		}
-		c := &serverConn{srv: s, nc: nc}
+		c := &serverConn{srv: s, nc: quickAck(nc)}
 		if !s.track(c, true) {
 			s.nconns.Add(-1)
 			nc.Close()

@@ -287,11 +287,16 @@ func isTimeout(err error) bool {
 }
 
 func (s *Server) dial(ctx context.Context, addr string) (net.Conn, error) {
-	if s.Dial != nil {
-		return s.Dial(ctx, "tcp", addr)
+	dial := s.Dial
+	if dial == nil {
+		var d net.Dialer
+		dial = d.DialContext
 	}
-	var d net.Dialer
-	return d.DialContext(ctx, "tcp", addr)
+	nc, err := dial(ctx, "tcp", addr)
+	if err != nil {
+		return nil, err
+	}
+	return quickAck(nc), nil
 }
 
 // checkTargetHostKey accepts only a host certificate signed by the host CA

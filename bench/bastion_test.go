@@ -41,6 +41,8 @@ var (
 	keys      = flag.Int("bastion.keys", 300, "keystrokes per path for echo latency")
 	sessions  = flag.Int("bastion.sessions", 500, "concurrent interactive sessions held through the bastion")
 	whichPart = flag.String("bastion.only", "", "run only these parts, comma-separated: throughput,setup,latency,concurrency")
+	hold      = flag.Bool("bastion.hold", false, "set up, print each path's ssh command and wait an hour instead of measuring, to try the paths by hand")
+	loginFlag = flag.String("bastion.login", "", "target `account` to log in as (default: the user running the benchmark); its shell's start-up is part of every path's setup time")
 )
 
 type rig struct {
@@ -105,6 +107,9 @@ func setup(b *testing.B) *rig {
 	r.jumpSSHD = sshdtest.Start(b, sshdtest.Config{TrustedUserCAKeys: []ssh.PublicKey{ks.Session.PublicKey()}, HostKey: jk,
 		HostCertificate: hostCert(js.PublicKey(), "127.0.0.1"), Extra: extra})
 	r.login = r.target.User
+	if *loginFlag != "" {
+		r.login = *loginFlag
+	}
 
 	// The OpenSSH paths use a certificate from the session CA, which the
 	// target and the OpenSSH bastion trust; Sallyport's paths a user
@@ -285,57 +290,73 @@ type countWriter struct{ n int64 }
 
 func (c *countWriter) Write(p []byte) (int, error) { c.n += int64(len(p)); return len(p), nil }
 
-func (r *rig) setupTimes(p path) []float64 {
-	var ts []float64
+// setupTimes times "ssh ... true" on each path. Runs are interleaved across
+// paths so that a change in the machine's load affects every path alike.
+func (r *rig) setupTimes(ps []path) [][]float64 {
+	ts := make([][]float64, len(ps))
 	for range *setups {
-		start := time.Now()
-		if out, err := sshCmd(p, "true").CombinedOutput(); err != nil {
-			r.b.Fatalf("%s: %v %s", p.name, err, out)
+		for i, p := range ps {
+			start := time.Now()
+			if out, err := sshCmd(p, "true").CombinedOutput(); err != nil {
+				r.b.Fatalf("%s: %v %s", p.name, err, out)
+			}
+			ts[i] = append(ts[i], float64(time.Since(start).Microseconds())/1000)
 		}
-		ts = append(ts, float64(time.Since(start).Microseconds())/1000)
 	}
 	return ts
 }
 
-// echoLatency types single bytes into a remote pty and times each echo.
-func (r *rig) echoLatency(p path) []float64 {
+// echoSession is an interactive session whose pty echoes what is typed.
+type echoSession struct {
+	cmd *exec.Cmd
+	in  io.WriteCloser
+	out *bufio.Reader
+}
+
+func (r *rig) startEcho(p path) *echoSession {
 	cmd := exec.Command("ssh", append(append([]string{"-tt"}, p.args...), "--", "stty -icanon; exec cat > /dev/null")...)
 	in, _ := cmd.StdinPipe()
 	out, _ := cmd.StdoutPipe()
 	if err := cmd.Start(); err != nil {
 		r.b.Fatal(err)
 	}
-	defer func() { in.Close(); cmd.Process.Kill(); cmd.Wait() }()
-	br := bufio.NewReader(out)
+	e := &echoSession{cmd: cmd, in: in, out: bufio.NewReader(out)}
+	r.b.Cleanup(func() { in.Close(); cmd.Process.Kill(); cmd.Wait() })
 	// Synchronise: the first echo may follow a prompt or nothing.
-	if _, err := in.Write([]byte("s")); err != nil {
-		r.b.Fatal(err)
+	e.key(r.b, p, 's')
+	return e
+}
+
+// key types c and waits for its echo.
+func (e *echoSession) key(b *testing.B, p path, c byte) time.Duration {
+	start := time.Now()
+	if _, err := e.in.Write([]byte{c}); err != nil {
+		b.Fatal(err)
 	}
 	for {
-		c, err := br.ReadByte()
+		got, err := e.out.ReadByte()
 		if err != nil {
-			r.b.Fatalf("%s: %v", p.name, err)
+			b.Fatalf("%s: %v", p.name, err)
 		}
-		if c == 's' {
-			break
+		if got == c {
+			return time.Since(start)
 		}
 	}
-	var ts []float64
+}
+
+// echoLatency types single bytes into a remote pty on each path and times
+// each echo. Keystrokes go to the paths in turn, so that a change in the
+// machine's load affects every path alike.
+func (r *rig) echoLatency(ps []path) [][]float64 {
+	es := make([]*echoSession, len(ps))
+	for i, p := range ps {
+		es[i] = r.startEcho(p)
+	}
+	ts := make([][]float64, len(ps))
 	for range *keys {
-		start := time.Now()
-		if _, err := in.Write([]byte("k")); err != nil {
-			r.b.Fatal(err)
+		for i, e := range es {
+			ts[i] = append(ts[i], float64(e.key(r.b, ps[i], 'k').Microseconds())/1000)
 		}
-		for {
-			c, err := br.ReadByte()
-			if err != nil {
-				r.b.Fatalf("%s: %v", p.name, err)
-			}
-			if c == 'k' {
-				break
-			}
-		}
-		ts = append(ts, float64(time.Since(start).Microseconds())/1000)
 	}
 	return ts
 }
@@ -492,6 +513,14 @@ func only(part string) bool {
 func BenchmarkBastion(b *testing.B) {
 	r := setup(b)
 	ps := r.paths()
+	if *hold {
+		for k, p := range ps {
+			fmt.Printf("%s: ssh %s\n", k, strings.Join(p.args, " "))
+		}
+		fmt.Println("holding the rig open for an hour; interrupt to stop")
+		time.Sleep(time.Hour)
+		return
+	}
 	for b.Loop() {
 		if only("throughput") {
 			fmt.Printf("\nThroughput, %d MiB each way, default ciphers (median of %d), MiB/s:\n", *sizeMiB, *reps)
@@ -521,28 +550,27 @@ func BenchmarkBastion(b *testing.B) {
 				}
 			}
 		}
+		order := []string{"openssh-jump", "direct", "ours-jump", "ours-user"}
+		var sel []path
+		for _, key := range order {
+			sel = append(sel, ps[key])
+		}
 		if only("setup") {
-			fmt.Printf("\nConnection setup, ssh ... true, %d runs, KexAlgorithms=curve25519-sha256, ms:\n", *setups)
-			var base float64
-			for _, key := range []string{"openssh-jump", "direct", "ours-jump", "ours-user"} {
-				ts := r.setupTimes(ps[key])
-				m := median(ts)
-				if key == "openssh-jump" {
-					base = m
-				}
-				fmt.Printf("  %-48s median %7.1f  p90 %7.1f  %.2f× OpenSSH ProxyJump\n", ps[key].name, m, pct(ts, 0.9), m/base)
+			fmt.Printf("\nConnection setup, ssh ... true as %s, %d runs, KexAlgorithms=curve25519-sha256, ms:\n", r.login, *setups)
+			ts := r.setupTimes(sel)
+			base := median(ts[0])
+			for i, p := range sel {
+				m := median(ts[i])
+				fmt.Printf("  %-48s median %7.1f  p90 %7.1f  %.2f× OpenSSH ProxyJump\n", p.name, m, pct(ts[i], 0.9), m/base)
 			}
 		}
 		if only("latency") {
 			fmt.Printf("\nKeystroke echo latency through a pty, %d single bytes, ms:\n", *keys)
-			var base float64
-			for _, key := range []string{"openssh-jump", "direct", "ours-jump", "ours-user"} {
-				ts := r.echoLatency(ps[key])
-				m := median(ts)
-				if key == "openssh-jump" {
-					base = m
-				}
-				fmt.Printf("  %-48s median %6.3f  p90 %6.3f  %.2f× OpenSSH ProxyJump\n", ps[key].name, m, pct(ts, 0.9), m/base)
+			ts := r.echoLatency(sel)
+			base := median(ts[0])
+			for i, p := range sel {
+				m := median(ts[i])
+				fmt.Printf("  %-48s median %6.3f  p90 %6.3f  %.2f× OpenSSH ProxyJump\n", p.name, m, pct(ts[i], 0.9), m/base)
 			}
 		}
 		if only("concurrency") {
