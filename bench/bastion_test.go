@@ -42,6 +42,7 @@ var (
 	sessions  = flag.Int("bastion.sessions", 500, "concurrent interactive sessions held through the bastion")
 	whichPart = flag.String("bastion.only", "", "run only these parts, comma-separated: throughput,setup,latency,concurrency")
 	hold      = flag.Bool("bastion.hold", false, "set up, print each path's ssh command and wait an hour instead of measuring, to try the paths by hand")
+	traceDir  = flag.String("bastion.trace", "", "write a Go execution trace of each Sallyport bastion process into this `directory` (rec.trace, norec.trace)")
 	loginFlag = flag.String("bastion.login", "", "target `account` to log in as (default: the user running the benchmark); its shell's start-up is part of every path's setup time")
 )
 
@@ -165,8 +166,11 @@ roles:
 	}
 	st.Close()
 	for _, mode := range []string{"rec", "norec"} {
-		r.ours[mode] = r.startBastion(serveConfig{Data: r.dir, Policy: polFile,
-			Identities: map[int64]policy.Identity{1: {Login: "bench"}}, Record: mode == "rec"})
+		cfg := serveConfig{Data: r.dir, Policy: polFile, Identities: map[int64]policy.Identity{1: {Login: "bench"}}, Record: mode == "rec"}
+		if *traceDir != "" {
+			cfg.Trace = filepath.Join(*traceDir, mode+".trace")
+		}
+		r.ours[mode] = r.startBastion(cfg)
 	}
 	return r
 }

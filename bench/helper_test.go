@@ -10,6 +10,7 @@ import (
 	"net"
 	"os"
 	"path/filepath"
+	"runtime/trace"
 	"testing"
 
 	"github.com/sallyport/sallyport/bastion"
@@ -25,6 +26,7 @@ type serveConfig struct {
 	Policy     string                    // policy file
 	Identities map[int64]policy.Identity // the directory
 	Record     bool                      // false: a recorder that keeps nothing
+	Trace      string                    // write a Go execution trace here
 }
 
 var serve = flag.String("bastion.serve", "", "run a bastion from this JSON `config` file and print its address (used by the benchmark to start itself as a separate process)")
@@ -57,6 +59,16 @@ func runServe(path string) error {
 	var cfg serveConfig
 	if err := json.Unmarshal(b, &cfg); err != nil {
 		return err
+	}
+	if cfg.Trace != "" {
+		f, err := os.Create(cfg.Trace)
+		if err != nil {
+			return err
+		}
+		if err := trace.Start(f); err != nil {
+			return err
+		}
+		defer func() { trace.Stop(); f.Close() }()
 	}
 	ctx := context.Background()
 	keys, err := ca.LoadKeys(cfg.Data)
