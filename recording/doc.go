@@ -49,7 +49,12 @@
 // and of stderr as ordinary "o" events (input too when RecordInput), the byte
 // count and SHA-256 of each stream (stdout, stderr, stdin) in the "end"
 // record, and "progress" counts once per flush interval while data flows.
-// Output past the head is counted and hashed, never buffered.
+// Output past the head is counted and hashed, never stored. SHA-256 runs on a
+// goroutine of the session's own, beside the relay rather than on it: Write
+// copies the data into a bounded queue (at most 256 KiB in flight per
+// session; a full queue makes Write wait, it never drops data), and Close,
+// like a failure, waits until every accepted byte is hashed and ends that
+// goroutine.
 //
 // # Text
 //

@@ -275,11 +275,16 @@ type pendEvent struct {
 }
 
 type streamState struct {
-	mu    sync.Mutex // guards hash (bulk channels hash outside Session.mu)
-	hash  hash.Hash  // nil for pty channels
-	bytes int64      // under Session.mu
-	kept  int64      // bytes kept in the recording, under Session.mu
-	carry []byte     // incomplete UTF-8 at the end of the last event; writer goroutine only
+	// mu is held by a bulk stream's Write from its check under Session.mu
+	// until its data is queued, so that it reaches the hasher in the order
+	// it was counted. Lock it before Session.mu.
+	mu sync.Mutex
+	// hash is nil for pty channels. It is written by the hasher goroutine
+	// and read only once that has ended.
+	hash  hash.Hash
+	bytes int64  // under Session.mu
+	kept  int64  // bytes kept in the recording, under Session.mu
+	carry []byte // incomplete UTF-8 at the end of the last event; writer goroutine only
 }
 
 // Session is the recording of one session channel. Its writers are safe for
@@ -303,6 +308,7 @@ type Session struct {
 	streams    [numStreams]streamState
 	size       [2]int // last resize, for the end record
 	failedOnce sync.Once
+	hasher     *hasher // of a bulk channel; nil until its first write
 
 	kick   chan struct{} // size-triggered flush
 	stop   chan struct{} // closed by Close
@@ -425,23 +431,41 @@ func (s *Session) write(stream uint8, p []byte) (int, error) {
 func (s *Session) writeBulk(stream uint8, p []byte) (int, error) {
 	st := &s.streams[stream]
 	st.mu.Lock()
-	st.hash.Write(p)
-	st.mu.Unlock()
+	defer st.mu.Unlock()
+	h, err := s.countBulk(stream, p)
+	if err != nil {
+		return 0, err
+	}
+	h.write(stream, p)
+	return len(p), nil
+}
+
+// countBulk counts p, keeps what of it fits in the stream's head, and
+// returns the hasher, starting it on the first write.
+func (s *Session) countBulk(stream uint8, p []byte) (*hasher, error) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if s.err != nil {
-		return 0, s.err
+		return nil, s.err
 	}
 	if s.closing {
-		return 0, errClosed
+		return nil, errClosed
 	}
+	if s.hasher == nil {
+		var hs [numStreams]hash.Hash
+		for i := range s.streams {
+			hs[i] = s.streams[i].hash
+		}
+		s.hasher = startHasher(hs)
+	}
+	st := &s.streams[stream]
 	st.bytes += int64(len(p))
 	if stream == streamIn && !s.meta.RecordInput {
-		return len(p), nil
+		return s.hasher, nil
 	}
 	room := int64(s.rc.opts.BulkHead) - st.kept
 	if room <= 0 {
-		return len(p), nil
+		return s.hasher, nil
 	}
 	keep := p
 	if int64(len(keep)) > room {
@@ -453,7 +477,28 @@ func (s *Session) writeBulk(stream uint8, p []byte) (int, error) {
 		kind = 'i'
 	}
 	s.appendLocked(pendEvent{t: s.sinceLocked(), stream: stream, kind: kind, last: st.kept == int64(s.rc.opts.BulkHead)}, keep)
-	return len(p), nil
+	return s.hasher, nil
+}
+
+// stopHash waits until every byte of an accepted Write is hashed and ends
+// the hasher, if it started. Writes must already be refused (s.err or
+// s.closing set). It may be called more than once and concurrently; every
+// call returns once the hashes are final.
+func (s *Session) stopHash() {
+	// An accepted Write holds its stream's lock until its data is queued;
+	// later ones are refused.
+	for i := range s.streams {
+		s.streams[i].mu.Lock()
+	}
+	s.mu.Lock()
+	h := s.hasher
+	s.mu.Unlock()
+	for i := range s.streams {
+		s.streams[i].mu.Unlock()
+	}
+	if h != nil {
+		h.stop()
+	}
 }
 
 // appendLocked queues an event, merging it into the previous one when it
@@ -487,7 +532,8 @@ func (s *Session) kickFlush() {
 	}
 }
 
-// fail records the first failure and wakes everything waiting.
+// fail records the first failure, wakes everything waiting and ends the
+// hasher, since no more writes are accepted.
 func (s *Session) fail(err error) {
 	s.mu.Lock()
 	if s.err == nil {
@@ -495,6 +541,7 @@ func (s *Session) fail(err error) {
 	}
 	s.mu.Unlock()
 	s.cond.Broadcast()
+	s.stopHash()
 	s.failedOnce.Do(func() { close(s.failed) })
 }
 
@@ -529,8 +576,12 @@ func (s *Session) flush(timed bool) {
 	for i := range s.streams {
 		counts[i] = s.streams[i].bytes
 	}
+	h := s.hasher
 	s.mu.Unlock()
 	s.cond.Broadcast()
+	if timed && h != nil {
+		h.kick()
+	}
 
 	out := s.out[:0]
 	off := 0
@@ -686,6 +737,7 @@ func (s *Session) Close(ctx context.Context, end End) (Summary, error) {
 	s.closing = true
 	s.mu.Unlock()
 	s.cond.Broadcast() // a Write waiting for the disk gives up
+	s.stopHash()
 	close(s.stop)
 	<-s.done
 	s.flush(false)

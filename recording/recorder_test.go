@@ -11,6 +11,7 @@ import (
 	"math/rand/v2"
 	"os"
 	"path/filepath"
+	"runtime"
 	"strings"
 	"sync"
 	"testing"
@@ -333,6 +334,258 @@ func TestBulkChannelBounded(t *testing.T) {
 	if !strings.Contains(notes.String(), "stdout: 10485760 bytes, 65536 kept, sha256 "+sum.Stdout.SHA256) ||
 		!strings.Contains(notes.String(), "exit status 3") {
 		t.Errorf("play notes:\n%s", notes.String())
+	}
+}
+
+func bulkMeta() Meta {
+	return Meta{Identity: "github:1", Login: "root", Host: "web1", Command: "rsync --server", RecordInput: true}
+}
+
+// writeAll writes data to w in pieces of the given sizes, cycling through
+// them, and returns what it wrote.
+func writeAll(t testing.TB, w io.Writer, data []byte, sizes []int) []byte {
+	t.Helper()
+	for i, p := 0, data; len(p) > 0; i++ {
+		n := min(len(p), sizes[i%len(sizes)])
+		if _, err := w.Write(p[:n]); err != nil {
+			t.Errorf("write of %d bytes: %v", n, err)
+			return nil
+		}
+		p = p[n:]
+	}
+	return data
+}
+
+func sha256Hex(b []byte) string {
+	h := sha256.Sum256(b)
+	return hex.EncodeToString(h[:])
+}
+
+func TestBulkSHA256(t *testing.T) {
+	rnd := rand.NewChaCha8([32]byte{3})
+	random := func(n int) []byte {
+		b := make([]byte, n)
+		rnd.Read(b)
+		return b
+	}
+	type streams struct{ out, errs, in []byte }
+	tests := []struct {
+		name       string
+		data       streams
+		sizes      []int
+		concurrent bool // one goroutine per stream
+	}{
+		{"ok/one-byte", streams{out: random(1)}, []int{1}, false},
+		{"ok/32KiB", streams{out: random(32 << 10)}, []int{32 << 10}, false},
+		{"ok/100KiB-in-one-write", streams{out: random(100 << 10), in: random(100 << 10)}, []int{100 << 10}, false},
+		{"ok/many-small", streams{out: random(50 << 10), errs: random(3000)}, []int{1, 7, 100, 3}, false},
+		{"ok/assorted", streams{out: random(1 << 20)}, []int{1, 32 << 10, 100 << 10, 5, 32<<10 + 1, 64 << 10}, false},
+		{"ok/concurrent-streams", streams{out: random(2 << 20), errs: random(300 << 10), in: random(1 << 20)},
+			[]int{1, 32 << 10, 100 << 10, 17, 4096, 32<<10 - 1}, true},
+		{"ok/empty", streams{}, []int{1}, false},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			env := newEnv(t, nil)
+			s, err := env.rec.Start(context.Background(), bulkMeta())
+			if err != nil {
+				t.Fatal(err)
+			}
+			var wg sync.WaitGroup
+			for _, w := range []struct {
+				w    io.Writer
+				data []byte
+			}{{s.Stdout(), tc.data.out}, {s.Stderr(), tc.data.errs}, {s.Stdin(), tc.data.in}} {
+				if !tc.concurrent {
+					writeAll(t, w.w, w.data, tc.sizes)
+					continue
+				}
+				wg.Go(func() { writeAll(t, w.w, w.data, tc.sizes) })
+			}
+			wg.Wait()
+			sum, err := s.Close(context.Background(), End{ExitStatus: 0})
+			if err != nil {
+				t.Fatal(err)
+			}
+			for _, c := range []struct {
+				name string
+				got  StreamSummary
+				data []byte
+			}{{"stdout", sum.Stdout, tc.data.out}, {"stderr", sum.Stderr, tc.data.errs}, {"stdin", sum.Stdin, tc.data.in}} {
+				if want := sha256Hex(c.data); c.got.SHA256 != want || c.got.Bytes != int64(len(c.data)) {
+					t.Errorf("%s: got %d bytes, sha256 %s; want %d, %s", c.name, c.got.Bytes, c.got.SHA256, len(c.data), want)
+				}
+			}
+			row, err := env.st.Recording(context.Background(), s.ID())
+			if err != nil {
+				t.Fatal(err)
+			}
+			if row.StdoutSHA256 != sum.Stdout.SHA256 || row.StdinSHA256 != sum.Stdin.SHA256 {
+				t.Errorf("index row sha256 %s, %s; want %s, %s", row.StdoutSHA256, row.StdinSHA256, sum.Stdout.SHA256, sum.Stdin.SHA256)
+			}
+		})
+	}
+}
+
+// hasherEnded reports whether the session's hasher, if it started, has
+// returned.
+func hasherEnded(s *Session) bool {
+	s.mu.Lock()
+	h := s.hasher
+	s.mu.Unlock()
+	if h == nil {
+		return true
+	}
+	select {
+	case <-h.done:
+		return true
+	default:
+		return false
+	}
+}
+
+func TestBulkHasherEnds(t *testing.T) {
+	ctx := context.Background()
+	env := newEnv(t, func(o *Options) { o.FlushInterval = 10 * time.Millisecond })
+	before := runtime.NumGoroutine()
+	chunk := make([]byte, 32<<10)
+
+	t.Run("ok/pty-starts-none", func(t *testing.T) {
+		s, err := env.rec.Start(ctx, ptyMeta())
+		if err != nil {
+			t.Fatal(err)
+		}
+		mustWrite(t, s.Stdout(), "$ ls\r\n")
+		if s.hasher != nil {
+			t.Error("a pty session started a hasher")
+		}
+		if _, err := s.Close(ctx, End{ExitStatus: 0}); err != nil {
+			t.Fatal(err)
+		}
+	})
+	t.Run("ok/closed", func(t *testing.T) {
+		s, err := env.rec.Start(ctx, bulkMeta())
+		if err != nil {
+			t.Fatal(err)
+		}
+		if s.hasher != nil {
+			t.Error("hasher started before the first write")
+		}
+		for range 50 {
+			if _, err := s.Stdout().Write(chunk); err != nil {
+				t.Fatal(err)
+			}
+		}
+		if _, err := s.Close(ctx, End{ExitStatus: 0}); err != nil {
+			t.Fatal(err)
+		}
+		if !hasherEnded(s) {
+			t.Error("hasher still running after Close")
+		}
+		if _, err := s.Stdout().Write(chunk); !errors.Is(err, errClosed) {
+			t.Errorf("Write after Close: %v; want %v", err, errClosed)
+		}
+	})
+	t.Run("fail/disk-full", func(t *testing.T) {
+		s, err := env.rec.Start(ctx, bulkMeta())
+		if err != nil {
+			t.Fatal(err)
+		}
+		s.f = &failingFile{f: s.f.(*os.File), left: 100}
+		if _, err := s.Stdout().Write(chunk); err != nil {
+			t.Fatal(err)
+		}
+		select {
+		case <-s.Failed():
+		case <-time.After(5 * time.Second):
+			t.Fatal("Failed not closed after the disk filled")
+		}
+		if !hasherEnded(s) {
+			t.Error("hasher still running after the recording failed")
+		}
+		if _, err := s.Stdout().Write(chunk); !errors.Is(err, ErrFailed) {
+			t.Errorf("Write after failure: %v; want ErrFailed", err)
+		}
+		sum, err := s.Close(ctx, End{ExitStatus: -1, Reason: "recording failed"})
+		if !errors.Is(err, ErrFailed) {
+			t.Errorf("Close: %v; want ErrFailed", err)
+		}
+		if want := sha256Hex(chunk); sum.Stdout.SHA256 != want || sum.Stdout.Bytes != int64(len(chunk)) {
+			t.Errorf("stdout %+v; want the one accepted write, sha256 %s", sum.Stdout, want)
+		}
+	})
+	t.Run("ok/writes-racing-close", func(t *testing.T) {
+		// The bastion may close while a copier still writes: every write
+		// is either counted and hashed, or refused.
+		s, err := env.rec.Start(ctx, bulkMeta())
+		if err != nil {
+			t.Fatal(err)
+		}
+		var wg sync.WaitGroup
+		var accepted [numStreams][]byte
+		for i, w := range []io.Writer{s.Stdout(), s.Stderr(), s.Stdin()} {
+			wg.Go(func() {
+				for n := 1; ; n = n*7%(100<<10) + 1 {
+					p := bytes.Repeat([]byte{byte(n)}, n)
+					if _, err := w.Write(p); err != nil {
+						if !errors.Is(err, errClosed) {
+							t.Errorf("Write during Close: %v; want %v", err, errClosed)
+						}
+						return
+					}
+					accepted[i] = append(accepted[i], p...)
+				}
+			})
+		}
+		time.Sleep(20 * time.Millisecond)
+		sum, err := s.Close(ctx, End{ExitStatus: -1, Reason: "ended by the bastion"})
+		if err != nil {
+			t.Fatal(err)
+		}
+		wg.Wait()
+		for i, got := range []StreamSummary{sum.Stdout, sum.Stderr, sum.Stdin} {
+			if want := sha256Hex(accepted[i]); got.SHA256 != want || got.Bytes != int64(len(accepted[i])) {
+				t.Errorf("stream %d: got %d bytes, sha256 %s; want %d, %s", i, got.Bytes, got.SHA256, len(accepted[i]), want)
+			}
+		}
+	})
+
+	deadline := time.Now().Add(5 * time.Second)
+	for runtime.NumGoroutine() > before {
+		if time.Now().After(deadline) {
+			buf := make([]byte, 1<<20)
+			t.Fatalf("%d goroutines, %d before the sessions:\n%s", runtime.NumGoroutine(), before, buf[:runtime.Stack(buf, true)])
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+}
+
+func TestBulkQuietSessionHashed(t *testing.T) {
+	// Chunks wait for more before the hasher is woken, but not past a
+	// flush interval: a quiet session holds no pooled memory.
+	env := newEnv(t, func(o *Options) { o.FlushInterval = 10 * time.Millisecond })
+	s, err := env.rec.Start(context.Background(), bulkMeta())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close(context.Background(), End{ExitStatus: 0})
+	// The first write starts the hasher, which may find it queued; the
+	// second finds it idle.
+	for _, p := range []string{"a few bytes", "a few more"} {
+		mustWrite(t, s.Stdout(), p)
+		deadline := time.Now().Add(5 * time.Second)
+		for {
+			s.hasher.mu.Lock()
+			n, idle := s.hasher.n, s.hasher.idle
+			s.hasher.mu.Unlock()
+			if n == 0 && idle {
+				break
+			}
+			if time.Now().After(deadline) {
+				t.Fatalf("after writing %q: %d chunks still queued after 5s", p, n)
+			}
+			time.Sleep(5 * time.Millisecond)
+		}
 	}
 }
 

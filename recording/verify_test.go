@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"flag"
+	"math/rand/v2"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -44,14 +45,57 @@ func deterministicEnv(t testing.TB) *testEnv {
 	return newEnv(t, func(o *Options) { o.FlushInterval = time.Second })
 }
 
+// bulkSession writes a small deterministic session without a pty: stdout
+// and stdin of assorted sizes, past a 100-byte head, and some stderr.
+func bulkSession(t testing.TB) (*testEnv, string) {
+	t.Helper()
+	env := newEnv(t, func(o *Options) { o.FlushInterval = time.Second; o.BulkHead = 100 })
+	ctx := context.Background()
+	s, err := env.rec.Start(ctx, Meta{ID: "golden-bulk", Identity: "github:1", Login: "root", Host: "web1",
+		Command: "scp -f big.bin", RecordInput: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	rnd := rand.NewChaCha8([32]byte{9})
+	big := make([]byte, 100<<10)
+	rnd.Read(big)
+	mustWrite(t, s.Stdin(), "\x00")
+	mustWrite(t, s.Stdout(), "C0644 102400 big.bin\n")
+	mustWrite(t, s.Stdin(), "\x00")
+	mustWrite(t, s.Stdout(), string(big[:1]))
+	mustWrite(t, s.Stdout(), string(big))
+	for i := range 30 {
+		mustWrite(t, s.Stdout(), string(big[i:i+1]))
+	}
+	mustWrite(t, s.Stderr(), "warning: \xff slow\n")
+	mustWrite(t, s.Stdout(), "\x00")
+	mustWrite(t, s.Stdin(), "\x00")
+	if _, err := s.Close(ctx, End{ExitStatus: 0}); err != nil {
+		t.Fatal(err)
+	}
+	return env, s.Path()
+}
+
 func TestGoldenRecording(t *testing.T) {
 	env := deterministicEnv(t)
 	path, _ := scriptedSession(t, env)
+	checkGolden(t, env, path, "session.cast")
+}
+
+func TestGoldenBulkRecording(t *testing.T) {
+	env, path := bulkSession(t)
+	checkGolden(t, env, path, "bulk.cast")
+}
+
+// checkGolden compares the recording at path with testdata/name and
+// verifies the golden file.
+func checkGolden(t *testing.T, env *testEnv, path, name string) {
+	t.Helper()
 	got, err := os.ReadFile(path)
 	if err != nil {
 		t.Fatal(err)
 	}
-	golden := filepath.Join("testdata", "session.cast")
+	golden := filepath.Join("testdata", name)
 	if *update {
 		if err := os.WriteFile(golden, got, 0o644); err != nil {
 			t.Fatal(err)
