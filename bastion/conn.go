@@ -295,6 +295,8 @@ func (s *Server) refuseChannel(nc ssh.NewChannel, info *authInfo, remote net.Add
 // connection as a target connection.
 func (s *Server) serveTunnel(c *serverConn, outer *ssh.ServerConn, ch ssh.Channel, host string) {
 	defer ch.Close()
+	// "ssh -W", which ProxyJump runs, has turned Nagle's algorithm off.
+	peerNoDelay(c.nc)
 	// The carrier is authenticated and may reach host: open the TCP
 	// connection to the target now, so that its SSH server starts up
 	// while the user authenticates on the inner connection. Nothing is

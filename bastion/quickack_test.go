@@ -41,6 +41,14 @@ func TestQuickAck(t *testing.T) {
 		t.Error("wrapped connection lost CloseWrite")
 	}
 
+	// Once the peer sends at once, quick acknowledgements stop.
+	if q, ok := c.(*quickAckConn); ok {
+		peerNoDelay(c)
+		if !q.off.Load() {
+			t.Error("peerNoDelay left quick acknowledgements on")
+		}
+	}
+
 	// Anything but TCP passes through unchanged.
 	a, b := net.Pipe()
 	defer a.Close()
@@ -48,4 +56,6 @@ func TestQuickAck(t *testing.T) {
 	if quickAck(a) != a {
 		t.Error("quickAck wrapped a net.Pipe")
 	}
+	peerNoDelay(a)   // no-op
+	peerNoDelay(nil) // no upstream connection yet
 }

@@ -211,6 +211,11 @@ func (se *session) ptyReq(r *ssh.Request) (bool, error) {
 	ok, err := se.forward(r)
 	if ok && err == nil {
 		se.pty, se.term, se.width, se.height = true, p.Term, int(p.Cols), int(p.Rows)
+		// Both OpenSSH peers turn Nagle's algorithm off for a session
+		// with a pty: quick acknowledgements would only cost time on
+		// every keystroke.
+		peerNoDelay(t.c.nc)
+		peerNoDelay(t.upNC)
 	}
 	return ok, err
 }

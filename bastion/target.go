@@ -31,6 +31,7 @@ type targetConn struct {
 
 	upReady chan struct{} // closed when up or upErr is set
 	up      *ssh.Client
+	upNC    net.Conn // under up
 	upErr   error
 
 	mu         sync.Mutex
@@ -68,8 +69,8 @@ func (s *Server) serveTarget(c *serverConn, sc *ssh.ServerConn, chans <-chan ssh
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
 	go func() {
-		up, err := s.dialTarget(ctx, t, info.terms)
-		t.up, t.upErr = up, err
+		up, nc, err := s.dialTarget(ctx, t, info.terms)
+		t.up, t.upNC, t.upErr = up, nc, err
 		close(t.upReady)
 		if err != nil {
 			s.logger().Info("bastion: cannot connect to target", "host", info.host, "err", err)

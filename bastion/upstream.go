@@ -51,17 +51,17 @@ func (e *targetError) Unwrap() error { return e.Err }
 // ephemeral key and a session certificate minted for this connection. The
 // certificate is minted while the TCP connection and the key exchange (with
 // the check of the target's host certificate) run; authentication waits
-// for it.
-func (s *Server) dialTarget(ctx context.Context, t *targetConn, tm terms) (*ssh.Client, error) {
+// for it. It also returns the network connection under the client.
+func (s *Server) dialTarget(ctx context.Context, t *targetConn, tm terms) (*ssh.Client, net.Conn, error) {
 	d := s.startDial(ctx, t.info.host, tm.address, t.info.login, t.pre)
 	creds, err := s.sessionCreds(ctx, t, tm)
 	if err != nil {
 		d.abort()
-		return nil, err
+		return nil, nil, err
 	}
 	d.creds <- creds
 	<-d.done
-	return d.client, d.err
+	return d.client, d.nc, d.err
 }
 
 // upstreamCreds are what authenticates the bastion to a target.
@@ -109,6 +109,7 @@ type upstreamDial struct {
 	cancel context.CancelFunc
 	done   chan struct{} // closed when client or err is set
 	client *ssh.Client
+	nc     net.Conn // under client
 	err    error
 }
 
@@ -123,7 +124,7 @@ func (s *Server) startDial(ctx context.Context, host, addr, login string, pre *p
 	go func() {
 		defer close(d.done)
 		defer cancel()
-		d.client, d.err = s.dialUpstream(ctx, host, addr, login, pre, d.creds)
+		d.client, d.nc, d.err = s.dialUpstream(ctx, host, addr, login, pre, d.creds)
 	}()
 	return d
 }
@@ -139,7 +140,8 @@ func (d *upstreamDial) abort() {
 
 // dialUpstream connects to host at addr and, once the key exchange
 // accepted its host certificate, waits for creds to authenticate as login.
-func (s *Server) dialUpstream(ctx context.Context, host, addr, login string, pre *preConn, creds <-chan upstreamCreds) (*ssh.Client, error) {
+// It returns the client and the network connection under it.
+func (s *Server) dialUpstream(ctx context.Context, host, addr, login string, pre *preConn, creds <-chan upstreamCreds) (*ssh.Client, net.Conn, error) {
 	dctx, cancel := context.WithTimeout(ctx, durationOr(s.DialTimeout, DefaultDialTimeout))
 	nc, ok, err := pre.take(dctx, addr)
 	if !ok {
@@ -148,9 +150,9 @@ func (s *Server) dialUpstream(ctx context.Context, host, addr, login string, pre
 	cancel()
 	if err != nil {
 		if ctx.Err() != nil {
-			return nil, errDialAbandoned
+			return nil, nil, errDialAbandoned
 		}
-		return nil, &targetError{fmt.Sprintf("cannot reach %s", host), err}
+		return nil, nil, &targetError{fmt.Sprintf("cannot reach %s", host), err}
 	}
 	hs := durationOr(s.HandshakeTimeout, DefaultHandshakeTimeout)
 	_ = nc.SetDeadline(time.Now().Add(hs))
@@ -190,16 +192,16 @@ func (s *Server) dialUpstream(ctx context.Context, host, addr, login string, pre
 		nc.Close()
 		switch {
 		case checked != nil:
-			return nil, checked
+			return nil, nil, checked
 		case ctx.Err() != nil:
-			return nil, errDialAbandoned
+			return nil, nil, errDialAbandoned
 		case errors.Is(err, context.DeadlineExceeded) || isTimeout(err):
-			return nil, &targetError{fmt.Sprintf("%s did not complete the SSH handshake in time", host), err}
+			return nil, nil, &targetError{fmt.Sprintf("%s did not complete the SSH handshake in time", host), err}
 		}
-		return nil, &targetError{fmt.Sprintf("%s refused the bastion's session certificate or offered no host certificate from the host CA", host), err}
+		return nil, nil, &targetError{fmt.Sprintf("%s refused the bastion's session certificate or offered no host certificate from the host CA", host), err}
 	}
 	_ = nc.SetDeadline(time.Time{})
-	return ssh.NewClient(c, chans, reqs), nil
+	return ssh.NewClient(c, chans, reqs), nc, nil
 }
 
 // preConn is a TCP connection to a ProxyJump target, opened when the
