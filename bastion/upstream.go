@@ -9,6 +9,7 @@ import (
 	"fmt"
 	"net"
 	"slices"
+	"strings"
 	"sync/atomic"
 	"time"
 
@@ -18,18 +19,47 @@ import (
 	"github.com/sallyport/sallyport/policy"
 )
 
-// hostCertAlgorithms are the host key algorithms the bastion accepts from
-// targets: certificates only, since a plain host key could only be
-// trusted on first use.
+// hostCertAlgorithms are the host key algorithms of host certificates,
+// which the bastion accepts from every target. A plain host key is
+// accepted only when the policy pins it for the host (see
+// hostKeyAlgorithms); otherwise it could only be trusted on first use.
 var hostCertAlgorithms = []string{
 	ssh.CertAlgoED25519v01,
 	ssh.CertAlgoECDSA256v01, ssh.CertAlgoECDSA384v01, ssh.CertAlgoECDSA521v01,
 	ssh.CertAlgoRSASHA512v01, ssh.CertAlgoRSASHA256v01,
 }
 
-// errTargetHostKey marks a target whose host key is not certified by the
-// host CA for its name.
-var errTargetHostKey = errors.New("host key not certified")
+// hostKeyAlgorithms are the host key algorithms offered to a target with
+// the given pinned keys: the certificate algorithms first, so that a
+// target with a host certificate presents it, then the plain algorithms
+// of the pinned keys in policy order (rsa-sha2-512 and rsa-sha2-256 for an
+// RSA key, never SHA-1 ssh-rsa).
+func hostKeyAlgorithms(pins []policy.HostKey) []string {
+	if len(pins) == 0 {
+		return hostCertAlgorithms
+	}
+	algs := slices.Clone(hostCertAlgorithms)
+	add := func(names ...string) {
+		for _, n := range names {
+			if !slices.Contains(algs, n) {
+				algs = append(algs, n)
+			}
+		}
+	}
+	for _, k := range pins {
+		switch k.Type() {
+		case policy.HostKeyED25519, policy.HostKeyECDSA256, policy.HostKeyECDSA384, policy.HostKeyECDSA521:
+			add(k.Type())
+		case policy.HostKeyRSA:
+			add(ssh.KeyAlgoRSASHA512, ssh.KeyAlgoRSASHA256)
+		}
+	}
+	return algs
+}
+
+// errTargetHostKey marks a target whose host key is neither certified by
+// the host CA for its name nor pinned for it in the policy.
+var errTargetHostKey = errors.New("host key not trusted")
 
 // targetError is a failure to reach a target: Msg is shown to the user,
 // Err (with addresses and library detail) only logged.
@@ -156,6 +186,7 @@ func (s *Server) dialUpstream(ctx context.Context, host, addr, login string, pre
 	}
 	hs := durationOr(s.HandshakeTimeout, DefaultHandshakeTimeout)
 	_ = nc.SetDeadline(time.Now().Add(hs))
+	pins := s.pinnedHostKeys(host, addr)
 	var (
 		checked error
 		signer  ssh.Signer
@@ -166,7 +197,7 @@ func (s *Server) dialUpstream(ctx context.Context, host, addr, login string, pre
 			return []ssh.Signer{signer}, nil
 		})},
 		User:              login,
-		HostKeyAlgorithms: hostCertAlgorithms,
+		HostKeyAlgorithms: hostKeyAlgorithms(pins),
 		ClientVersion:     "SSH-2.0-Sallyport",
 	}
 	cfg.Ciphers = s.ciphers()
@@ -174,7 +205,7 @@ func (s *Server) dialUpstream(ctx context.Context, host, addr, login string, pre
 	// before authentication starts: it waits there for the credentials,
 	// and sets the key that authentication then uses.
 	cfg.HostKeyCallback = func(_ string, _ net.Addr, key ssh.PublicKey) error {
-		if checked = s.checkTargetHostKey(host, addr, key); checked != nil || authed {
+		if checked = s.checkTargetHostKey(host, addr, pins, key); checked != nil || authed {
 			return checked
 		}
 		select {
@@ -197,6 +228,8 @@ func (s *Server) dialUpstream(ctx context.Context, host, addr, login string, pre
 			return nil, nil, errDialAbandoned
 		case errors.Is(err, context.DeadlineExceeded) || isTimeout(err):
 			return nil, nil, &targetError{fmt.Sprintf("%s did not complete the SSH handshake in time", host), err}
+		case len(pins) > 0 && isHostKeyNegotiation(err):
+			return nil, nil, &targetError{fmt.Sprintf("%s offered neither a host certificate nor a key of the types pinned for it (%s)", host, hostKeyList(pins)), err}
 		}
 		return nil, nil, &targetError{fmt.Sprintf("%s refused the bastion's session certificate or offered no host certificate from the host CA", host), err}
 	}
@@ -223,16 +256,11 @@ func (s *Server) preConnect(host string) *preConn {
 	if p == nil {
 		return nil
 	}
-	addr := ""
-	for _, h := range p.Hosts {
-		if h.Name == host {
-			addr = h.Address
-			break
-		}
-	}
-	if addr == "" {
+	h, ok := p.Host(host)
+	if !ok || h.Address == "" {
 		return nil
 	}
+	addr := h.Address
 	ctx, cancel := context.WithTimeout(context.Background(), durationOr(s.DialTimeout, DefaultDialTimeout))
 	pc := &preConn{addr: addr, cancel: cancel, done: make(chan struct{})}
 	go func() {
@@ -301,15 +329,49 @@ func (s *Server) dial(ctx context.Context, addr string) (net.Conn, error) {
 	return quickAck(nc), nil
 }
 
-// checkTargetHostKey accepts only a host certificate signed by the host CA
+// pinnedHostKeys returns the host keys the policy in force pins for host,
+// provided its entry still names addr, the address being dialled (from the
+// decision that allowed the connection). After a reload that moved the
+// host, the keys pinned for its new address say nothing about the old
+// one: nil then, and only a host certificate is accepted.
+func (s *Server) pinnedHostKeys(host, addr string) []policy.HostKey {
+	p := s.Policy()
+	if p == nil {
+		return nil
+	}
+	h, ok := p.Host(host)
+	if !ok || h.Address != addr {
+		return nil
+	}
+	return h.HostKeys
+}
+
+// checkTargetHostKey accepts a host certificate signed by the host CA
 // itself, valid now, naming the policy host or the host part of its
-// address.
-func (s *Server) checkTargetHostKey(host, addr string, key ssh.PublicKey) error {
+// address; or a plain host key byte for byte equal to one of pins, the
+// keys the policy pins for the host. Nothing is trusted on first use.
+func (s *Server) checkTargetHostKey(host, addr string, pins []policy.HostKey, key ssh.PublicKey) error {
 	cert, ok := key.(*ssh.Certificate)
 	if !ok {
-		return fmt.Errorf("%s presented a plain host key; the bastion accepts only host certificates from the host CA: %w", host, errTargetHostKey)
+		if len(pins) == 0 {
+			return fmt.Errorf("%s presented a plain host key; the bastion accepts only host certificates from the host CA: %w", host, errTargetHostKey)
+		}
+		b := key.Marshal()
+		for _, k := range pins {
+			if bytes.Equal(b, k.Marshal()) {
+				return nil
+			}
+		}
+		return fmt.Errorf("%s presented host key %s %s and no host certificate, but the policy pins %s for it: %w",
+			host, key.Type(), ssh.FingerprintSHA256(key), hostKeyList(pins), errTargetHostKey)
 	}
 	if _, ok := cert.SignatureKey.(*ssh.Certificate); ok || !bytes.Equal(cert.SignatureKey.Marshal(), s.hostCA.Marshal()) {
+		if len(pins) > 0 {
+			// The target offered a certificate, so the key exchange chose
+			// it over the pinned plain key; a certificate counts only
+			// from the host CA.
+			return fmt.Errorf("%s presented a host certificate not signed by the host CA; its pinned keys count only as plain host keys, so have the host CA certify it or remove HostCertificate from its sshd_config: %w", host, errTargetHostKey)
+		}
 		return fmt.Errorf("%s presented a host certificate not signed by the host CA: %w", host, errTargetHostKey)
 	}
 	if cert.CertType != ssh.HostCert {
@@ -332,6 +394,23 @@ func (s *Server) checkTargetHostKey(host, addr string, key ssh.PublicKey) error 
 		}
 	}
 	return fmt.Errorf("%s presented a host certificate for other names: %w", host, errTargetHostKey)
+}
+
+// hostKeyList names pinned keys for messages: type and fingerprint, e.g.
+// "ssh-ed25519 SHA256:...", separated by " or ".
+func hostKeyList(pins []policy.HostKey) string {
+	names := make([]string, len(pins))
+	for i, k := range pins {
+		names[i] = k.String()
+	}
+	return strings.Join(names, " or ")
+}
+
+// isHostKeyNegotiation reports whether err is the failure to agree on a
+// host key algorithm: the target has no key of a type the bastion offers.
+func isHostKeyNegotiation(err error) bool {
+	var ne *ssh.AlgorithmNegotiationError
+	return errors.As(err, &ne) && ne.What == "host key"
 }
 
 // caPermissions converts policy permissions to certificate permissions.

@@ -180,6 +180,9 @@ func compareHosts(old, new *Policy) []HostChange {
 		if !slices.Equal(ol, nl) {
 			details = append(details, fmt.Sprintf("labels %s -> %s", listOrNone(ol), listOrNone(nl)))
 		}
+		if added, removed := hostKeyChanges(o.HostKeys, h.HostKeys); added != nil || removed != nil {
+			details = append(details, pinnedKeysText(added, removed))
+		}
 		if details != nil {
 			out = append(out, HostChange{Name: h.Name, Change: "changed", Old: o, New: h, Details: details})
 		}
@@ -190,6 +193,44 @@ func compareHosts(old, new *Policy) []HostChange {
 		}
 	}
 	return out
+}
+
+// hostKeyChanges names the keys pinned in new but not in old, and in old
+// but not in new, sorted. Comments and order do not count: the bastion
+// compares keys only.
+func hostKeyChanges(old, new []HostKey) (added, removed []string) {
+	diff := func(a, b []HostKey) []string {
+		var out []string
+		for _, k := range a {
+			if !slices.ContainsFunc(b, k.Equal) && !slices.Contains(out, k.String()) {
+				out = append(out, k.String())
+			}
+		}
+		slices.Sort(out)
+		return out
+	}
+	return diff(new, old), diff(old, new)
+}
+
+// pinnedKeysText says how a host's pinned keys changed, e.g. "pinned host
+// keys: added ssh-ed25519 SHA256:..., removed ssh-rsa SHA256:...".
+func pinnedKeysText(added, removed []string) string {
+	var parts []string
+	if added != nil {
+		parts = append(parts, "added "+andList(added))
+	}
+	if removed != nil {
+		parts = append(parts, "removed "+andList(removed))
+	}
+	return "pinned host keys: " + strings.Join(parts, ", ")
+}
+
+// andList joins "a", "a and b", "a, b and c".
+func andList(s []string) string {
+	if len(s) < 2 {
+		return strings.Join(s, "")
+	}
+	return strings.Join(s[:len(s)-1], ", ") + " and " + s[len(s)-1]
 }
 
 func listOrNone(s []string) string {

@@ -155,6 +155,13 @@ func hostChangeText(h HostChange, st style) string {
 		if len(h.New.Labels) > 0 {
 			s += ", labels " + st.list(h.New.Labels)
 		}
+		if len(h.New.HostKeys) > 0 {
+			keys := make([]string, len(h.New.HostKeys))
+			for i, k := range h.New.HostKeys {
+				keys[i] = k.String()
+			}
+			s += ", pinned host keys " + st.list(keys)
+		}
 		return s
 	case "removed":
 		return fmt.Sprintf("removed %s (was %s)", st.name(h.Name), st.name(h.Old.Address))

@@ -10,7 +10,8 @@
 // # Format
 //
 // The file names the GitHub organisation, default and maximum certificate
-// lifetimes, the hosts (name, address host:port, labels) and the roles. A
+// lifetimes, the hosts (name, address host:port, labels, optionally pinned
+// host keys) and the roles. A
 // role names its members (GitHub team slugs, logins, and GitHub Actions
 // workloads by repository, ref and optionally environment and workflow),
 // the principals it grants, the hosts it grants them on (exact names, globs
@@ -24,6 +25,20 @@
 //
 // Deny by default: anything not granted is denied, and an empty list grants
 // nothing; "every host" is written "*".
+//
+// # Host keys
+//
+// The bastion accepts a target whose host certificate is signed by the
+// host CA. A host that has no such certificate may instead list its plain
+// host keys under host_keys, one OpenSSH public key per entry as in
+// /etc/ssh/ssh_host_ed25519_key.pub ("ssh-ed25519 AAAA... comment"); the
+// bastion then also accepts exactly those keys from it, never any other
+// (no trust on first use). Keys that do not parse, certificates (pin the
+// plain key; certificates are trusted only from the host CA), DSA keys,
+// RSA keys under 2048 bits and a key listed twice for one host are errors.
+// The same key may be pinned for several hosts, since one machine may have
+// several names. `sallyport policy diff` reports every change of a host's
+// pinned keys, by fingerprint.
 //
 // # Combining roles
 //

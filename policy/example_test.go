@@ -54,3 +54,20 @@ roles:
 	// bob (teams website):
 	//   gains deploy on db1: permissions pty; via web
 }
+
+func ExampleParseHostKey() {
+	// The target's /etc/ssh/ssh_host_ed25519_key.pub, as pinned under a
+	// host's host_keys.
+	k, err := policy.ParseHostKey("ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIIsCCfaGKD7LlISU6O0lcSZQEKbDT0Ka/OP4vXwWvpvS root@web1")
+	if err != nil {
+		fmt.Println(err)
+		return
+	}
+	fmt.Println(k.Type(), k.Bits(), k.Fingerprint(), k.Comment())
+
+	_, err = policy.ParseHostKey("web1.example.org ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIIsCCfaGKD7LlISU6O0lcSZQEKbDT0Ka/OP4vXwWvpvS")
+	fmt.Println(err)
+	// Output:
+	// ssh-ed25519 256 SHA256:LR8cFz2Cp+gp4b4/Cr9MHCJ0UMrwQxRxBhP/6QUp3hc root@web1
+	// host key starts with "web1.example.org", not a key type: pin the key alone, without the host names of a known_hosts or ssh-keyscan line or the options of an authorized_keys line
+}

@@ -13,7 +13,8 @@ import (
 // diffs against itself as unchanged.
 func FuzzParse(f *testing.F) {
 	seeds, _ := filepath.Glob("testdata/check/*.yaml")
-	seeds = append(seeds, examplePath)
+	// testdata/diff/new.yaml is a valid policy pinning host keys.
+	seeds = append(seeds, examplePath, "testdata/diff/new.yaml")
 	for _, s := range seeds {
 		data, err := os.ReadFile(s)
 		if err != nil {
@@ -48,6 +49,17 @@ func FuzzParse(f *testing.F) {
 		for _, h := range p.Hosts {
 			if err := ValidateAddress(h.Address); err != nil {
 				t.Fatalf("accepted invalid address: %v", err)
+			}
+			for i, k := range h.HostKeys {
+				back, err := ParseHostKey(k.AuthorizedKey())
+				if err != nil || !back.Equal(k) {
+					t.Fatalf("accepted host key %q that does not parse again: %v", k.AuthorizedKey(), err)
+				}
+				for _, prev := range h.HostKeys[:i] {
+					if prev.Equal(k) {
+						t.Fatalf("accepted host key %s twice for host %s", k, h.Name)
+					}
+				}
 			}
 		}
 		for i := range p.Tests {

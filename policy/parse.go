@@ -308,12 +308,42 @@ func (d *decoder) policy(n *yaml.Node, p *Policy) {
 
 func (d *decoder) host(n *yaml.Node, path string) Host {
 	var h Host
+	var keys *yaml.Node
 	d.mapping(n, path, "host", []field{
 		{"name", true, func(v *yaml.Node) { h.Name, _ = d.str(v, "host name") }},
 		{"address", true, func(v *yaml.Node) { h.Address, _ = d.str(v, "host address") }},
 		{"labels", false, func(v *yaml.Node) { h.Labels = d.strList(v, path+".labels", "host labels") }},
+		{"host_keys", false, func(v *yaml.Node) { keys = v }},
 	})
+	if keys != nil {
+		// Decoded after the mapping so that messages name the host.
+		h.HostKeys = d.hostKeys(keys, path+".host_keys", fmt.Sprintf("host %q", h.Name))
+	}
 	return h
+}
+
+// hostKeys decodes a host's host_keys: a non-empty list of public keys in
+// authorized_keys form.
+func (d *decoder) hostKeys(n *yaml.Node, path, what string) []HostKey {
+	items := d.seq(n, what+" host_keys")
+	if n.Kind == yaml.SequenceNode && len(items) == 0 {
+		d.errorf(n, "%s: host_keys is empty; omit the key to accept only a host certificate from the host CA", what)
+	}
+	var out []HostKey
+	for i, c := range items {
+		d.pos[fmt.Sprintf("%s[%d]", path, i)] = d.at(c)
+		s, ok := d.str(c, what+" host_keys entries")
+		if !ok {
+			continue
+		}
+		k, err := ParseHostKey(s)
+		if err != nil {
+			d.errorf(c, "%s: %v", what, err)
+			continue
+		}
+		out = append(out, k)
+	}
+	return out
 }
 
 func (d *decoder) role(n *yaml.Node, path string) Role {

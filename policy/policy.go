@@ -76,6 +76,25 @@ type Host struct {
 	Address string `json:"address"`
 	// Labels group hosts for role selectors such as "label:web".
 	Labels []string `json:"labels,omitempty"`
+	// HostKeys are plain host keys the bastion accepts from this host
+	// besides a host certificate from the host CA, for a server that has
+	// no such certificate. Nil means only a host certificate is accepted.
+	// The same key may be pinned for several hosts: one machine may have
+	// several names.
+	HostKeys []HostKey `json:"host_keys,omitempty"`
+}
+
+// Host returns the host named name, or false if there is none or p has not
+// been validated. The Host shares its lists with p; do not modify them.
+func (p *Policy) Host(name string) (Host, bool) {
+	if p.idx == nil {
+		return Host{}, false
+	}
+	i, ok := p.idx.hosts[name]
+	if !ok {
+		return Host{}, false
+	}
+	return p.Hosts[i], true
 }
 
 // Role grants its members a set of principals on a set of hosts.

@@ -89,6 +89,7 @@ func (v *validator) check() {
 		if err := ValidateAddress(h.Address); err != nil {
 			v.errorf(path+".address", "host %q: %v", h.Name, err)
 		}
+		v.checkHostKeys(h, path)
 		for j, l := range h.Labels {
 			if err := ValidateHostLabel(l); err != nil {
 				v.errorf(fmt.Sprintf("%s.labels[%d]", path, j), "host %q: %v", h.Name, err)
@@ -129,6 +130,25 @@ func (v *validator) check() {
 	}
 	v.idx = idx
 	v.checkTests(p.Tests)
+}
+
+// checkHostKeys refuses zero keys and a key pinned twice for one host. A
+// key pinned for several hosts is allowed: one machine may have several
+// names.
+func (v *validator) checkHostKeys(h Host, path string) {
+	first := map[string]int{}
+	for j, k := range h.HostKeys {
+		kp := fmt.Sprintf("%s.host_keys[%d]", path, j)
+		if k.IsZero() {
+			v.errorf(kp, "host %q: empty host key; make host keys with ParseHostKey", h.Name)
+			continue
+		}
+		if i, dup := first[string(k.blob)]; dup {
+			v.errorf(kp, "host %q: host key %s is pinned twice (first at %s)", h.Name, k, v.p.at(fmt.Sprintf("%s.host_keys[%d]", path, i)))
+			continue
+		}
+		first[string(k.blob)] = j
+	}
 }
 
 func appendRole(list []int32, r int32) []int32 {
