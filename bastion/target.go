@@ -74,6 +74,9 @@ func (s *Server) serveTarget(c *serverConn, sc *ssh.ServerConn, chans <-chan ssh
 		close(t.upReady)
 		if err != nil {
 			s.logger().Info("bastion: cannot connect to target", "host", info.host, "err", err)
+			if !errors.Is(err, errDialAbandoned) && ctx.Err() == nil {
+				_ = s.auditTargetFailure(t, sc.RemoteAddr(), err)
+			}
 			return
 		}
 		if info.terms.perms.Has(policy.AgentForwarding) {
@@ -105,6 +108,26 @@ func (s *Server) serveTarget(c *serverConn, sc *ssh.ServerConn, chans <-chan ssh
 		}
 	}
 	t.end("")
+}
+
+// auditTargetFailure records that the connection to t's target failed: a
+// refusal when the target's host key is not trusted, an error otherwise.
+// The reason is what the user is shown.
+func (s *Server) auditTargetFailure(t *targetConn, remote net.Addr, err error) error {
+	outcome := audit.OutcomeError
+	if errors.Is(err, errTargetHostKey) {
+		outcome = audit.OutcomeDenied
+	}
+	f := certFields(t.info.cert, remote)
+	f["connection"] = t.id
+	return s.audit(context.Background(), audit.Event{
+		Type:    audit.TypeDeny,
+		Actor:   actor(t.info),
+		Subject: t.info.login + "@" + t.info.host,
+		Outcome: outcome,
+		Reason:  userError(err),
+		Fields:  f,
+	})
 }
 
 // upstream waits for the connection to the target.

@@ -169,6 +169,17 @@ func TestUnsignedTargetRefused(t *testing.T) {
 			t.Fatalf("got code %d stderr %q", r.code, r.stderr)
 		}
 	}
+	// Each refused connection is audited with the reason the user saw.
+	var n int
+	waitFor(t, 5*time.Second, "two audited target failures", func() bool {
+		n = 0
+		for _, ev := range e.audits(audit.TypeDeny) {
+			if ev.Subject == e.login+"@web1" && strings.Contains(ev.Reason, "offered no host certificate from the host CA") {
+				n++
+			}
+		}
+		return n == 2
+	})
 }
 
 // TestTrapOfferedKeyIsNotTheProvenKey: the client offers certificate A
