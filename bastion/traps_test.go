@@ -380,3 +380,53 @@ func TestAgentForwardingRefused(t *testing.T) {
 		t.Fatalf("last deny %q", e.lastDeny())
 	}
 }
+
+// TestAgentForwardingGranted: with a grant that permits it, the user's own
+// ssh-agent (real ssh-agent, real ssh -A) answers on the target, through
+// both target forms.
+func TestAgentForwardingGranted(t *testing.T) {
+	e := newEnv(t, envOptions{policy: `
+  - name: infra
+    members:
+      teams: [infra]
+    principals: [%[1]s]
+    hosts: [web1]
+    permissions: [pty, agent-forwarding]
+`})
+	key, cert := e.issue(certOptions{perms: []ca.Permission{ca.PermitPTY, ca.PermitAgentForwarding}})
+	c := e.client(key, cert)
+	sock := filepath.Join(t.TempDir(), "agent.sock")
+	agent := exec.Command("ssh-agent", "-D", "-a", sock)
+	if err := agent.Start(); err != nil {
+		t.Fatal(err)
+	}
+	defer func() { agent.Process.Kill(); agent.Wait() }()
+	waitFor(t, 5*time.Second, "ssh-agent socket", func() bool { _, err := os.Stat(sock); return err == nil })
+
+	// A key only the agent holds: the target lists it through the
+	// forwarded agent.
+	_, held, err := ed25519.GenerateKey(rand.Reader)
+	if err != nil {
+		t.Fatal(err)
+	}
+	heldFile := sshdtest.WriteIdentity(t, t.TempDir(), held, nil)
+	add := exec.Command("ssh-add", heldFile)
+	add.Env = append(os.Environ(), "SSH_AUTH_SOCK="+sock)
+	if out, err := add.CombinedOutput(); err != nil {
+		t.Fatalf("ssh-add: %v %s", err, out)
+	}
+	pub, err := ssh.NewPublicKey(held.Public())
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := ssh.FingerprintSHA256(pub)
+	for name, args := range map[string][]string{
+		"direct": c.direct(e.login, "web1", "-A", "-o", "IdentityAgent="+sock),
+		"jump":   c.jump(e.login, "web1", "-A", "-o", "IdentityAgent="+sock),
+	} {
+		r := c.ssh(nil, args, "ssh-add -l")
+		if r.code != 0 || !strings.Contains(r.stdout, want) {
+			t.Errorf("%s: ssh-add -l on the target: code %d stdout %q stderr %q; want %s listed", name, r.code, r.stdout, r.stderr, want)
+		}
+	}
+}
