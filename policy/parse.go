@@ -220,18 +220,28 @@ func (d *decoder) str(n *yaml.Node, what string) (string, bool) {
 
 // strList decodes a list of strings; path[i] records each item's position.
 func (d *decoder) strList(n *yaml.Node, path, what string) []string {
+	out, _ := d.strNodes(n, path, what)
+	return out
+}
+
+// strNodes is strList that also returns the node of each string, for
+// errors about an entry: entries that are not strings are reported and
+// left out of both.
+func (d *decoder) strNodes(n *yaml.Node, path, what string) ([]string, []*yaml.Node) {
 	if n.Kind != yaml.SequenceNode {
 		d.errorf(n, "%s must be a list, not %s", what, kindName(n))
-		return nil
+		return nil, nil
 	}
 	out := []string{}
+	var nodes []*yaml.Node
 	for i, c := range n.Content {
 		d.pos[fmt.Sprintf("%s[%d]", path, i)] = d.at(c)
 		if s, ok := d.str(c, what+" entries"); ok {
 			out = append(out, s)
+			nodes = append(nodes, c)
 		}
 	}
-	return out
+	return out, nodes
 }
 
 func (d *decoder) duration(n *yaml.Node, what string) time.Duration {
@@ -364,10 +374,11 @@ func (d *decoder) role(n *yaml.Node, path string) Role {
 		{"hosts", true, func(v *yaml.Node) { r.Hosts = d.strList(v, path+".hosts", what+" hosts") }},
 		{"ttl", false, func(v *yaml.Node) { r.TTL = d.duration(v, what+" ttl") }},
 		{"permissions", false, func(v *yaml.Node) {
-			for i, s := range d.strList(v, path+".permissions", what+" permissions") {
+			list, nodes := d.strNodes(v, path+".permissions", what+" permissions")
+			for i, s := range list {
 				perm, err := ParsePermission(s)
 				if err != nil {
-					d.errorf(v.Content[i], "%s: %v", what, err)
+					d.errorf(nodes[i], "%s: %v", what, err)
 					continue
 				}
 				r.Permissions |= perm
@@ -382,14 +393,14 @@ func (d *decoder) role(n *yaml.Node, path string) Role {
 			}
 		}},
 		{"source_addresses", false, func(v *yaml.Node) {
-			list := d.strList(v, path+".source_addresses", what+" source_addresses")
-			if list != nil && len(list) == 0 {
+			list, nodes := d.strNodes(v, path+".source_addresses", what+" source_addresses")
+			if list != nil && len(list) == 0 && len(v.Content) == 0 {
 				d.errorf(v, "%s: source_addresses is empty; omit the key to allow any source address", what)
 			}
 			for i, s := range list {
 				pfx, err := parseCIDR(s)
 				if err != nil {
-					d.errorf(v.Content[i], "%s: %v", what, err)
+					d.errorf(nodes[i], "%s: %v", what, err)
 					continue
 				}
 				r.SourceAddresses = append(r.SourceAddresses, pfx)
