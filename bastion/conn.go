@@ -254,19 +254,17 @@ func (s *Server) checkJump(host string, port uint32) string {
 	if p == nil {
 		return "no policy is loaded"
 	}
-	for _, h := range p.Hosts {
-		if h.Name != host {
-			continue
-		}
-		if port == 22 {
-			return ""
-		}
-		if _, ps, err := net.SplitHostPort(h.Address); err == nil && ps == strconv.FormatUint(uint64(port), 10) {
-			return ""
-		}
-		return fmt.Sprintf("host %s is reached on port 22 through the bastion, not %d", host, port)
+	h, ok := p.Host(host)
+	if !ok {
+		return fmt.Sprintf("no host named %q in the policy", host)
 	}
-	return fmt.Sprintf("no host named %q in the policy", host)
+	if port == 22 {
+		return ""
+	}
+	if _, ps, err := net.SplitHostPort(h.Address); err == nil && ps == strconv.FormatUint(uint64(port), 10) {
+		return ""
+	}
+	return fmt.Sprintf("host %s is reached on port 22 through the bastion, not %d", host, port)
 }
 
 // refuseChannel rejects a channel type the bastion does not serve, with

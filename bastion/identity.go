@@ -4,7 +4,6 @@ import (
 	"context"
 	"fmt"
 	"net"
-	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -143,8 +142,8 @@ func (s *Server) decideBreakGlass(p *policy.Policy, info *authInfo) (terms, erro
 	if info.login != g.principal || info.host != g.host {
 		return terms{}, deny("%s@%s denied: break-glass certificate serial %d is valid only for %s@%s", info.login, info.host, info.cert.Serial, g.principal, g.host)
 	}
-	i := slices.IndexFunc(p.Hosts, func(h policy.Host) bool { return h.Name == g.host })
-	if i < 0 {
+	h, ok := p.Host(g.host)
+	if !ok {
 		return terms{}, deny("%s@%s denied: no host named %q in the policy", info.login, info.host, g.host)
 	}
 	if now := s.now().Unix(); now < 0 || uint64(now) >= info.cert.ValidBefore {
@@ -154,7 +153,7 @@ func (s *Server) decideBreakGlass(p *policy.Policy, info *authInfo) (terms, erro
 		perms:        policy.PTY & certPermissions(info.cert),
 		forceCommand: info.cert.CriticalOptions[optForceCommand],
 		recordInput:  true,
-		address:      p.Hosts[i].Address,
+		address:      h.Address,
 		roles:        []string{"breakglass"},
 	}, nil
 }
