@@ -181,17 +181,25 @@ func TestPinnedHostWithCertificate(t *testing.T) {
 			}
 		})
 	}
-	t.Run("fail/certificate-from-another-ca", func(t *testing.T) {
-		hk, hs := newSigner(t)
-		_, otherCA := newSigner(t)
-		cert := &ssh.Certificate{Key: hs.PublicKey(), CertType: ssh.HostCert, KeyId: "web3", ValidPrincipals: []string{"web3", "127.0.0.1"}, ValidBefore: ssh.CertTimeInfinity}
-		if err := cert.SignCert(rand.Reader, otherCA); err != nil {
-			t.Fatal(err)
-		}
-		web3 := sshdtest.Start(t, sshdtest.Config{TrustedUserCAKeys: []ssh.PublicKey{e.keys.Session.PublicKey()}, HostKey: hk, HostCertificate: cert})
+	// A target still presenting a certificate from another CA: its pinned
+	// key counts, whatever certifies it; an unpinned key does not.
+	hk, hs := newSigner(t)
+	_, otherCA := newSigner(t)
+	cert := &ssh.Certificate{Key: hs.PublicKey(), CertType: ssh.HostCert, KeyId: "web3", ValidPrincipals: []string{"web3", "127.0.0.1"}, ValidBefore: ssh.CertTimeInfinity}
+	if err := cert.SignCert(rand.Reader, otherCA); err != nil {
+		t.Fatal(err)
+	}
+	web3 := sshdtest.Start(t, sshdtest.Config{TrustedUserCAKeys: []ssh.PublicKey{e.keys.Session.PublicKey()}, HostKey: hk, HostCertificate: cert})
+	t.Run("ok/pinned-key-in-certificate-from-another-ca", func(t *testing.T) {
 		e.setHosts(pinnedHost{"web1", e.target.Addr, nil}, pinnedHost{"web3", web3.Addr, []ssh.PublicKey{hs.PublicKey()}})
+		if r := c.ssh(nil, c.direct(e.login, "web3"), "echo ok"); r.code != 0 || r.stdout != "ok\n" {
+			t.Fatalf("got code %d stdout %q stderr %q; want ok", r.code, r.stdout, r.stderr)
+		}
+	})
+	t.Run("fail/other-key-in-certificate-from-another-ca", func(t *testing.T) {
+		e.setHosts(pinnedHost{"web1", e.target.Addr, nil}, pinnedHost{"web3", web3.Addr, []ssh.PublicKey{unrelated.PublicKey()}})
 		r := c.ssh(nil, c.direct(e.login, "web3"), "echo ok")
-		if want := "web3 presented a host certificate not signed by the host CA; its pinned keys count only as plain host keys"; r.code != 255 || !strings.Contains(r.stderr, want) {
+		if want := "web3 presented a host certificate not signed by the host CA, for key ssh-ed25519 " + ssh.FingerprintSHA256(hs.PublicKey()); r.code != 255 || !strings.Contains(r.stderr, want) {
 			t.Fatalf("got code %d stderr %q; want 255 and %q", r.code, r.stderr, want)
 		}
 	})
@@ -280,10 +288,12 @@ func TestCheckTargetHostKey(t *testing.T) {
 		{"fail/plain-key-no-pins", nil, key.PublicKey(), "web1 presented a plain host key; the bastion accepts only host certificates from the host CA: host key not trusted"},
 		{"fail/plain-key-not-pinned", pinned[:1], key.PublicKey(), fmt.Sprintf("web1 presented host key ssh-ed25519 %s and no host certificate, but the policy pins ssh-ed25519 %s for it: host key not trusted", fp(key.PublicKey()), fp(other.PublicKey()))},
 		{"fail/plain-key-not-among-several", []policy.HostKey{pinned[0], pinned[0]}, key.PublicKey(), fmt.Sprintf("but the policy pins ssh-ed25519 %[1]s or ssh-ed25519 %[1]s for it", fp(other.PublicKey()))},
-		{"fail/pinned-key-certified-by-other-ca", pinned, cert(otherCA, ssh.HostCert, "web1"), "web1 presented a host certificate not signed by the host CA; its pinned keys count only as plain host keys"},
+		{"ok/pinned-key-certified-by-other-ca", pinned, cert(otherCA, ssh.HostCert, "web1"), ""},
+		{"ok/pinned-key-in-host-ca-certificate-for-other-names", pinned, cert(hostCA, ssh.HostCert, "web2"), ""},
+		{"fail/unpinned-key-certified-by-other-ca", pinned[:1], cert(otherCA, ssh.HostCert, "web1"), fmt.Sprintf("web1 presented a host certificate not signed by the host CA, for key ssh-ed25519 %s, but the policy pins ssh-ed25519 %s for it", fp(key.PublicKey()), fp(other.PublicKey()))},
 		{"fail/other-ca-no-pins", nil, cert(otherCA, ssh.HostCert, "web1"), "web1 presented a host certificate not signed by the host CA: host key not trusted"},
-		{"fail/host-ca-certificate-other-names", pinned, cert(hostCA, ssh.HostCert, "web2"), "web1 presented a host certificate for other names"},
-		{"fail/user-certificate", pinned, cert(hostCA, ssh.UserCert, "web1"), "web1 presented a user certificate as its host key"},
+		{"fail/host-ca-certificate-other-names", pinned[:1], cert(hostCA, ssh.HostCert, "web2"), "web1 presented a host certificate for other names"},
+		{"fail/user-certificate", pinned[:1], cert(hostCA, ssh.UserCert, "web1"), "web1 presented a user certificate as its host key"},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {

@@ -348,29 +348,35 @@ func (s *Server) pinnedHostKeys(host, addr string) []policy.HostKey {
 
 // checkTargetHostKey accepts a host certificate signed by the host CA
 // itself, valid now, naming the policy host or the host part of its
-// address; or a plain host key byte for byte equal to one of pins, the
-// keys the policy pins for the host. Nothing is trusted on first use.
+// address; or a host key byte for byte equal to one of pins, the keys the
+// policy pins for the host, presented plain or inside any certificate.
+// Nothing is trusted on first use.
 func (s *Server) checkTargetHostKey(host, addr string, pins []policy.HostKey, key ssh.PublicKey) error {
 	cert, ok := key.(*ssh.Certificate)
+	plain := key
+	if ok {
+		plain = cert.Key
+	}
+	// The key exchange proved the target holds the private half of plain.
+	// A pinned key is trusted as itself, whatever certificate wraps it (a
+	// target may still present one from an old CA, or an expired one).
+	b := plain.Marshal()
+	for _, k := range pins {
+		if bytes.Equal(b, k.Marshal()) {
+			return nil
+		}
+	}
 	if !ok {
 		if len(pins) == 0 {
 			return fmt.Errorf("%s presented a plain host key; the bastion accepts only host certificates from the host CA: %w", host, errTargetHostKey)
-		}
-		b := key.Marshal()
-		for _, k := range pins {
-			if bytes.Equal(b, k.Marshal()) {
-				return nil
-			}
 		}
 		return fmt.Errorf("%s presented host key %s %s and no host certificate, but the policy pins %s for it: %w",
 			host, key.Type(), ssh.FingerprintSHA256(key), hostKeyList(pins), errTargetHostKey)
 	}
 	if _, ok := cert.SignatureKey.(*ssh.Certificate); ok || !bytes.Equal(cert.SignatureKey.Marshal(), s.hostCA.Marshal()) {
 		if len(pins) > 0 {
-			// The target offered a certificate, so the key exchange chose
-			// it over the pinned plain key; a certificate counts only
-			// from the host CA.
-			return fmt.Errorf("%s presented a host certificate not signed by the host CA; its pinned keys count only as plain host keys, so have the host CA certify it or remove HostCertificate from its sshd_config: %w", host, errTargetHostKey)
+			return fmt.Errorf("%s presented a host certificate not signed by the host CA, for key %s %s, but the policy pins %s for it: %w",
+				host, plain.Type(), ssh.FingerprintSHA256(plain), hostKeyList(pins), errTargetHostKey)
 		}
 		return fmt.Errorf("%s presented a host certificate not signed by the host CA: %w", host, errTargetHostKey)
 	}
