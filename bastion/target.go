@@ -71,14 +71,17 @@ func (s *Server) serveTarget(c *serverConn, sc *ssh.ServerConn, chans <-chan ssh
 	go func() {
 		up, nc, err := s.dialTarget(ctx, t, info.terms)
 		t.up, t.upNC, t.upErr = up, nc, err
-		close(t.upReady)
 		if err != nil {
 			s.logger().Info("bastion: cannot connect to target", "host", info.host, "err", err)
+			// Audited before anyone is told, so that the record is
+			// there even if the user then leaves at once.
 			if !errors.Is(err, errDialAbandoned) && ctx.Err() == nil {
 				_ = s.auditTargetFailure(t, sc.RemoteAddr(), err)
 			}
+			close(t.upReady)
 			return
 		}
+		close(t.upReady)
 		if info.terms.perms.Has(policy.AgentForwarding) {
 			go t.serveAgentChannels(up.HandleChannelOpen("auth-agent@openssh.com"))
 		}

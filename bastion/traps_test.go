@@ -171,7 +171,7 @@ func TestUnsignedTargetRefused(t *testing.T) {
 	}
 	// Each refused connection is audited with the reason the user saw.
 	var n int
-	waitFor(t, 5*time.Second, "two audited target failures", func() bool {
+	waitFor(t, 5*time.Second, "two audited target failures (one per form)", func() bool {
 		n = 0
 		for _, ev := range e.audits(audit.TypeDeny) {
 			if ev.Subject == e.login+"@web1" && strings.Contains(ev.Reason, "offered no host certificate from the host CA") {
