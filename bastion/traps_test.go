@@ -364,13 +364,7 @@ func TestAgentForwardingRefused(t *testing.T) {
 	e := newEnv(t, envOptions{})
 	key, cert := e.issue(certOptions{})
 	c := e.client(key, cert)
-	sock := filepath.Join(t.TempDir(), "agent.sock")
-	agent := exec.Command("ssh-agent", "-D", "-a", sock)
-	if err := agent.Start(); err != nil {
-		t.Fatal(err)
-	}
-	defer func() { agent.Process.Kill(); agent.Wait() }()
-	waitFor(t, 5*time.Second, "ssh-agent socket", func() bool { _, err := os.Stat(sock); return err == nil })
+	sock := startAgent(t)
 	args := c.direct(e.login, "web1", "-A", "-o", "IdentityAgent="+sock)
 	r := c.ssh(nil, args, "echo agent=${SSH_AUTH_SOCK:-none}")
 	if r.code != 0 || r.stdout != "agent=none\n" {
@@ -379,6 +373,19 @@ func TestAgentForwardingRefused(t *testing.T) {
 	if !strings.Contains(e.lastDeny(), "agent forwarding is not permitted") {
 		t.Fatalf("last deny %q", e.lastDeny())
 	}
+}
+
+// startAgent runs a real ssh-agent for the test and returns its socket.
+func startAgent(t *testing.T) string {
+	t.Helper()
+	sock := filepath.Join(t.TempDir(), "agent.sock")
+	agent := exec.Command("ssh-agent", "-D", "-a", sock)
+	if err := agent.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { agent.Process.Kill(); agent.Wait() })
+	waitFor(t, 5*time.Second, "ssh-agent socket", func() bool { _, err := os.Stat(sock); return err == nil })
+	return sock
 }
 
 // TestAgentForwardingGranted: with a grant that permits it, the user's own
@@ -395,13 +402,7 @@ func TestAgentForwardingGranted(t *testing.T) {
 `})
 	key, cert := e.issue(certOptions{perms: []ca.Permission{ca.PermitPTY, ca.PermitAgentForwarding}})
 	c := e.client(key, cert)
-	sock := filepath.Join(t.TempDir(), "agent.sock")
-	agent := exec.Command("ssh-agent", "-D", "-a", sock)
-	if err := agent.Start(); err != nil {
-		t.Fatal(err)
-	}
-	defer func() { agent.Process.Kill(); agent.Wait() }()
-	waitFor(t, 5*time.Second, "ssh-agent socket", func() bool { _, err := os.Stat(sock); return err == nil })
+	sock := startAgent(t)
 
 	// A key only the agent holds: the target lists it through the
 	// forwarded agent.
