@@ -2,7 +2,6 @@ package main
 
 import (
 	"bufio"
-	"context"
 	"crypto/ed25519"
 	"crypto/rand"
 	"fmt"
@@ -70,23 +69,9 @@ bastion_limits: {revocation_poll: 200ms}
 		t.Fatal(err)
 	}
 
-	ctx, cancel := context.WithCancel(context.Background())
-	var stdout, stderr lockedBuffer
-	done := make(chan error, 1)
-	go func() { done <- run(ctx, []string{"serve", "--config", cfg}, &stdout, &stderr) }()
-	t.Cleanup(func() {
-		cancel()
-		select {
-		case err := <-done:
-			if err != nil {
-				t.Errorf("serve: %v\n%s", err, stderr.String())
-			}
-		case <-time.After(30 * time.Second):
-			t.Error("serve did not stop within 30s")
-		}
-	})
-	waitListening(t, listen, &stderr)
-	waitListening(t, bastionAddr, &stderr)
+	stdout, stderr := startServe(t, cfg)
+	waitListening(t, listen, stderr)
+	waitListening(t, bastionAddr, stderr)
 	if !strings.Contains(stdout.String(), "sallyport bastion on "+bastionAddr) {
 		t.Errorf("serve did not say where the bastion listens:\n%s", stdout.String())
 	}
@@ -177,7 +162,7 @@ bastion_limits: {revocation_poll: 200ms}
 		if err := os.WriteFile(policyPath, withDemo, 0o600); err != nil {
 			t.Fatal(err)
 		}
-		waitLog(t, &stderr, "policy loaded", loads+1)
+		waitLog(t, stderr, "policy loaded", loads+1)
 	})
 	t.Run("team-removal", func(t *testing.T) {
 		key, _ := login(t)

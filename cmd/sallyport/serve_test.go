@@ -121,36 +121,12 @@ func TestServeSignIn(t *testing.T) {
 		t.Fatal(err)
 	}
 	cfg := serveSetup(t, gh, listen, "policy_poll: 1h\n")
-	ctx, cancel := context.WithCancel(context.Background())
-	var stdout, stderr lockedBuffer
-	done := make(chan error, 1)
-	go func() { done <- run(ctx, []string{"serve", "--config", cfg}, &stdout, &stderr) }()
-	t.Cleanup(func() {
-		cancel()
-		select {
-		case err := <-done:
-			if err != nil {
-				t.Errorf("serve: %v\n%s", err, stderr.String())
-			}
-		case <-time.After(15 * time.Second):
-			t.Error("serve did not stop")
-		}
-		if strings.Contains(stderr.String(), "s3cret-value") {
+	_, stderr := startServe(t, cfg, func(_, stderr string) {
+		if strings.Contains(stderr, "s3cret-value") {
 			t.Error("the client secret was logged")
 		}
 	})
-	deadline := time.Now().Add(10 * time.Second)
-	for {
-		c, err := net.Dial("tcp", listen)
-		if err == nil {
-			c.Close()
-			break
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("serve did not listen: %s", stderr.String())
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
+	waitListening(t, listen, stderr)
 	key := filepath.Join(t.TempDir(), "key")
 	cmd := exec.Command(binary(t), "login", "--server", "http://"+listen, "--dev-user", "bob", "--key", key)
 	cmd.Env = append(os.Environ(), "SSH_AUTH_SOCK=")
@@ -199,6 +175,32 @@ func TestServeSignIn(t *testing.T) {
 
 // lockedBuffer is a bytes.Buffer that a server goroutine may write while the
 // test reads it.
+// startServe runs "sallyport serve --config cfg" until the test ends; it
+// must then stop cleanly within 30 seconds, after which each check reads
+// what it printed.
+func startServe(t *testing.T, cfg string, checks ...func(stdout, stderr string)) (stdout, stderr *lockedBuffer) {
+	t.Helper()
+	ctx, cancel := context.WithCancel(context.Background())
+	stdout, stderr = new(lockedBuffer), new(lockedBuffer)
+	done := make(chan error, 1)
+	go func() { done <- run(ctx, []string{"serve", "--config", cfg}, stdout, stderr) }()
+	t.Cleanup(func() {
+		cancel()
+		select {
+		case err := <-done:
+			if err != nil {
+				t.Errorf("serve: %v\n%s", err, stderr.String())
+			}
+		case <-time.After(30 * time.Second):
+			t.Error("serve did not stop within 30s")
+		}
+		for _, check := range checks {
+			check(stdout.String(), stderr.String())
+		}
+	})
+	return stdout, stderr
+}
+
 type lockedBuffer struct {
 	mu  sync.Mutex
 	buf bytes.Buffer
