@@ -9,6 +9,7 @@ import (
 	"io"
 	"log/slog"
 	"net"
+	"net/netip"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -91,6 +92,9 @@ type envOptions struct {
 	extraHost string // extra hosts: entries
 	configure func(*Server)
 	unsigned  bool // the target presents a plain host key
+
+	targetExtra []string // more sshd_config lines for the target
+	untrusting  bool     // the target trusts another CA, not the session CA
 }
 
 const defaultRoles = `
@@ -131,6 +135,10 @@ func newEnv(t testing.TB, o envOptions) *env {
 	// certificate from the host CA.
 	tk, tks := newSigner(t)
 	cfg := sshdtest.Config{TrustedUserCAKeys: []ssh.PublicKey{ss.PublicKey()}, HostKey: tk}
+	if o.untrusting {
+		_, other := newSigner(t)
+		cfg.TrustedUserCAKeys = []ssh.PublicKey{other.PublicKey()}
+	}
 	if !o.unsigned {
 		hc, err := e.auth.IssueHost(context.Background(), ca.HostRequest{PublicKey: tks.PublicKey(), Hostnames: []string{"web1", "127.0.0.1"}, TTL: time.Hour, MaxTTL: time.Hour})
 		if err != nil {
@@ -138,7 +146,7 @@ func newEnv(t testing.TB, o envOptions) *env {
 		}
 		cfg.HostCertificate = hc
 	}
-	cfg.Extra = []string{"AcceptEnv LANG LC_* FOO", "AllowAgentForwarding yes", "AllowTcpForwarding yes"}
+	cfg.Extra = append(o.targetExtra, "AcceptEnv LANG LC_* FOO", "AllowAgentForwarding yes", "AllowTcpForwarding yes")
 	e.target = sshdtest.Start(t, cfg)
 	e.login = e.target.User
 
@@ -225,6 +233,7 @@ type certOptions struct {
 	ttl        time.Duration
 	perms      []ca.Permission
 	force      string
+	sources    []netip.Prefix
 }
 
 func (e *env) issue(o certOptions) (ed25519.PrivateKey, *ssh.Certificate) {
@@ -247,7 +256,7 @@ func (e *env) issue(o certOptions) (ed25519.PrivateKey, *ssh.Certificate) {
 	}
 	c, err := e.auth.IssueUser(context.Background(), ca.UserRequest{
 		PublicKey: s.PublicKey(), Principals: o.principals, TTL: o.ttl, MaxTTL: 24 * time.Hour,
-		Permissions: o.perms, ForceCommand: o.force,
+		Permissions: o.perms, ForceCommand: o.force, SourceAddresses: o.sources,
 		KeyID: fmt.Sprintf("%s github:%d", o.login, o.githubID), Identity: fmt.Sprintf("github:%d", o.githubID),
 	})
 	if err != nil {

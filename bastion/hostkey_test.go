@@ -115,7 +115,7 @@ func TestPinnedHostKey(t *testing.T) {
 		pins  []ssh.PublicKey
 		check func(t *testing.T, r result)
 	}{
-		{"fail/not-pinned", nil, refused("web1 refused the bastion's session certificate or offered no host certificate from the host CA")},
+		{"fail/not-pinned", nil, refused("web1 offered no host certificate (it has no certificate from the host CA, and the policy pins no host key for it)")},
 		{"ok/pinned", []ssh.PublicKey{target}, ok},
 		{"ok/one-of-several", []ssh.PublicKey{other.PublicKey(), ecKey, target}, ok},
 		{"fail/other-key-pinned", []ssh.PublicKey{other.PublicKey()}, refused(fmt.Sprintf(

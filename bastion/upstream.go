@@ -190,7 +190,8 @@ func (s *Server) dialUpstream(ctx context.Context, host, addr, login string, pre
 	var (
 		checked error
 		signer  ssh.Signer
-		authed  bool // the credentials arrived; only the key exchange goroutine uses it
+		authed  bool        // the credentials arrived; only the key exchange goroutine uses it
+		keyOK   atomic.Bool // the target's host key was trusted
 	)
 	cfg := &ssh.ClientConfig{
 		Auth: []ssh.AuthMethod{ssh.PublicKeysCallback(func() ([]ssh.Signer, error) {
@@ -208,6 +209,7 @@ func (s *Server) dialUpstream(ctx context.Context, host, addr, login string, pre
 		if checked = s.checkTargetHostKey(host, addr, pins, key); checked != nil || authed {
 			return checked
 		}
+		keyOK.Store(true)
 		select {
 		case c := <-creds:
 			signer, authed = c.signer, true
@@ -228,10 +230,20 @@ func (s *Server) dialUpstream(ctx context.Context, host, addr, login string, pre
 			return nil, nil, errDialAbandoned
 		case errors.Is(err, context.DeadlineExceeded) || isTimeout(err):
 			return nil, nil, &targetError{fmt.Sprintf("%s did not complete the SSH handshake in time", host), err}
-		case len(pins) > 0 && isHostKeyNegotiation(err):
-			return nil, nil, &targetError{fmt.Sprintf("%s offered neither a host certificate nor a key of the types pinned for it (%s)", host, hostKeyList(pins)), err}
+		case isHostKeyNegotiation(err) && len(pins) > 0:
+			return nil, nil, &targetError{fmt.Sprintf("%s offered neither a host certificate nor a key of the types pinned for it (%s)", host, hostKeyList(pins)),
+				fmt.Errorf("%w: %w", errTargetHostKey, err)}
+		case isHostKeyNegotiation(err):
+			// Only certificate algorithms were offered, so a target with
+			// plain host keys only cannot agree on any.
+			return nil, nil, &targetError{fmt.Sprintf("%s offered no host certificate (it has no certificate from the host CA, and the policy pins no host key for it)", host),
+				fmt.Errorf("%w: %w", errTargetHostKey, err)}
+		case keyOK.Load():
+			// The target's host key was trusted, so what failed is the
+			// bastion's authentication.
+			return nil, nil, &targetError{fmt.Sprintf("%s refused the bastion's session certificate for %q (does its sshd trust the session CA?)", host, login), err}
 		}
-		return nil, nil, &targetError{fmt.Sprintf("%s refused the bastion's session certificate or offered no host certificate from the host CA", host), err}
+		return nil, nil, &targetError{fmt.Sprintf("SSH handshake with %s failed", host), err}
 	}
 	_ = nc.SetDeadline(time.Time{})
 	return ssh.NewClient(c, chans, reqs), nc, nil

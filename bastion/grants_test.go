@@ -1,0 +1,267 @@
+package bastion
+
+import (
+	"bytes"
+	"context"
+	"encoding/base64"
+	"net/netip"
+	"os"
+	"path/filepath"
+	"slices"
+	"strings"
+	"testing"
+	"time"
+
+	"golang.org/x/crypto/ssh"
+
+	"github.com/sallyport/sallyport/audit"
+	"github.com/sallyport/sallyport/ca"
+	"github.com/sallyport/sallyport/store"
+)
+
+// forcedRoles grants alice (team infra) a forced command that prints what
+// the target's sshd saw asked for: sshd puts the command the bastion sent
+// in SSH_ORIGINAL_COMMAND when a forced command is in effect.
+const forcedRoles = `
+  - name: infra
+    members:
+      teams: [infra]
+    principals: [%[1]s]
+    hosts: [web1]
+    permissions: [pty]
+    force_command: echo forced "$SSH_ORIGINAL_COMMAND"
+`
+
+// TestForceCommandEnforcedByBastion: the bastion itself replaces what the
+// client asked for with the forced command, from the policy or from the
+// user's certificate, so the target never sees the user's command even if
+// it did not enforce the session certificate's force-command.
+func TestForceCommandEnforcedByBastion(t *testing.T) {
+	const forced = `echo forced "$SSH_ORIGINAL_COMMAND"`
+	want := "forced " + forced + "\n"
+	for _, tc := range []struct {
+		name   string
+		roles  string
+		certFC string
+	}{
+		{"policy", forcedRoles, ""},
+		{"certificate", defaultRoles, forced},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			e := newEnv(t, envOptions{policy: tc.roles})
+			c := e.client(e.issue(certOptions{force: tc.certFC}))
+			for _, args := range [][]string{c.direct(e.login, "web1"), c.jump(e.login, "web1")} {
+				// An exec of another command and a shell (no command).
+				for _, remote := range [][]string{{"id"}, nil} {
+					r := c.ssh(strings.NewReader("id\n"), args, remote...)
+					if r.code != 0 || r.stdout != want {
+						t.Fatalf("ssh %v %v: code %d stdout %q stderr %q; want %q", args, remote, r.code, r.stdout, r.stderr, want)
+					}
+				}
+			}
+			waitFor(t, 5*time.Second, "four audited exec events with the forced command", func() bool {
+				n := 0
+				for _, ev := range e.audits(audit.TypeExec) {
+					if ev.Fields["force_command"] == forced {
+						n++
+					}
+				}
+				return n == 4
+			})
+		})
+	}
+}
+
+// TestExecAudited: every exec is audited with its command line before it
+// runs.
+func TestExecAudited(t *testing.T) {
+	e := newEnv(t, envOptions{})
+	c := e.client(e.issue(certOptions{}))
+	r := c.ssh(nil, c.jump(e.login, "web1"), "echo", "audited-$((6*7))")
+	if r.code != 0 || r.stdout != "audited-42\n" {
+		t.Fatalf("code %d stdout %q stderr %q", r.code, r.stdout, r.stderr)
+	}
+	evs := e.audits(audit.TypeExec)
+	if len(evs) != 1 || evs[0].Fields["command"] != "echo audited-$((6*7))" || evs[0].Actor != "github:1001" || evs[0].Subject != e.login+"@web1" {
+		t.Fatalf("exec events %+v", evs)
+	}
+}
+
+// TestCertificatePermitsNarrowPolicy: the policy grants pty and port
+// forwarding, but a certificate without those extensions gets neither.
+func TestCertificatePermitsNarrowPolicy(t *testing.T) {
+	e := newEnv(t, envOptions{})
+	c := e.client(e.issue(certOptions{perms: []ca.Permission{}}))
+	r := c.ssh(nil, c.direct(e.login, "web1", "-tt"), "tty")
+	if r.code != 255 || !strings.Contains(r.stderr, "PTY allocation request failed") {
+		t.Fatalf("pty: code %d stdout %q stderr %q; want refused", r.code, r.stdout, r.stderr)
+	}
+	r = c.ssh(nil, c.jump(e.login, "web1", "-o", "ExitOnForwardFailure=yes", "-L", "127.0.0.1:0:127.0.0.1:9"), "true")
+	if r.code == 0 {
+		t.Fatalf("ssh -L: code 0 stderr %q; want the forward refused", r.stderr)
+	}
+	// The same user with the extensions has both.
+	c2 := e.client(e.issue(certOptions{}))
+	if r := c2.ssh(nil, c2.direct(e.login, "web1", "-tt"), "tty"); r.code != 0 || !strings.Contains(r.stdout, "/dev/pts/") {
+		t.Fatalf("pty with permit-pty: code %d stdout %q stderr %q", r.code, r.stdout, r.stderr)
+	}
+}
+
+// TestSessionCertificate reads back, on the target, the certificate the
+// bastion minted for the connection (sshd's ExposeAuthInfo) and checks
+// every field the issue names.
+func TestSessionCertificate(t *testing.T) {
+	e := newEnv(t, envOptions{targetExtra: []string{"ExposeAuthInfo yes"}, policy: `
+  - name: infra
+    members:
+      teams: [infra]
+    principals: [%[1]s]
+    hosts: [web1]
+    permissions: [pty, agent-forwarding]
+`})
+	c := e.client(e.issue(certOptions{}))
+	start := time.Now()
+	r := c.ssh(nil, c.jump(e.login, "web1"), `cat "$SSH_USER_AUTH"`)
+	if r.code != 0 {
+		t.Fatalf("code %d stdout %q stderr %q", r.code, r.stdout, r.stderr)
+	}
+	// "publickey <type> <base64>" for the one method that succeeded.
+	f := strings.Fields(r.stdout)
+	if len(f) != 3 || f[0] != "publickey" {
+		t.Fatalf("SSH_USER_AUTH: %q", r.stdout)
+	}
+	b, err := base64.StdEncoding.DecodeString(f[2])
+	if err != nil {
+		t.Fatal(err)
+	}
+	k, err := ssh.ParsePublicKey(b)
+	if err != nil {
+		t.Fatal(err)
+	}
+	cert, ok := k.(*ssh.Certificate)
+	if !ok {
+		t.Fatalf("bastion authenticated with %s, not a certificate", k.Type())
+	}
+	if !bytes.Equal(cert.SignatureKey.Marshal(), e.keys.Session.PublicKey().Marshal()) {
+		t.Error("not signed by the session CA")
+	}
+	if cert.CertType != ssh.UserCert || len(cert.ValidPrincipals) != 1 || cert.ValidPrincipals[0] != e.login {
+		t.Errorf("type %d principals %q; want a user certificate for %q only", cert.CertType, cert.ValidPrincipals, e.login)
+	}
+	after, before := time.Unix(int64(cert.ValidAfter), 0), time.Unix(int64(cert.ValidBefore), 0)
+	if before.Sub(after) > SessionCertTTL+time.Minute || before.Before(start) || after.After(time.Now()) {
+		t.Errorf("valid %v to %v; want at most %v around now", after, before, SessionCertTTL)
+	}
+	// Permissions: the policy's (pty, agent forwarding) within the user
+	// certificate's; port forwarding is in the user's certificate but not
+	// granted.
+	var exts []string
+	for name := range cert.Extensions {
+		exts = append(exts, name)
+	}
+	slices.Sort(exts)
+	if !slices.Equal(exts, []string{"permit-agent-forwarding", "permit-pty"}) {
+		t.Errorf("extensions %q; want permit-agent-forwarding and permit-pty", exts)
+	}
+	if len(cert.CriticalOptions) != 0 {
+		t.Errorf("critical options %v; want none", cert.CriticalOptions)
+	}
+	starts := e.audits(audit.TypeSessionStart)
+	if len(starts) != 1 {
+		t.Fatalf("session.start events %+v", starts)
+	}
+	if want := "alice github:1001 session=" + starts[0].Fields["connection"] + " serial="; !strings.HasPrefix(cert.KeyId, want) {
+		t.Errorf("key ID %q; want it to start with %q", cert.KeyId, want)
+	}
+
+	// With a forced command it is in the certificate too.
+	e.setPolicy(forcedRoles, "")
+	r = c.ssh(nil, c.direct(e.login, "web1"), "true")
+	if !strings.HasPrefix(r.stdout, "forced ") {
+		t.Fatalf("code %d stdout %q stderr %q", r.code, r.stdout, r.stderr)
+	}
+}
+
+// TestSourceAddress: a certificate's source-address and a role's
+// source_addresses are both enforced by the bastion, with a clear reason.
+func TestSourceAddress(t *testing.T) {
+	e := newEnv(t, envOptions{})
+	for _, tc := range []struct {
+		name    string
+		sources []netip.Prefix
+		roles   string
+		want    string // "" means allowed
+	}{
+		{"certificate/allowed", []netip.Prefix{netip.MustParsePrefix("127.0.0.0/8")}, defaultRoles, ""},
+		{"certificate/refused", []netip.Prefix{netip.MustParsePrefix("10.0.0.0/8")}, defaultRoles, "may not be used from 127.0.0.1"},
+		{"policy/allowed", nil, strings.Replace(defaultRoles, "permissions: [pty, port-forwarding]", "permissions: [pty]\n    source_addresses: [127.0.0.1/32]", 1), ""},
+		{"policy/refused", nil, strings.Replace(defaultRoles, "permissions: [pty, port-forwarding]", "permissions: [pty]\n    source_addresses: [10.0.0.0/8]", 1),
+			"connections from 127.0.0.1 are not allowed"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			e.setPolicy(tc.roles, "")
+			c := e.client(e.issue(certOptions{sources: tc.sources}))
+			for _, args := range [][]string{c.direct(e.login, "web1"), c.jump(e.login, "web1")} {
+				r := c.ssh(nil, args, "echo in")
+				switch {
+				case tc.want == "" && (r.code != 0 || r.stdout != "in\n"):
+					t.Fatalf("ssh %v: code %d stdout %q stderr %q; want allowed", args, r.code, r.stdout, r.stderr)
+				case tc.want != "" && (r.code != 255 || !strings.Contains(r.stderr, tc.want)):
+					t.Fatalf("ssh %v: code %d stdout %q stderr %q; want refused with %q", args, r.code, r.stdout, r.stderr, tc.want)
+				}
+			}
+		})
+	}
+}
+
+// TestRecordInput: keystrokes of a pty session are recorded only when the
+// policy's record_input says so.
+func TestRecordInput(t *testing.T) {
+	for _, record := range []bool{false, true} {
+		roles := defaultRoles
+		if record {
+			roles = strings.Replace(roles, "permissions: [pty, port-forwarding]", "permissions: [pty]\n    record_input: true", 1)
+		}
+		e := newEnv(t, envOptions{policy: roles})
+		c := e.client(e.issue(certOptions{}))
+		r := c.ssh(strings.NewReader("echo typed-in\nexit\n"), c.direct(e.login, "web1", "-tt"))
+		if r.code != 0 || !strings.Contains(r.stdout, "typed-in") {
+			t.Fatalf("code %d stdout %q stderr %q", r.code, r.stdout, r.stderr)
+		}
+		waitFor(t, 5*time.Second, "session.end", func() bool { return len(e.audits(audit.TypeSessionEnd)) == 1 })
+		recs, err := e.store.Recordings(context.Background(), store.RecordingFilter{})
+		if err != nil || len(recs) != 1 {
+			t.Fatalf("recordings: %v %v", recs, err)
+		}
+		b, err := os.ReadFile(filepath.Join(e.recDir, filepath.FromSlash(recs[0].Path)))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if got := bytes.Contains(b, []byte(`, "i", "`)); got != record {
+			t.Fatalf("record_input %t: input events in the recording: %t\n%s", record, got, b)
+		}
+	}
+}
+
+// TestTargetRefusesSessionCA: a target that does not trust the session CA
+// is named as the one refusing, audited as an error (not a denial).
+func TestTargetRefusesSessionCA(t *testing.T) {
+	e := newEnv(t, envOptions{untrusting: true})
+	c := e.client(e.issue(certOptions{}))
+	const want = `web1 refused the bastion's session certificate for "`
+	for _, args := range [][]string{c.direct(e.login, "web1"), c.jump(e.login, "web1")} {
+		r := c.ssh(nil, args, "true")
+		if r.code != 255 || !strings.Contains(r.stderr, want) {
+			t.Fatalf("code %d stderr %q; want %q", r.code, r.stderr, want)
+		}
+	}
+	waitFor(t, 5*time.Second, "two audited target failures", func() bool {
+		n := 0
+		for _, ev := range e.audits(audit.TypeDeny) {
+			if strings.Contains(ev.Reason, want) && ev.Outcome == audit.OutcomeError {
+				n++
+			}
+		}
+		return n == 2
+	})
+}
