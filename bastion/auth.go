@@ -34,6 +34,11 @@ type authInfo struct {
 	who      policy.Identity // latest known identity; CI claims for CI
 	glass    *breakGlass     // set for a break-glass certificate
 	terms    terms           // what the policy allows; target connections only
+
+	// The user connection the key came on (the carrier's, for a
+	// ProxyJump inner connection), whose budget of audited refusals its
+	// refusals spend (see auditDeny).
+	conn *serverConn
 }
 
 // terms are the conditions of access to one login@host, from the policy
@@ -60,15 +65,15 @@ const (
 	optSourceAddress = "source-address"
 )
 
-// serverConfig returns the configuration for one incoming connection,
-// presenting signer. jumpHost is the target of a ProxyJump inner
-// connection, or "" for a connection from the network.
-func (s *Server) serverConfig(signer ssh.Signer, jumpHost string) *ssh.ServerConfig {
+// serverConfig returns the configuration for one incoming connection on
+// the user connection c, presenting signer. jumpHost is the target of a
+// ProxyJump inner connection, or "" for a connection from the network.
+func (s *Server) serverConfig(c *serverConn, signer ssh.Signer, jumpHost string) *ssh.ServerConfig {
 	cfg := &ssh.ServerConfig{
 		MaxAuthTries:  6,
 		ServerVersion: "SSH-2.0-Sallyport",
 		PublicKeyCallback: func(conn ssh.ConnMetadata, key ssh.PublicKey) (*ssh.Permissions, error) {
-			return s.offeredKey(conn, key, jumpHost)
+			return s.offeredKey(c, conn, key, jumpHost)
 		},
 		VerifiedPublicKeyCallback: func(conn ssh.ConnMetadata, key ssh.PublicKey, perms *ssh.Permissions, _ string) (*ssh.Permissions, error) {
 			return s.provenKey(conn, key, perms)
@@ -88,7 +93,7 @@ func banner(err error) error {
 // never proves it holds, so it keeps no state and writes nothing: it only
 // checks what the certificate alone shows (issuer, type, signature) and
 // returns what it found inside the Permissions for this very key.
-func (s *Server) offeredKey(conn ssh.ConnMetadata, key ssh.PublicKey, jumpHost string) (*ssh.Permissions, error) {
+func (s *Server) offeredKey(c *serverConn, conn ssh.ConnMetadata, key ssh.PublicKey, jumpHost string) (*ssh.Permissions, error) {
 	login, host, err := ParseUser(conn.User())
 	if err != nil {
 		return nil, banner(err)
@@ -109,7 +114,7 @@ func (s *Server) offeredKey(conn ssh.ConnMetadata, key ssh.PublicKey, jumpHost s
 		return nil, banner(err)
 	}
 	return &ssh.Permissions{ExtraData: map[any]any{
-		authKey{}: &authInfo{cert: cert, login: login, host: host},
+		authKey{}: &authInfo{cert: cert, login: login, host: host, conn: c},
 	}}, nil
 }
 
@@ -372,6 +377,56 @@ func (s *Server) decide(info *authInfo, remote net.Addr) (terms, error) {
 	return t, nil
 }
 
+// decideTunnel decides whether the ProxyJump carrier authenticated as
+// carrier may open a tunnel to host: its certificate must still be valid
+// and at least one of its principals must be a login decide allows on
+// host, for the identity as the directory knows it now. Only such a
+// tunnel makes the bastion dial the target; the inner connection is then
+// decided for its own login as usual. Refusals are *denial errors.
+func (s *Server) decideTunnel(carrier *authInfo, host string, remote net.Addr) error {
+	info := *carrier
+	info.host = host
+	if err := s.checkCert(info.cert, "", remote); err != nil {
+		return err
+	}
+	if err := s.resolve(&info); err != nil {
+		return err
+	}
+	var first error
+	for _, login := range info.cert.ValidPrincipals {
+		info.login = login
+		_, err := s.decide(&info, remote)
+		if err == nil {
+			return nil
+		}
+		if first == nil {
+			first = err
+		}
+	}
+	others := info.cert.ValidPrincipals[1:]
+	if len(others) == 0 {
+		return first
+	}
+	more := ""
+	if len(others) > 5 {
+		others, more = others[:5], fmt.Sprintf(" and %d more", len(others)-5)
+	}
+	return deny("%v; no other login of certificate serial %d (%s%s) is granted on %s either", first, info.cert.Serial, strings.Join(others, ", "), more, host)
+}
+
+// denialReason is the reason of a refusal from admit, decide or
+// decideTunnel, fit to show the user; "" for nil.
+func denialReason(err error) string {
+	var d *denial
+	switch {
+	case err == nil:
+		return ""
+	case errors.As(err, &d):
+		return d.reason
+	}
+	return "the bastion could not decide this request"
+}
+
 // certPermissions reads the permit-* extensions of cert.
 func certPermissions(cert *ssh.Certificate) policy.Permissions {
 	var out policy.Permissions
@@ -385,7 +440,25 @@ func certPermissions(cert *ssh.Certificate) policy.Permissions {
 	return out
 }
 
+// errTooManyRefusals is returned by auditDeny for the refusals it does not
+// audit, on a connection being closed for too many of them.
+var errTooManyRefusals = errors.New("too many refused requests on the connection")
+
+// auditDeny records a refusal. On a user connection past its budget of
+// refusals (maxRefusals), the first refusal over is audited as the reason
+// the connection is closed, the connection is closed, and later ones are
+// not audited.
 func (s *Server) auditDeny(ctx context.Context, info *authInfo, remote net.Addr, reason string) error {
+	if c := info.conn; c != nil && !c.refusals.Allow() {
+		if !c.overspent.CompareAndSwap(false, true) {
+			return errTooManyRefusals
+		}
+		s.logger().Info("bastion: closing a connection for too many refused requests", "identity", info.identity, "remote", remote)
+		reason = fmt.Sprintf("connection closed: too many refused requests (the last: %s)", reason)
+		// Closed after the audit, and not by this goroutine: callers may
+		// be in the middle of serving the connection.
+		defer func() { go c.close("too many refused requests") }()
+	}
 	target := info.login
 	if info.host != "" {
 		target += "@" + info.host

@@ -11,15 +11,24 @@ import (
 	"time"
 
 	"golang.org/x/crypto/ssh"
+	"golang.org/x/time/rate"
 )
 
 // serverConn is one TCP connection from a user.
 type serverConn struct {
 	srv *Server
 	nc  net.Conn
+	// authenticated releases the connection's MaxStartups slots; called
+	// when authentication is over, successful or not.
+	authenticated func()
 
 	active   atomic.Int64 // unix nanoseconds of the last channel data
 	channels atomic.Int64 // open channels, across ProxyJump tunnels too
+
+	// refusals budgets the audited refusals on the connection, across
+	// ProxyJump tunnels; see auditDeny.
+	refusals  *rate.Limiter
+	overspent atomic.Bool // the connection was closed for refusals
 
 	mu      sync.Mutex
 	closed  bool
@@ -34,6 +43,7 @@ func (c *serverConn) serve() {
 	s := c.srv
 	defer c.nc.Close()
 	c.touch()
+	c.refusals = rate.NewLimiter(rate.Every(refusalRefill), maxRefusals)
 	hs := durationOr(s.HandshakeTimeout, DefaultHandshakeTimeout)
 	ctx, cancel := context.WithTimeout(context.Background(), hs)
 	signer, err := s.hosts.signer(ctx, s.HostNames)
@@ -43,7 +53,8 @@ func (c *serverConn) serve() {
 		return
 	}
 	_ = c.nc.SetDeadline(time.Now().Add(hs))
-	sc, chans, reqs, err := ssh.NewServerConn(c.nc, s.serverConfig(signer, ""))
+	sc, chans, reqs, err := ssh.NewServerConn(c.nc, s.serverConfig(c, signer, ""))
+	c.authenticated()
 	if err != nil {
 		s.logger().Debug("bastion: handshake failed", "remote", c.nc.RemoteAddr().String(), "err", err)
 		return
@@ -106,6 +117,15 @@ func (c *serverConn) openChannel() bool {
 }
 
 func (c *serverConn) releaseChannel() { c.channels.Add(-1) }
+
+// The audited refusals on one connection are budgeted, so that a client
+// cannot make the bastion write durable audit events without bound: each
+// spends one of maxRefusals tokens, which come back one per
+// refusalRefill. A connection out of tokens is closed (see auditDeny).
+const (
+	maxRefusals   = 16
+	refusalRefill = time.Minute
+)
 
 // watch sends keepalives to the user and ends the connection when it has
 // been idle for IdleTimeout or stops answering keepalives.
@@ -224,8 +244,13 @@ func (s *Server) serveCarrier(c *serverConn, sc *ssh.ServerConn, chans <-chan ss
 		if reason == "" && info.glass != nil && host != info.glass.host {
 			reason = fmt.Sprintf("this break-glass certificate is valid only for host %s", info.glass.host)
 		}
+		if reason == "" {
+			// Only a tunnel the carrier could use makes the bastion
+			// dial the target (see serveTunnel).
+			reason = denialReason(s.decideTunnel(info, host, sc.RemoteAddr()))
+		}
 		if reason != "" {
-			_ = s.auditDeny(context.Background(), &authInfo{cert: info.cert, identity: info.identity, login: info.login, host: host}, sc.RemoteAddr(), reason)
+			_ = s.auditDeny(context.Background(), &authInfo{cert: info.cert, identity: info.identity, login: info.login, host: host, conn: c}, sc.RemoteAddr(), reason)
 			_ = nc.Reject(ssh.Prohibited, reason)
 			continue
 		}
@@ -239,6 +264,10 @@ func (s *Server) serveCarrier(c *serverConn, sc *ssh.ServerConn, chans <-chan ss
 			continue
 		}
 		go ssh.DiscardRequests(reqs)
+		// An authorised tunnel is activity, as a new direct connection
+		// is; what passes through it then counts only as session and
+		// forward data (see channelConn).
+		c.touch()
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
@@ -295,10 +324,11 @@ func (s *Server) serveTunnel(c *serverConn, outer *ssh.ServerConn, ch ssh.Channe
 	defer ch.Close()
 	// "ssh -W", which ProxyJump runs, has turned Nagle's algorithm off.
 	peerNoDelay(c.nc)
-	// The carrier is authenticated and may reach host: open the TCP
-	// connection to the target now, so that its SSH server starts up
-	// while the user authenticates on the inner connection. Nothing is
-	// sent on it unless that connection is authorised.
+	// The carrier is authenticated and granted a login on host
+	// (decideTunnel): open the TCP connection to the target now, so that
+	// its SSH server starts up while the user authenticates on the inner
+	// connection. Nothing is sent on it unless that connection is
+	// authorised.
 	pre := s.preConnect(host)
 	defer pre.discard()
 	hs := durationOr(s.HandshakeTimeout, DefaultHandshakeTimeout)
@@ -311,8 +341,8 @@ func (s *Server) serveTunnel(c *serverConn, outer *ssh.ServerConn, ch ssh.Channe
 		s.logger().Error("bastion: ProxyJump host certificate", "host", host, "err", err)
 		return
 	}
-	conn := &channelConn{Channel: ch, local: outer.LocalAddr(), remote: outer.RemoteAddr(), touch: c.touch}
-	sc, chans, reqs, err := ssh.NewServerConn(conn, s.serverConfig(signer, host))
+	conn := &channelConn{Channel: ch, local: outer.LocalAddr(), remote: outer.RemoteAddr()}
+	sc, chans, reqs, err := ssh.NewServerConn(conn, s.serverConfig(c, signer, host))
 	if !timer.Stop() && err == nil {
 		err = errors.New("handshake timed out")
 		sc.Close()
@@ -328,19 +358,13 @@ func (s *Server) serveTunnel(c *serverConn, outer *ssh.ServerConn, ch ssh.Channe
 
 // channelConn makes a channel usable as the net.Conn under an SSH
 // connection. Deadlines are not supported; the caller bounds the handshake
-// by closing the channel.
+// by closing the channel. Reading it does not count as activity for
+// IdleTimeout: the inner connection's keepalives and other SSH messages
+// would keep an idle session alive. The inner connection's session and
+// forward data count, as on a direct connection.
 type channelConn struct {
 	ssh.Channel
 	local, remote net.Addr
-	touch         func()
-}
-
-func (c *channelConn) Read(p []byte) (int, error) {
-	n, err := c.Channel.Read(p)
-	if n > 0 {
-		c.touch()
-	}
-	return n, err
 }
 
 func (c *channelConn) LocalAddr() net.Addr                { return c.local }

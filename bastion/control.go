@@ -3,6 +3,7 @@ package bastion
 import (
 	"context"
 	"strconv"
+	"sync"
 	"time"
 
 	"golang.org/x/crypto/ssh"
@@ -92,37 +93,76 @@ func (s *Server) ReevaluateNow(ctx context.Context, why string) int {
 	if len(live) == 0 {
 		return 0
 	}
-	revs, err := s.Store.Revocations(ctx)
-	if err != nil {
-		// Without the revocation list nothing can be shown to be allowed,
-		// but ending every session on a store hiccup would be worse; the
-		// next sweep retries.
-		s.logger().Error("bastion: re-evaluation: cannot list revocations", "err", err)
-		return 0
+	// Without the revocation list, revocation cannot be checked, but the
+	// policy and the directory still can; ending every session on a
+	// store hiccup would be worse than waiting for the next check, and new
+	// channels are refused meanwhile (see admitChannel).
+	var revs *revocationSet
+	if list, err := s.Store.Revocations(ctx); err != nil {
+		s.logger().Error("bastion: re-evaluation: cannot list revocations; checking policy and directory only", "why", why, "err", err)
+	} else {
+		rs := newRevocationSet(list)
+		revs = &rs
 	}
-	rs := newRevocationSet(revs)
-	ended := 0
+	var ended []endingConn
 	for _, t := range live {
 		if t.isEnded() {
 			continue
 		}
-		reason := rs.check(t.info.cert)
-		if reason == "" {
-			reason = s.reauthorise(t)
+		if reason := s.reauthorise(t, revs); reason != "" {
+			ended = append(ended, endingConn{t, reason})
 		}
-		if reason == "" {
-			continue
-		}
-		ended++
-		s.logger().Info("bastion: ending session no longer allowed", "host", t.info.host, "login", t.info.login, "identity", t.info.identity, "why", why, "reason", reason)
-		_ = s.audit(ctx, audit.Event{
-			Type: audit.TypeDeny, Actor: t.info.identity, Subject: t.info.login + "@" + t.info.host,
-			Outcome: audit.OutcomeDenied, Reason: "live session ended: " + reason,
-			Fields: map[string]string{"connection": t.id, "trigger": why, "serial": strconv.FormatUint(t.info.cert.Serial, 10)},
-		})
-		t.end(reason)
 	}
-	return ended
+	forEachBounded(ended, sweepConcurrency, func(e endingConn) { s.endLive(ctx, e.t, why, e.reason) })
+	return len(ended)
+}
+
+type endingConn struct {
+	t      *targetConn
+	reason string
+}
+
+// endLive audits that t is no longer allowed, and why, then ends it,
+// telling every session the reason. trigger is what caused the check.
+func (s *Server) endLive(ctx context.Context, t *targetConn, trigger, reason string) {
+	s.logger().Info("bastion: ending session no longer allowed", "host", t.info.host, "login", t.info.login, "identity", t.info.identity, "why", trigger, "reason", reason)
+	f := map[string]string{"connection": t.id, "trigger": trigger, "serial": strconv.FormatUint(t.info.cert.Serial, 10)}
+	if t.info.glass != nil {
+		f["breakglass"] = "true"
+	}
+	_ = s.audit(ctx, audit.Event{
+		Type: audit.TypeDeny, Actor: t.info.identity, Subject: t.info.login + "@" + t.info.host,
+		Outcome: audit.OutcomeDenied, Reason: "live session ended: " + reason, Fields: f,
+	})
+	t.end(reason)
+}
+
+// Bounds on the goroutines ending sessions at once. Telling the user why
+// may take up to a second for a client that stopped reading; these many
+// are told at the same time, per connection and across connections.
+const (
+	endConcurrency   = DefaultMaxChannelsPerConn
+	sweepConcurrency = 64
+)
+
+// forEachBounded calls f for each item, at most limit at a time, and
+// returns when all calls have returned.
+func forEachBounded[T any](items []T, limit int, f func(T)) {
+	if len(items) == 1 {
+		f(items[0])
+		return
+	}
+	sem := make(chan struct{}, limit)
+	var wg sync.WaitGroup
+	for _, it := range items {
+		sem <- struct{}{}
+		wg.Add(1)
+		go func() {
+			defer func() { <-sem; wg.Done() }()
+			f(it)
+		}()
+	}
+	wg.Wait()
 }
 
 // keepaliveUpstream probes the target like the user side; a target that

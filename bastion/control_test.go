@@ -1,12 +1,19 @@
 package bastion
 
 import (
+	"bufio"
 	"bytes"
 	"context"
+	"errors"
+	"fmt"
 	"net"
+	"os"
 	"os/exec"
+	"path/filepath"
+	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -82,6 +89,9 @@ func TestContinuousAuthorisation(t *testing.T) {
     hosts: [web1]
 `, "")
 		}, func() { e.setPolicy(defaultRoles, "") }},
+		{"expiry", "has expired", func(*ssh.Certificate) {
+			e.offset.Store(int64(2 * time.Hour))
+		}, func() { e.offset.Store(0) }},
 		{"teams", "not a current member", func(*ssh.Certificate) {
 			e.dirs.set(1001, policy.Identity{}, false)
 		}, func() { e.dirs.set(1001, policy.Identity{Login: "alice", Teams: []string{"infra"}}, true) }},
@@ -217,4 +227,294 @@ func TestLimits(t *testing.T) {
 			return false
 		})
 	})
+}
+
+// multiplexer returns ssh arguments making a client the ControlMaster of a
+// control socket, and arguments making it a multiplexed client of it.
+func multiplexer(t *testing.T) (master, slave []string) {
+	t.Helper()
+	// Unix socket paths are short: not under t.TempDir().
+	dir, err := os.MkdirTemp("", "spcm")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { os.RemoveAll(dir) })
+	path := filepath.Join(dir, "m")
+	return []string{"-o", "ControlMaster=yes", "-o", "ControlPath=" + path, "-o", "ControlPersist=no"},
+		[]string{"-o", "ControlMaster=no", "-o", "ControlPath=" + path}
+}
+
+// TestNewChannelRechecked: a session opened over an existing connection
+// (ssh -o ControlMaster) is refused once the certificate expired, or was
+// revoked, even before any re-evaluation: with one line saying why, an
+// audit record, and the end of the sessions already open.
+func TestNewChannelRechecked(t *testing.T) {
+	e := newEnv(t, envOptions{configure: func(s *Server) { s.SweepInterval = time.Hour }})
+	for _, tc := range []struct {
+		name   string
+		change func(cert *ssh.Certificate) (reason string)
+		undo   func()
+	}{
+		{"fail/expired", func(cert *ssh.Certificate) string {
+			e.offset.Store(int64(2 * time.Minute))
+			return fmt.Sprintf("certificate serial %d has expired; sign in again with 'sallyport login'", cert.Serial)
+		}, func() { e.offset.Store(0) }},
+		{"fail/revoked", func(cert *ssh.Certificate) string {
+			if err := e.store.Revoke(context.Background(), store.Revocation{Serial: cert.Serial, Reason: "laptop lost", Actor: "test"}); err != nil {
+				t.Fatal(err)
+			}
+			return fmt.Sprintf(`certificate serial %d has been revoked ("laptop lost")`, cert.Serial)
+		}, func() {}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			for _, jump := range []bool{false, true} {
+				key, cert := e.issue(certOptions{ttl: time.Minute})
+				c := e.client(key, cert)
+				master, mux := multiplexer(t)
+				form := c.direct
+				if jump {
+					form = c.jump
+				}
+				_, stderr, done := liveSession(t, c, form(e.login, "web1", master...))
+				// Not the exit status: the bastion relays it after the end of
+				// the output, and a multiplexing master may close the
+				// channel in between.
+				if r := c.ssh(nil, form(e.login, "web1", mux...), "echo second"); r.stdout != "second\n" {
+					t.Fatalf("second session before the change: code %d stdout %q stderr %q", r.code, r.stdout, r.stderr)
+				}
+				reason := tc.change(cert)
+				r := c.ssh(nil, form(e.login, "web1", mux...), "echo third")
+				if want := "sallyport: " + reason + "\r\n"; r.code != 255 || r.stdout != "" || r.stderr != want {
+					t.Fatalf("third session: code %d stdout %q stderr %q; want 255 and stderr %q", r.code, r.stdout, r.stderr, want)
+				}
+				select {
+				case <-done:
+				case <-time.After(10 * time.Second):
+					t.Fatal("the first session still runs")
+				}
+				if !strings.Contains(stderr.String(), "session ended: "+reason) {
+					t.Fatalf("first session's stderr %q; want the reason", stderr.String())
+				}
+				var refused, ended bool
+				for _, ev := range e.audits(audit.TypeDeny) {
+					refused = refused || ev.Reason == reason && ev.Fields["serial"] == strconv.FormatUint(cert.Serial, 10)
+					ended = ended || ev.Reason == "live session ended: "+reason && ev.Fields["trigger"] == "new session channel"
+				}
+				if !refused || !ended {
+					t.Fatalf("audited the refusal %t, the end of the live session %t; want both", refused, ended)
+				}
+				tc.undo()
+			}
+		})
+	}
+}
+
+// failingRevocations is the real store whose revocation list cannot be
+// read while fail is set.
+type failingRevocations struct {
+	Store
+	fail atomic.Bool
+}
+
+func (f *failingRevocations) Revocations(ctx context.Context) ([]store.Revocation, error) {
+	if f.fail.Load() {
+		return nil, errors.New("store: revocations: database is locked")
+	}
+	return f.Store.Revocations(ctx)
+}
+
+// TestReevaluateWithoutRevocations: when the revocation list cannot be
+// read, re-evaluation still applies the policy and the directory, and ends
+// nothing for the store's failure alone.
+func TestReevaluateWithoutRevocations(t *testing.T) {
+	st := &failingRevocations{}
+	e := newEnv(t, envOptions{configure: func(s *Server) {
+		s.SweepInterval = time.Hour
+		st.Store = s.Store
+		s.Store = st
+	}})
+	c := e.client(e.issue(certOptions{}))
+	_, stderr, done := liveSession(t, c, c.direct(e.login, "web1"))
+	st.fail.Store(true)
+	if n := e.srv.ReevaluateNow(context.Background(), "test"); n != 0 {
+		t.Fatalf("ended %d connections for a store failure; want 0", n)
+	}
+	select {
+	case <-done:
+		t.Fatalf("session ended: %s", stderr.String())
+	case <-time.After(200 * time.Millisecond):
+	}
+	e.setPolicy(`
+  - name: others
+    members:
+      teams: [others]
+    principals: [%[1]s]
+    hosts: [web1]
+`, "")
+	defer e.setPolicy(defaultRoles, "")
+	if n := e.srv.ReevaluateNow(context.Background(), "policy reloaded"); n != 1 {
+		t.Fatalf("ended %d connections after the policy change; want 1", n)
+	}
+	select {
+	case <-done:
+	case <-time.After(10 * time.Second):
+		t.Fatal("session still running after the policy change")
+	}
+	if !strings.Contains(stderr.String(), "session ended: ") || !strings.Contains(stderr.String(), "no role") {
+		t.Fatalf("stderr %q; want the policy's reason", stderr.String())
+	}
+	if d := e.lastDeny(); !strings.Contains(d, "live session ended") || !strings.Contains(d, "no role") {
+		t.Fatalf("last deny %q", d)
+	}
+}
+
+// stalledSession starts the real client running a command that writes
+// more than the SSH windows hold, reads its first line and then no more,
+// so that the client stops reading from the bastion. It returns a channel
+// closed when the client exits.
+func stalledSession(t *testing.T, args []string) chan struct{} {
+	t.Helper()
+	pr, pw, err := os.Pipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	cmd := exec.Command("ssh", append(args, "--", "echo started; head -c 32000000 /dev/zero; sleep 60")...)
+	var stderr syncBuffer
+	cmd.Stdout, cmd.Stderr = pw, &stderr
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	pw.Close()
+	done := make(chan struct{})
+	go func() { cmd.Wait(); close(done) }()
+	t.Cleanup(func() { cmd.Process.Kill(); <-done; pr.Close() })
+	_ = pr.SetReadDeadline(time.Now().Add(10 * time.Second))
+	line, err := bufio.NewReader(pr).ReadString('\n')
+	if line != "started\n" {
+		t.Fatalf("first line %q (%v); stderr %q", line, err, stderr.String())
+	}
+	return done
+}
+
+// TestEndStalledSessions: sessions whose clients stopped reading, several
+// on each of several connections, all end within a few seconds, although
+// telling each one why may take up to a second.
+func TestEndStalledSessions(t *testing.T) {
+	e := newEnv(t, envOptions{configure: func(s *Server) { s.SweepInterval = time.Hour }})
+	c := e.client(e.issue(certOptions{}))
+	const conns, perConn = 2, 4
+	var dones []chan struct{}
+	for range conns {
+		master, mux := multiplexer(t)
+		dones = append(dones, stalledSession(t, c.direct(e.login, "web1", master...)))
+		for range perConn - 1 {
+			dones = append(dones, stalledSession(t, c.direct(e.login, "web1", mux...)))
+		}
+	}
+	// Let the output fill the windows.
+	time.Sleep(time.Second)
+	e.pol.Store(nil)
+	defer e.setPolicy(defaultRoles, "")
+	start := time.Now()
+	if n := e.srv.ReevaluateNow(context.Background(), "policy withdrawn"); n != conns {
+		t.Fatalf("ended %d connections; want %d", n, conns)
+	}
+	took := time.Since(start)
+	const bound = 4 * time.Second // told one by one, at least 8s
+	for i, done := range dones {
+		select {
+		case <-done:
+		case <-time.After(bound - time.Since(start)):
+			t.Fatalf("client %d still running %s after the policy was withdrawn", i, time.Since(start))
+		}
+	}
+	t.Logf("re-evaluation took %s, all %d clients gone after %s", took, len(dones), time.Since(start))
+}
+
+// TestNarrowedTerms: a policy change that takes away something an open
+// channel relies on ends the connection with a message to reconnect;
+// narrower terms nothing relies on, and wider terms, change nothing.
+func TestNarrowedTerms(t *testing.T) {
+	e := newEnv(t, envOptions{configure: func(s *Server) { s.SweepInterval = time.Hour }})
+	c := e.client(e.issue(certOptions{}))
+	const infraPerms = "permissions: [pty, port-forwarding]"
+	infra := func(with string) string { return strings.Replace(defaultRoles, infraPerms, with, 1) }
+	for _, tc := range []struct {
+		name    string
+		roles   string
+		pty     bool // the session has a terminal
+		forward bool // a port forward is open
+		message string
+	}{
+		{"fail/force-command-added", infra(infraPerms + "\n    force_command: echo forced"), false, false, "a forced command now applies"},
+		{"fail/record-input-required", infra(infraPerms + "\n    record_input: true"), false, false, "input must now be recorded"},
+		{"fail/port-forwarding-removed-while-forwarding", infra("permissions: [pty]"), false, true, "port forwarding is no longer permitted"},
+		{"fail/pty-removed-from-terminal", infra("permissions: [port-forwarding]"), true, false, "terminals are no longer permitted"},
+		{"ok/port-forwarding-removed-unused", infra("permissions: [pty]"), true, false, ""},
+		{"ok/pty-removed-without-terminal", infra("permissions: [port-forwarding]"), false, true, ""},
+		{"ok/wider", infra("permissions: [pty, port-forwarding, agent-forwarding]"), true, true, ""},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			defer e.setPolicy(defaultRoles, "")
+			var extra []string
+			if tc.pty {
+				extra = append(extra, "-tt")
+			}
+			port := freePort(t)
+			if tc.forward {
+				extra = append(extra, "-o", "ExitOnForwardFailure=yes", "-L", fmt.Sprintf("127.0.0.1:%d:%s", port, e.target.Addr))
+			}
+			_, stderr, done := liveSession(t, c, c.direct(e.login, "web1", extra...))
+			if tc.forward {
+				conn, err := net.Dial("tcp", fmt.Sprintf("127.0.0.1:%d", port))
+				if err != nil {
+					t.Fatal(err)
+				}
+				defer conn.Close()
+				conn.SetReadDeadline(time.Now().Add(10 * time.Second))
+				if b, err := bufio.NewReader(conn).ReadString('\n'); !strings.HasPrefix(b, "SSH-2.0-") {
+					t.Fatalf("through the forward: %q, %v; want the target's banner", b, err)
+				}
+			}
+			e.setPolicy(tc.roles, "")
+			n := e.srv.ReevaluateNow(context.Background(), "policy reloaded")
+			if tc.message == "" {
+				if n != 0 {
+					t.Fatalf("ended %d connections; want 0", n)
+				}
+				select {
+				case <-done:
+					t.Fatalf("session ended: %s", stderr.String())
+				case <-time.After(200 * time.Millisecond):
+				}
+				return
+			}
+			if n != 1 {
+				t.Fatalf("ended %d connections; want 1", n)
+			}
+			select {
+			case <-done:
+			case <-time.After(10 * time.Second):
+				t.Fatal("session still running after the policy change")
+			}
+			want := fmt.Sprintf("session ended: access to %s@web1 changed (%s); reconnect", e.login, tc.message)
+			if !strings.Contains(stderr.String(), want) {
+				t.Fatalf("stderr %q; want %q", stderr.String(), want)
+			}
+			if d := e.lastDeny(); !strings.Contains(d, "live session ended: access to") || !strings.Contains(d, tc.message) {
+				t.Fatalf("last deny %q", d)
+			}
+		})
+	}
+}
+
+// freePort returns a loopback TCP port that was free a moment ago.
+func freePort(t *testing.T) int {
+	t.Helper()
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer l.Close()
+	return l.Addr().(*net.TCPAddr).Port
 }

@@ -92,7 +92,7 @@ func TestCICertificate(t *testing.T) {
 		{name: "ok/jump", identity: prod.IdentityString(), host: "web1", form: jump},
 		{name: "ok/workflow-role", identity: release.IdentityString(), host: "web1", form: direct},
 		{name: "fail/other-host", identity: prod.IdentityString(), host: "web2", form: direct, want: "no role of ci example/site ref refs/heads/main environment prod"},
-		{name: "fail/other-host-jump", identity: prod.IdentityString(), host: "web2", form: jump, want: "Permission denied"},
+		{name: "fail/other-host-jump", identity: prod.IdentityString(), host: "web2", form: jump, want: "no role of ci example/site ref refs/heads/main environment prod"},
 		{name: "fail/other-principal", identity: prod.IdentityString(), login: "deploy", host: "web1", form: direct, want: "grants principal \"deploy\""},
 		{name: "fail/other-workflow", identity: otherWorkflow.IdentityString(), host: "web1", form: direct, want: "no role applies"},
 		{name: "fail/other-branch", identity: branch.IdentityString(), host: "web1", form: direct, want: "no role applies"},

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"log/slog"
 	"net"
+	"net/netip"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -46,16 +47,21 @@ type Store interface {
 
 // Defaults for the Server's limits and timeouts.
 const (
-	DefaultHandshakeTimeout   = 30 * time.Second
-	DefaultIdleTimeout        = 30 * time.Minute
-	DefaultDialTimeout        = 10 * time.Second
-	DefaultKeepAliveInterval  = 30 * time.Second
-	DefaultKeepAliveCountMax  = 3
-	DefaultMaxConnections     = 1000
-	DefaultMaxChannelsPerConn = 32
-	DefaultMaxSessionsPerUser = 64
-	DefaultSweepInterval      = 30 * time.Second
-	DefaultHostCertTTL        = 24 * time.Hour
+	DefaultHandshakeTimeout  = 30 * time.Second
+	DefaultIdleTimeout       = 30 * time.Minute
+	DefaultDialTimeout       = 10 * time.Second
+	DefaultKeepAliveInterval = 30 * time.Second
+	DefaultKeepAliveCountMax = 3
+	DefaultMaxConnections    = 1000
+	// DefaultMaxStartups and DefaultMaxStartupsPerSource bound
+	// connections that have not finished authentication: few enough that
+	// idle ones cannot crowd out users, enough for bursts of logins.
+	DefaultMaxStartups          = 64
+	DefaultMaxStartupsPerSource = 8
+	DefaultMaxChannelsPerConn   = 32
+	DefaultMaxSessionsPerUser   = 64
+	DefaultSweepInterval        = 30 * time.Second
+	DefaultHostCertTTL          = 24 * time.Hour
 	// SessionCertTTL is the lifetime of the certificates the bastion mints
 	// toward targets: long enough to authenticate, useless afterwards.
 	SessionCertTTL = 2 * time.Minute
@@ -133,6 +139,17 @@ type Server struct {
 	// it new connections are closed at once. Zero means
 	// DefaultMaxConnections.
 	MaxConnections int
+	// MaxStartups bounds concurrent connections that have not finished
+	// authentication, like OpenSSH's MaxStartups; beyond it new
+	// connections are closed at once. They count against MaxConnections
+	// too. Zero means DefaultMaxStartups.
+	MaxStartups int
+	// MaxStartupsPerSource bounds the unauthenticated connections from
+	// one source, an IPv4 address or an IPv6 /64 (OpenSSH's
+	// PerSourceMaxStartups), so that one client cannot hold every
+	// MaxStartups slot. Connections from non-IP addresses are not counted
+	// per source. Zero means DefaultMaxStartupsPerSource.
+	MaxStartupsPerSource int
 	// MaxChannelsPerConn bounds open channels (sessions, forwards,
 	// ProxyJump tunnels) on one connection; zero means
 	// DefaultMaxChannelsPerConn.
@@ -171,6 +188,14 @@ type Server struct {
 	wake      chan string // Reevaluate requests
 	sweeping  bool
 	connGroup sync.WaitGroup
+
+	startMu  sync.Mutex
+	startups int                // connections not yet authenticated
+	sources  map[netip.Addr]int // of those, per source (see sourceOf)
+
+	// Refusals at accept are logged at most once per acceptLogInterval
+	// for each cause.
+	fullLog, startupsLog, sourceLog refusalLog
 }
 
 func (s *Server) init() error {
@@ -220,6 +245,7 @@ func (s *Server) init() error {
 		s.hosts = &hostCerts{srv: s, certs: map[string]*hostCert{}}
 		s.listeners = map[*net.Listener]struct{}{}
 		s.conns = map[*serverConn]struct{}{}
+		s.sources = map[netip.Addr]int{}
 		s.sessions = map[string]int{}
 		s.live = map[*targetConn]struct{}{}
 		s.done = make(chan struct{})
@@ -339,12 +365,18 @@ func (s *Server) Serve(l net.Listener) error {
 		backoff = 0
 		if n := s.nconns.Add(1); n > int64(intOr(s.MaxConnections, DefaultMaxConnections)) {
 			s.nconns.Add(-1)
-			s.logger().Warn("bastion: connection limit reached; closing new connection", "remote", nc.RemoteAddr().String())
-			nc.Close()
+			s.refuseAtAccept(nc, &s.fullLog, "connection limit reached")
 			continue
 		}
-		c := &serverConn{srv: s, nc: quickAck(nc)}
+		authenticated, rl, why := s.startup(nc.RemoteAddr())
+		if authenticated == nil {
+			s.nconns.Add(-1)
+			s.refuseAtAccept(nc, rl, why)
+			continue
+		}
+		c := &serverConn{srv: s, nc: quickAck(nc), authenticated: authenticated}
 		if !s.track(c, true) {
+			authenticated()
 			s.nconns.Add(-1)
 			nc.Close()
 			return ErrServerClosed
@@ -353,9 +385,88 @@ func (s *Server) Serve(l net.Listener) error {
 			defer s.connGroup.Done()
 			defer s.nconns.Add(-1)
 			defer s.track(c, false)
+			defer authenticated()
 			c.serve()
 		}()
 	}
+}
+
+// startup counts a new connection from remote against MaxStartups and
+// MaxStartupsPerSource. It returns the function to call once the
+// connection has finished authentication (or ended), which may be called
+// more than once; or nil, with the refusal's log and cause, when a limit
+// is reached.
+func (s *Server) startup(remote net.Addr) (authenticated func(), rl *refusalLog, why string) {
+	src, bySource := sourceOf(remote)
+	s.startMu.Lock()
+	defer s.startMu.Unlock()
+	if s.startups >= intOr(s.MaxStartups, DefaultMaxStartups) {
+		return nil, &s.startupsLog, "too many connections not yet authenticated"
+	}
+	if bySource && s.sources[src] >= intOr(s.MaxStartupsPerSource, DefaultMaxStartupsPerSource) {
+		return nil, &s.sourceLog, "too many connections not yet authenticated from one source"
+	}
+	s.startups++
+	if bySource {
+		s.sources[src]++
+	}
+	return sync.OnceFunc(func() {
+		s.startMu.Lock()
+		defer s.startMu.Unlock()
+		s.startups--
+		if !bySource {
+			return
+		}
+		if s.sources[src]--; s.sources[src] <= 0 {
+			delete(s.sources, src)
+		}
+	}), nil, ""
+}
+
+// sourceOf is the source a remote address is counted under for
+// MaxStartupsPerSource: an IPv4 address (IPv4-mapped IPv6 included) or an
+// IPv6 /64, since one IPv6 client usually holds a whole /64. ok is false
+// for an address that is not IP.
+func sourceOf(remote net.Addr) (src netip.Addr, ok bool) {
+	a := remoteAddr(remote)
+	switch {
+	case !a.IsValid():
+		return netip.Addr{}, false
+	case a.Is4():
+		return a, true
+	}
+	return netip.PrefixFrom(a.WithZone(""), 64).Masked().Addr(), true
+}
+
+// acceptLogInterval is the least time between two log lines about
+// connections refused at accept for the same cause, so that a flood of
+// connections does not flood the log too.
+const acceptLogInterval = 10 * time.Second
+
+// refusalLog rate-limits the log lines about one cause of refusals.
+type refusalLog struct {
+	mu      sync.Mutex
+	last    time.Time
+	refused int // since the last line
+}
+
+// refuseAtAccept closes a connection refused by a limit, logging the
+// refusal unless a line about the same cause was logged within
+// acceptLogInterval; the next line then says how many were refused.
+func (s *Server) refuseAtAccept(nc net.Conn, l *refusalLog, why string) {
+	remote := nc.RemoteAddr().String()
+	nc.Close()
+	now := time.Now()
+	l.mu.Lock()
+	l.refused++
+	n := l.refused
+	if !l.last.IsZero() && now.Sub(l.last) < acceptLogInterval {
+		l.mu.Unlock()
+		return
+	}
+	l.last, l.refused = now, 0
+	l.mu.Unlock()
+	s.logger().Warn("bastion: "+why+"; closing new connections", "refused", n, "remote", remote)
 }
 
 func (s *Server) track(c *serverConn, add bool) bool {

@@ -9,8 +9,10 @@ import (
 	"io"
 	"net"
 	"strconv"
+	"strings"
 	"sync"
 	"sync/atomic"
+	"time"
 
 	"golang.org/x/crypto/ssh"
 
@@ -35,8 +37,9 @@ type targetConn struct {
 	upErr   error
 
 	mu         sync.Mutex
-	terms      terms
+	terms      terms // in force; open channels rely on no more than these
 	sessions   map[*session]struct{}
+	forwards   int // open port forwards
 	ended      bool
 	endReason  string
 	agentAsked atomic.Bool
@@ -151,6 +154,8 @@ func (t *targetConn) currentTerms() terms {
 }
 
 // end ends the connection. A non-empty reason is told to every session.
+// Sessions are stopped concurrently, so that clients which stopped
+// reading, each holding its stop up to a second, do not add up.
 func (t *targetConn) end(reason string) {
 	t.mu.Lock()
 	if t.ended {
@@ -164,9 +169,7 @@ func (t *targetConn) end(reason string) {
 		ss = append(ss, ss1)
 	}
 	t.mu.Unlock()
-	for _, se := range ss {
-		se.stop(reason)
-	}
+	forEachBounded(ss, endConcurrency, func(se *session) { se.stop(reason) })
 	t.conn.Close()
 	// Close the target connection too: sshd acknowledges a channel close
 	// only when the command exits, and nothing should wait for that.
@@ -185,31 +188,191 @@ func (t *targetConn) isEnded() bool {
 	return t.ended
 }
 
-// reauthorise decides the connection again under the current policy and
-// directory, for a new channel. It returns the denial reason, or "".
-func (s *Server) reauthorise(t *targetConn) string {
+// reauthorise decides t again, and is the one decision for live
+// connections: for each new channel and for every re-evaluation. It checks
+// the certificate as at login (validity window by the server's clock,
+// principals, critical options, source address), its revocation in revs
+// (skipped when revs is nil: the list could not be read), the identity as
+// the directory knows it now and the current policy. The new terms become
+// those in force; if they take away anything an open channel relies on
+// (see narrowed), t may no longer be used either. It returns why t may no
+// longer be used, or "".
+func (s *Server) reauthorise(t *targetConn, revs *revocationSet) string {
 	info := *t.info
+	remote := t.conn.RemoteAddr()
+	if err := s.checkCert(info.cert, info.login, remote); err != nil {
+		return err.Error()
+	}
+	if revs != nil {
+		if reason := revs.check(info.cert); reason != "" {
+			return reason
+		}
+	}
 	if err := s.resolve(&info); err != nil {
 		return err.Error()
 	}
-	tm, err := s.decide(&info, t.conn.RemoteAddr())
+	tm, err := s.decide(&info, remote)
 	if err != nil {
 		return err.Error()
 	}
-	t.mu.Lock()
 	// The permissions minted into the session certificate cannot grow;
 	// new terms may only narrow them.
 	tm.perms &= t.info.terms.perms
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	lost := t.narrowed(tm)
 	t.terms = tm
-	t.mu.Unlock()
+	if len(lost) > 0 {
+		return fmt.Sprintf("access to %s@%s changed (%s); reconnect to go on under the new terms", t.info.login, t.info.host, strings.Join(lost, ", "))
+	}
 	return ""
 }
 
-func (s *Server) openSession(ctx context.Context, t *targetConn, nc ssh.NewChannel, wg *sync.WaitGroup) {
-	if reason := s.reauthorise(t); reason != "" {
-		_ = s.auditDeny(ctx, t.info, t.conn.RemoteAddr(), reason)
+// narrowed lists what of the terms in force, on which an open channel of
+// t may rely, tm no longer grants: a terminal while a session may have
+// one, port forwarding while a forward is open, and, while any session is
+// open, a forced command added or changed or input recording newly
+// required. Sessions not yet started count as relying on all of these:
+// they may have obtained a terminal, or read the terms just before the
+// change. Wider terms, and narrower ones nothing relies on, list nothing.
+// t.mu is held.
+func (t *targetConn) narrowed(tm terms) []string {
+	old := t.terms
+	var lost []string
+	if old.perms.Has(policy.PTY) && !tm.perms.Has(policy.PTY) {
+		for se := range t.sessions {
+			if se.mayHavePTY() {
+				lost = append(lost, "terminals are no longer permitted")
+				break
+			}
+		}
+	}
+	if old.perms.Has(policy.PortForwarding) && !tm.perms.Has(policy.PortForwarding) && t.forwards > 0 {
+		lost = append(lost, "port forwarding is no longer permitted")
+	}
+	if len(t.sessions) > 0 {
+		if tm.forceCommand != "" && tm.forceCommand != old.forceCommand {
+			lost = append(lost, "a forced command now applies")
+		}
+		if tm.recordInput && !old.recordInput {
+			lost = append(lost, "input must now be recorded")
+		}
+	}
+	return lost
+}
+
+// mayHavePTY reports whether se has a terminal or, not started yet, may
+// still have been granted one.
+func (se *session) mayHavePTY() bool {
+	se.mu.Lock()
+	defer se.mu.Unlock()
+	// pty is set only before started, by the same goroutine.
+	return !se.started || se.pty
+}
+
+// admitChannel decides a new channel nc on t with reauthorise and the
+// store's current revocations. A connection no longer allowed is refused
+// the channel, audited, and ended with every session on it; if the
+// revocations cannot be read, only the channel is refused. It reports
+// whether nc may be opened.
+func (s *Server) admitChannel(ctx context.Context, t *targetConn, nc ssh.NewChannel) bool {
+	lctx, cancel := context.WithTimeout(ctx, durationOr(s.HandshakeTimeout, DefaultHandshakeTimeout))
+	revs, err := s.Store.Revocations(lctx)
+	cancel()
+	if err != nil {
+		s.logger().Error("bastion: cannot list revocations; new channel refused", "connection", t.id, "err", err)
+		_ = nc.Reject(ssh.ConnectionFailed, "the bastion could not check your certificate; try again later")
+		return false
+	}
+	rs := newRevocationSet(revs)
+	reason := s.reauthorise(t, &rs)
+	if reason == "" {
+		return true
+	}
+	_ = s.auditDeny(ctx, t.info, t.conn.RemoteAddr(), reason)
+	if nc.ChannelType() == "session" {
+		refuseSession(nc, reason)
+	} else {
 		_ = nc.Reject(ssh.Prohibited, reason)
+	}
+	if t.hasOpenChannels() {
+		s.endLive(ctx, t, "new "+nc.ChannelType()+" channel", reason)
+	} else {
 		t.end(reason)
+	}
+	return false
+}
+
+// refuseSession refuses a session channel on a connection about to end,
+// so that the user sees reason. OpenSSH shows the text of a refused
+// channel open only in the output of the client that owns the connection,
+// not to a client multiplexed over it (ssh -o ControlMaster), which then
+// even tries a connection of its own. So the channel is accepted, its
+// shell, exec or subsystem request answered, and the session ended at once
+// with the reason on stderr and exit status 255. It returns after at most
+// closeGrace.
+func refuseSession(nc ssh.NewChannel, reason string) {
+	ch, reqs, err := nc.Accept()
+	if err != nil {
+		return
+	}
+	defer ch.Close()
+	defer func() { go ssh.DiscardRequests(reqs) }()
+	deadline := time.NewTimer(closeGrace)
+	defer deadline.Stop()
+	for {
+		var r *ssh.Request
+		select {
+		case r = <-reqs:
+		case <-deadline.C:
+			return
+		}
+		if r == nil {
+			return
+		}
+		switch r.Type {
+		case "shell", "exec", "subsystem":
+			if r.WantReply {
+				_ = r.Reply(true, nil)
+			}
+			_, _ = fmt.Fprintf(ch.Stderr(), "sallyport: %s\r\n", reason)
+			_, _ = ch.SendRequest("exit-status", false, ssh.Marshal(struct{ Status uint32 }{255}))
+			_ = ch.CloseWrite()
+			return
+		}
+		if r.WantReply {
+			_ = r.Reply(false, nil)
+		}
+	}
+}
+
+// hasOpenChannels reports whether a session or forward is open on t.
+func (t *targetConn) hasOpenChannels() bool {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	return len(t.sessions) > 0 || t.forwards > 0
+}
+
+// addForward counts a port forward being opened, if the terms in force
+// permit forwarding. removeForward undoes it.
+func (t *targetConn) addForward() bool {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	if !t.terms.perms.Has(policy.PortForwarding) {
+		return false
+	}
+	t.forwards++
+	return true
+}
+
+func (t *targetConn) removeForward() {
+	t.mu.Lock()
+	t.forwards--
+	t.mu.Unlock()
+}
+
+func (s *Server) openSession(ctx context.Context, t *targetConn, nc ssh.NewChannel, wg *sync.WaitGroup) {
+	if !s.admitChannel(ctx, t, nc) {
 		return
 	}
 	if !t.c.openChannel() {
@@ -292,36 +455,40 @@ func (s *Server) openForward(ctx context.Context, t *targetConn, nc ssh.NewChann
 		return
 	}
 	dest := net.JoinHostPort(d.Host, strconv.FormatUint(uint64(d.Port), 10))
-	if reason := s.reauthorise(t); reason != "" {
-		_ = s.auditDeny(ctx, t.info, t.conn.RemoteAddr(), reason)
-		_ = nc.Reject(ssh.Prohibited, reason)
-		t.end(reason)
+	if !s.admitChannel(ctx, t, nc) {
 		return
 	}
-	if !t.currentTerms().perms.Has(policy.PortForwarding) {
+	// Counted from here on, with the permission checked in the same
+	// step, so that a re-evaluation removing port forwarding sees it.
+	if !t.addForward() {
 		reason := fmt.Sprintf("port forwarding is not permitted for %s@%s", t.info.login, t.info.host)
 		_ = s.audit(ctx, forwardEvent(t, dest, audit.OutcomeDenied, reason, nil))
 		_ = nc.Reject(ssh.Prohibited, reason)
 		return
 	}
 	if !t.c.openChannel() {
+		t.removeForward()
 		_ = nc.Reject(ssh.ResourceShortage, "too many channels on this connection")
 		return
 	}
+	release := func() {
+		t.c.releaseChannel()
+		t.removeForward()
+	}
 	up, err := t.upstream(ctx)
 	if err != nil {
-		t.c.releaseChannel()
+		release()
 		_ = nc.Reject(ssh.ConnectionFailed, userError(err))
 		return
 	}
 	if err := s.audit(ctx, forwardEvent(t, dest, audit.OutcomeOK, "", nil)); err != nil {
-		t.c.releaseChannel()
+		release()
 		_ = nc.Reject(ssh.ConnectionFailed, "the bastion cannot audit this forward")
 		return
 	}
 	upCh, upReqs, err := up.OpenChannel("direct-tcpip", nc.ExtraData())
 	if err != nil {
-		t.c.releaseChannel()
+		release()
 		var oe *ssh.OpenChannelError
 		if errors.As(err, &oe) {
 			_ = nc.Reject(oe.Reason, oe.Message)
@@ -332,7 +499,7 @@ func (s *Server) openForward(ctx context.Context, t *targetConn, nc ssh.NewChann
 	}
 	ch, reqs, err := nc.Accept()
 	if err != nil {
-		t.c.releaseChannel()
+		release()
 		upCh.Close()
 		return
 	}
@@ -341,7 +508,7 @@ func (s *Server) openForward(ctx context.Context, t *targetConn, nc ssh.NewChann
 	wg.Add(1)
 	go func() {
 		defer wg.Done()
-		defer t.c.releaseChannel()
+		defer release()
 		in, out := splice(ch, upCh, t.c.touch)
 		_ = s.audit(context.Background(), forwardEvent(t, dest, audit.OutcomeOK, "closed", map[string]string{
 			"bytes_in": strconv.FormatInt(in, 10), "bytes_out": strconv.FormatInt(out, 10),
@@ -424,8 +591,17 @@ func copyBuffer(dst io.Writer, src io.Reader, touch func(), tap func([]byte) err
 // permits it.
 func (t *targetConn) serveAgentChannels(chans <-chan ssh.NewChannel) {
 	for nc := range chans {
-		if !t.agentAsked.Load() || !t.currentTerms().perms.Has(policy.AgentForwarding) {
+		if !t.agentAsked.Load() {
 			_ = nc.Reject(ssh.Prohibited, "agent forwarding not requested")
+			continue
+		}
+		// Each use of the agent is a new channel on the user's connection,
+		// decided like the others.
+		if !t.srv.admitChannel(context.Background(), t, nc) {
+			continue
+		}
+		if !t.currentTerms().perms.Has(policy.AgentForwarding) {
+			_ = nc.Reject(ssh.Prohibited, "agent forwarding is no longer permitted")
 			continue
 		}
 		uch, ureqs, err := t.conn.OpenChannel("auth-agent@openssh.com", nil)

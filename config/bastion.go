@@ -47,6 +47,12 @@ type BastionLimits struct {
 	IdleTimeout time.Duration `yaml:"idle_timeout"`
 	// MaxConnections bounds concurrent connections (default 1000).
 	MaxConnections int `yaml:"max_connections"`
+	// MaxStartups bounds connections that have not finished
+	// authentication (default 64).
+	MaxStartups int `yaml:"max_startups"`
+	// MaxStartupsPerSource bounds those from one IPv4 address or IPv6 /64
+	// (default 8).
+	MaxStartupsPerSource int `yaml:"max_startups_per_source"`
 	// MaxChannelsPerConnection bounds sessions, forwards and ProxyJump
 	// tunnels on one connection (default 32).
 	MaxChannelsPerConnection int `yaml:"max_channels_per_connection"`
@@ -82,7 +88,7 @@ func (c *Config) validateBastion(v *validator) {
 	}
 	l := c.BastionLimits
 	if l.HandshakeTimeout < 0 || l.IdleTimeout < 0 || l.ReauthorizeInterval < 0 || l.RevocationPoll < 0 || l.HostCertTTL < 0 ||
-		l.MaxConnections < 0 || l.MaxChannelsPerConnection < 0 || l.MaxSessionsPerUser < 0 {
+		l.MaxConnections < 0 || l.MaxStartups < 0 || l.MaxStartupsPerSource < 0 || l.MaxChannelsPerConnection < 0 || l.MaxSessionsPerUser < 0 {
 		v.errorf("bastion_limits", "bastion_limits must not be negative")
 	}
 	if l.ReauthorizeInterval > time.Minute {
