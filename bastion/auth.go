@@ -448,17 +448,30 @@ var errTooManyRefusals = errors.New("too many refused requests on the connection
 // refusals (maxRefusals), the first refusal over is audited as the reason
 // the connection is closed, the connection is closed, and later ones are
 // not audited.
-func (s *Server) auditDeny(ctx context.Context, info *authInfo, remote net.Addr, reason string) error {
-	if c := info.conn; c != nil && !c.refusals.Allow() {
-		if !c.overspent.CompareAndSwap(false, true) {
-			return errTooManyRefusals
-		}
-		s.logger().Info("bastion: closing a connection for too many refused requests", "identity", info.identity, "remote", remote)
-		reason = fmt.Sprintf("connection closed: too many refused requests (the last: %s)", reason)
-		// Closed after the audit, and not by this goroutine: callers may
-		// be in the middle of serving the connection.
-		defer func() { go c.close("too many refused requests") }()
+// spendRefusal charges one refusal to info's connection. The first one
+// over the budget gets the reason to audit and close set: the caller
+// audits it, then calls close, which ends the connection on another
+// goroutine (callers may be in the middle of serving it). Past that, ok
+// is false and nothing more is audited.
+func (s *Server) spendRefusal(info *authInfo, remote net.Addr, reason string) (audited string, ok bool, close func()) {
+	c := info.conn
+	if c == nil || c.refusals.Allow() {
+		return reason, true, func() {}
 	}
+	if !c.overspent.CompareAndSwap(false, true) {
+		return "", false, func() {}
+	}
+	s.logger().Info("bastion: closing a connection for too many refused requests", "identity", info.identity, "remote", remote)
+	return fmt.Sprintf("connection closed: too many refused requests (the last: %s)", reason), true,
+		func() { go c.close("too many refused requests") }
+}
+
+func (s *Server) auditDeny(ctx context.Context, info *authInfo, remote net.Addr, reason string) error {
+	reason, ok, closeConn := s.spendRefusal(info, remote, reason)
+	if !ok {
+		return errTooManyRefusals
+	}
+	defer closeConn()
 	target := info.login
 	if info.host != "" {
 		target += "@" + info.host

@@ -81,9 +81,7 @@ func (c *serverConn) close(reason string) {
 		ts = append(ts, t)
 	}
 	c.mu.Unlock()
-	for _, t := range ts {
-		t.end(reason)
-	}
+	forEachBounded(ts, endConcurrency, func(t *targetConn) { t.end(reason) })
 	c.nc.Close()
 }
 

@@ -17,6 +17,7 @@ import (
 	"golang.org/x/crypto/ssh"
 
 	"github.com/sallyport/sallyport/audit"
+	"github.com/sallyport/sallyport/ca"
 	"github.com/sallyport/sallyport/policy"
 )
 
@@ -306,18 +307,20 @@ func TestRefusalBudget(t *testing.T) {
 		// session says the requests go to a session on a connection
 		// naming web1, not to a ProxyJump carrier.
 		session bool
+		// perms are the certificate's; nil means the default.
+		perms []ca.Permission
 		// refuse sends one refused request; an error means the
 		// connection is gone.
 		refuse func(cl *ssh.Client, sess *ssh.Session, signer ssh.Signer) error
 	}{
-		{"fail/tcpip-forward-on-carrier", false, func(cl *ssh.Client, _ *ssh.Session, _ ssh.Signer) error {
+		{"fail/tcpip-forward-on-carrier", false, nil, func(cl *ssh.Client, _ *ssh.Session, _ ssh.Signer) error {
 			_, _, err := cl.SendRequest("tcpip-forward", true, ssh.Marshal(struct {
 				Addr string
 				Port uint32
 			}{"127.0.0.1", 0}))
 			return err
 		}},
-		{"fail/channel-type-on-carrier", false, func(cl *ssh.Client, _ *ssh.Session, _ ssh.Signer) error {
+		{"fail/channel-type-on-carrier", false, nil, func(cl *ssh.Client, _ *ssh.Session, _ ssh.Signer) error {
 			_, _, err := cl.OpenChannel("tun@openssh.com", nil)
 			var oe *ssh.OpenChannelError
 			if errors.As(err, &oe) {
@@ -325,7 +328,7 @@ func TestRefusalBudget(t *testing.T) {
 			}
 			return err
 		}},
-		{"fail/inner-login-through-tunnels", false, func(cl *ssh.Client, _ *ssh.Session, signer ssh.Signer) error {
+		{"fail/inner-login-through-tunnels", false, nil, func(cl *ssh.Client, _ *ssh.Session, signer ssh.Signer) error {
 			// Each tunnel is granted; its inner connection asks for a
 			// login the certificate does not hold.
 			nc, err := cl.Dial("tcp", "web1:22")
@@ -344,7 +347,15 @@ func TestRefusalBudget(t *testing.T) {
 			}
 			return nil
 		}},
-		{"fail/x11-req-on-session", true, func(_ *ssh.Client, sess *ssh.Session, _ ssh.Signer) error {
+		{"fail/forward-not-permitted", true, []ca.Permission{ca.PermitPTY}, func(cl *ssh.Client, _ *ssh.Session, _ ssh.Signer) error {
+			_, err := cl.Dial("tcp", "127.0.0.1:9")
+			var oe *ssh.OpenChannelError
+			if errors.As(err, &oe) {
+				return nil
+			}
+			return err
+		}},
+		{"fail/x11-req-on-session", true, nil, func(_ *ssh.Client, sess *ssh.Session, _ ssh.Signer) error {
 			_, err := sess.SendRequest("x11-req", true, ssh.Marshal(struct {
 				Single        bool
 				Proto, Cookie string
@@ -355,7 +366,7 @@ func TestRefusalBudget(t *testing.T) {
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			e := newEnv(t, envOptions{})
-			key, cert := e.issue(certOptions{})
+			key, cert := e.issue(certOptions{perms: tc.perms})
 			signer := certSigner(t, key, cert)
 			user := "alice"
 			if tc.session {
@@ -396,9 +407,9 @@ func TestRefusalBudget(t *testing.T) {
 			var refusals, closing int
 			waitFor(t, 5*time.Second, "the audit of the closing", func() bool {
 				refusals, closing = 0, 0
-				for _, ev := range e.audits(audit.TypeDeny) {
+				for _, ev := range append(e.audits(audit.TypeDeny), e.audits(audit.TypePortForward)...) {
 					switch {
-					case ev.Fields["serial"] != serial:
+					case ev.Fields["serial"] != serial || ev.Outcome != audit.OutcomeDenied:
 					case strings.Contains(ev.Reason, "too many refused requests"):
 						closing++
 					default:

@@ -544,9 +544,9 @@ func (s *Server) closeConns(reason string) {
 		conns = append(conns, c)
 	}
 	s.mu.Unlock()
-	for _, c := range conns {
-		c.close(reason)
-	}
+	// Each may wait up to a second for its sessions' output: in parallel,
+	// shutdown takes seconds, not one per connection.
+	forEachBounded(conns, sweepConcurrency, func(c *serverConn) { c.close(reason) })
 }
 
 // audit records e, filling in the time. Failures are logged and returned.

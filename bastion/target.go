@@ -462,7 +462,10 @@ func (s *Server) openForward(ctx context.Context, t *targetConn, nc ssh.NewChann
 	// step, so that a re-evaluation removing port forwarding sees it.
 	if !t.addForward() {
 		reason := fmt.Sprintf("port forwarding is not permitted for %s@%s", t.info.login, t.info.host)
-		_ = s.audit(ctx, forwardEvent(t, dest, audit.OutcomeDenied, reason, nil))
+		if audited, ok, closeConn := s.spendRefusal(t.info, t.conn.RemoteAddr(), reason); ok {
+			_ = s.audit(ctx, forwardEvent(t, dest, audit.OutcomeDenied, audited, nil))
+			closeConn()
+		}
 		_ = nc.Reject(ssh.Prohibited, reason)
 		return
 	}
@@ -517,7 +520,7 @@ func (s *Server) openForward(ctx context.Context, t *targetConn, nc ssh.NewChann
 }
 
 func forwardEvent(t *targetConn, dest, outcome, reason string, extra map[string]string) audit.Event {
-	f := map[string]string{"destination": dest, "host": t.info.host, "login": t.info.login, "connection": t.id}
+	f := map[string]string{"destination": dest, "host": t.info.host, "login": t.info.login, "connection": t.id, "serial": strconv.FormatUint(t.info.cert.Serial, 10)}
 	for k, v := range extra {
 		f[k] = v
 	}
