@@ -16,7 +16,10 @@
 //     direct-tcpip channel to web1:22; the bastion answers that channel
 //     with an SSH server of its own that presents a host certificate for
 //     "web1" signed by the host CA (minted on demand and cached), and
-//     authenticates the user again with the same certificate.
+//     authenticates the user again with the same certificate. The bastion
+//     accepts a tunnel, and dials the target, only if the carrier's
+//     identity is granted at least one login on that host now; otherwise
+//     the tunnel is refused and audited.
 //
 // Everything else addressed to the bastion itself is refused: remote
 // forwarding (ssh -R), Unix socket forwarding, tun devices, X11, sessions
@@ -76,8 +79,8 @@
 // certificate says; the forced command of the certificate, if any, is
 // enforced; input is recorded along with output. The directory is never
 // asked (GitHub is assumed down), but the validity window, the store's
-// record and revocation apply as for every certificate, and a live
-// break-glass session is ended once its certificate expires. A ProxyJump
+// record and revocation apply as for every certificate, and, like every
+// live session, it is ended once its certificate expires. A ProxyJump
 // carrier authenticated with a break-glass certificate may open tunnels to
 // HOST only.
 //
@@ -95,10 +98,23 @@
 // says. The certificate can only narrow: the permissions in force are
 // those both the policy decision and the certificate's permit-* extensions
 // allow, and a force-command in either is enforced by the bastion itself
-// (two different forced commands deny). Live sessions are re-evaluated
-// when Reevaluate is called (policy reload, directory change, revocation)
-// and at least every SweepInterval; sessions no longer allowed are ended
-// with a message and audited.
+// (two different forced commands deny). Every new channel on a
+// connection, and every re-evaluation (Reevaluate on a policy reload,
+// directory change or revocation, and at least every SweepInterval),
+// checks the certificate's validity window, the store's revocations, the
+// directory and the policy in one decision. A connection no longer
+// allowed, including one whose certificate expired, or whose new terms
+// take away a permission, forced command or input recording an open
+// channel relies on, is ended with a message and audited.
+//
+// # Limits
+//
+// Connections that have not finished authentication are bounded in total
+// (MaxStartups) and per source address or IPv6 /64
+// (MaxStartupsPerSource), like OpenSSH's MaxStartups, so that holding
+// handshakes open cannot lock authenticated users out. A connection whose
+// requests are refused too often (a burst of 16, then one a minute) is
+// closed, and audited once, instead of filling the audit trail.
 //
 // # Recording
 //
