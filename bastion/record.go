@@ -14,7 +14,21 @@ import (
 // started is refused (the shell, exec or subsystem request fails and the
 // refusal is audited); a session whose recording fails while it runs
 // (Recording.Failed) is ended with a message to the user. No session runs
-// unrecorded.
+// unrecorded. A window size the recording cannot hold (zero, or over
+// recording.MaxTermSize) is not recorded and is no failure: the request is
+// forwarded all the same.
+//
+// What is kept follows package recording: a channel with a pty, and a shell
+// without one (ssh -T), in full; an exec or subsystem channel (or a forced
+// command) without a pty by the bulk rule. The policy's record_input decides
+// only for keystrokes on a pty; input without a pty is kept always (in full
+// for a shell, its first 64 KiB for exec and subsystem channels).
+//
+// SFTP is parsed and audited for the sftp subsystem and for an exec of
+// sftp-server (sftp -s /usr/lib/openssh/sftp-server). A malformed packet is
+// audited as an error and skipped; a stream whose framing cannot be
+// followed is audited and the session ended, since its file operations
+// could no longer be audited.
 type Recorder interface {
 	Start(ctx context.Context, m recording.Meta) (Recording, error)
 }

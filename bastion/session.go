@@ -2,8 +2,10 @@ package bastion
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"io"
+	"path"
 	"strconv"
 	"strings"
 	"sync"
@@ -142,11 +144,7 @@ func (se *session) userRequests() {
 		case "window-change":
 			var w struct{ Cols, Rows, PW, PH uint32 }
 			if ssh.Unmarshal(r.Payload, &w) == nil {
-				if rec := se.recording(); rec != nil {
-					if rerr := rec.Resize(int(w.Cols), int(w.Rows)); rerr != nil {
-						se.recordingFailed()
-					}
-				}
+				se.resize(w.Cols, w.Rows)
 				ok, err = se.forward(r)
 			}
 		case "signal", "break", "eow@openssh.com":
@@ -182,6 +180,35 @@ func (se *session) recording() Recording {
 	return se.rec
 }
 
+// resize records a window change. A size the recording cannot hold (zero,
+// which RFC 4254 lets a client send, or absurdly large) is not recorded,
+// but it is no reason to end the session: the request is still forwarded.
+func (se *session) resize(cols, rows uint32) {
+	w, h, ok := termSize(cols, rows)
+	if !ok {
+		se.t.srv.logger().Debug("bastion: window size not recorded", "session", se.id, "cols", cols, "rows", rows)
+		return
+	}
+	rec := se.recording()
+	if rec == nil {
+		// Before the shell starts: the size the recording will start with.
+		se.width, se.height = w, h
+		return
+	}
+	if err := rec.Resize(w, h); errors.Is(err, recording.ErrFailed) {
+		se.recordingFailed()
+	}
+}
+
+// termSize converts a terminal size from the client; ok is false for one
+// that cannot be recorded (zero, or over recording.MaxTermSize).
+func termSize(cols, rows uint32) (w, h int, ok bool) {
+	if cols == 0 || rows == 0 || cols > recording.MaxTermSize || rows > recording.MaxTermSize {
+		return 0, 0, false
+	}
+	return int(cols), int(rows), true
+}
+
 // forward sends r to the target and returns its answer.
 func (se *session) forward(r *ssh.Request) (bool, error) {
 	return se.up.SendRequest(r.Type, r.WantReply, r.Payload)
@@ -210,7 +237,10 @@ func (se *session) ptyReq(r *ssh.Request) (bool, error) {
 	}
 	ok, err := se.forward(r)
 	if ok && err == nil {
-		se.pty, se.term, se.width, se.height = true, p.Term, int(p.Cols), int(p.Rows)
+		// A size that cannot be recorded (zero means "use the pixel size"
+		// in RFC 4254) is recorded as the recorder's default.
+		w, h, _ := termSize(p.Cols, p.Rows)
+		se.pty, se.term, se.width, se.height = true, p.Term, w, h
 		// Both OpenSSH peers turn Nagle's algorithm off for a session
 		// with a pty: quick acknowledgements would only cost time on
 		// every keystroke.
@@ -259,7 +289,8 @@ func (se *session) begin(r *ssh.Request) bool {
 			return false
 		}
 		if e.Name != "sftp" {
-			reason := fmt.Sprintf("subsystem %q is not supported", e.Name)
+			// The name is the client's: escaped and cut short.
+			reason := fmt.Sprintf("subsystem \"%s\" is not supported", recording.Escape(e.Name, maxSubsystemName))
 			_ = s.auditDeny(context.Background(), t.info, t.conn.RemoteAddr(), reason)
 			_, _ = fmt.Fprintf(se.user.Stderr(), "sallyport: %s\r\n", reason)
 			return false
@@ -323,7 +354,7 @@ func (se *session) begin(r *ssh.Request) bool {
 			return abort()
 		}
 	}
-	if subsystem == "sftp" {
+	if subsystem == "sftp" || sftpServerCommand(meta.Command) {
 		se.sftp = sftpaudit.NewParser(se.auditSFTP)
 	}
 	ok, err := se.up.SendRequest(reqType, true, payload)
@@ -338,7 +369,46 @@ func (se *session) begin(r *ssh.Request) bool {
 	return true
 }
 
-// auditSFTP records one SFTP operation seen in the stream.
+// maxSubsystemName bounds the runes of a refused subsystem name copied into
+// the audit log and the user's message.
+const maxSubsystemName = 64
+
+// sftpServerCommand reports whether an exec command runs an SFTP server
+// directly, as `sftp -s /usr/lib/openssh/sftp-server` asks: its first word,
+// after any `exec`, `env`, `sudo` or `doas` and NAME=value assignments, with
+// quotes removed, has the base name sftp-server. Such a session carries
+// SFTP exactly like the sftp subsystem and is audited the same way. Other
+// ways to start a server (sh -c, sudo with options) are recorded and
+// audited as ordinary exec commands.
+func sftpServerCommand(command string) bool {
+	for _, w := range strings.Fields(command) {
+		w = strings.Trim(w, `'"`)
+		if name, _, ok := strings.Cut(w, "="); ok && shellName(name) {
+			continue
+		}
+		switch w {
+		case "exec", "env", "sudo", "doas":
+			continue
+		}
+		return path.Base(w) == "sftp-server"
+	}
+	return false
+}
+
+// shellName reports whether s can name a shell variable.
+func shellName(s string) bool {
+	for i, c := range s {
+		if c != '_' && (c < 'A' || c > 'Z') && (c < 'a' || c > 'z') && (i == 0 || c < '0' || c > '9') {
+			return false
+		}
+	}
+	return s != ""
+}
+
+// auditSFTP records one SFTP operation seen in the stream. A malformed
+// packet is audited as an error and parsing goes on; a stream that cannot
+// be followed is audited as an error, logged, and the session is ended by
+// the relay (see sftpLost).
 func (se *session) auditSFTP(op sftpaudit.Op) {
 	t := se.t
 	f := map[string]string{"session": se.id, "op": op.Type, "path": op.Path, "login": t.info.login, "host": t.info.host}
@@ -359,7 +429,13 @@ func (se *session) auditSFTP(op sftpaudit.Op) {
 		f["incomplete"] = "true"
 	}
 	outcome, reason := audit.OutcomeOK, ""
-	if !op.OK && !op.Incomplete {
+	switch {
+	case op.Type == sftpaudit.OpError || op.Type == sftpaudit.OpMalformed:
+		outcome, reason = audit.OutcomeError, recording.Escape(op.Message, 200)
+		if op.Type == sftpaudit.OpError {
+			t.srv.logger().Error("bastion: SFTP stream cannot be audited", "session", se.id, "err", op.Message)
+		}
+	case !op.OK && !op.Incomplete:
 		outcome, reason = audit.OutcomeError, op.Message
 		f["status"] = strconv.FormatUint(uint64(op.Status), 10)
 	}
@@ -374,12 +450,20 @@ func (se *session) relay(rec Recording) {
 	touch := se.t.c.touch
 	tap := func(w io.Writer, extra io.Writer) func([]byte) error {
 		return func(p []byte) error {
+			var perr error
 			if extra != nil {
-				_, _ = extra.Write(p)
+				// Parsed before it is forwarded: each SFTP request is
+				// audited before the server acts on it.
+				_, perr = extra.Write(p)
 			}
 			if _, err := w.Write(p); err != nil {
 				se.recordingFailed()
 				return err
+			}
+			if perr != nil {
+				// Recorded, but not forwarded.
+				se.sftpLost()
+				return perr
 			}
 			return nil
 		}
@@ -425,6 +509,14 @@ func (se *session) recordingFailed() {
 		se.t.srv.logger().Error("bastion: recording failed; ending session", "session", se.id, "err", rec.Err())
 	}
 	se.stop("the session can no longer be recorded")
+}
+
+// sftpLost ends a session whose SFTP stream can no longer be followed (a
+// packet length no SFTP peer sends): from there on its file operations
+// would go unaudited. The parser has already audited why.
+func (se *session) sftpLost() {
+	se.t.srv.logger().Error("bastion: SFTP audit lost; ending session", "session", se.id)
+	se.stop("its SFTP operations can no longer be audited")
 }
 
 // targetRequests forwards the target's requests (exit status and signal,

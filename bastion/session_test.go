@@ -7,6 +7,7 @@ import (
 	"crypto/sha256"
 	"encoding/hex"
 	"errors"
+	"io"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -140,5 +141,61 @@ func TestBulkIntegrity(t *testing.T) {
 		if r.code != 0 || sha([]byte(r.stdout)) != sha(data) {
 			t.Fatalf("download: got %d bytes code %d stderr %q", len(r.stdout), r.code, r.stderr)
 		}
+	}
+}
+
+func TestSFTPServerCommand(t *testing.T) {
+	for _, tc := range []struct {
+		command string
+		want    bool
+	}{
+		{"/usr/lib/openssh/sftp-server", true},
+		{"sftp-server", true},
+		{"/usr/libexec/sftp-server -l INFO", true},
+		{"'/usr/lib/openssh/sftp-server'", true},
+		{"exec /usr/lib/openssh/sftp-server", true},
+		{"LC_ALL=C sudo /usr/lib/openssh/sftp-server", true},
+		{"env -i sftp-server", false},
+		{"ls /usr/lib/openssh/sftp-server", false},
+		{"/usr/lib/openssh/sftp-server-wrapper", false},
+		{"/usr/lib/openssh/sftp-server;sh", false},
+		{"", false},
+		{"scp -t /tmp", false},
+	} {
+		if got := sftpServerCommand(tc.command); got != tc.want {
+			t.Errorf("sftpServerCommand(%q) = %v; want %v", tc.command, got, tc.want)
+		}
+	}
+}
+
+// TestSubsystemNameEscaped: the name of a refused subsystem is the
+// client's; it is escaped and cut short in the audit record and in the
+// message to the user.
+func TestSubsystemNameEscaped(t *testing.T) {
+	e := newEnv(t, envOptions{})
+	k, c := e.issue(certOptions{})
+	cl, err := e.xclient(e.login+"@web1", certSigner(t, k, c))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer cl.Close()
+	s, err := cl.NewSession()
+	if err != nil {
+		t.Fatal(err)
+	}
+	errPipe, _ := s.StderrPipe()
+	var stderr syncBuffer
+	go io.Copy(&stderr, errPipe)
+	name := "\x1b]52;c;cm0gLXJmIH4=\a" + strings.Repeat("x", 30000)
+	if err := s.RequestSubsystem(name); err == nil {
+		t.Fatal("subsystem accepted")
+	}
+	deny := e.lastDeny()
+	if !strings.Contains(deny, `subsystem "\x1b]52;c;`) || strings.ContainsAny(deny, "\x1b\a") || len(deny) > 200 {
+		t.Errorf("deny reason %q; want the name escaped and cut short", deny)
+	}
+	waitFor(t, 5*time.Second, "the message to the user", func() bool { return strings.Contains(stderr.String(), "is not supported") })
+	if msg := stderr.String(); strings.ContainsAny(msg, "\x1b\a") || len(msg) > 200 {
+		t.Errorf("message %q; want the name escaped and cut short", msg)
 	}
 }

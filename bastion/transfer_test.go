@@ -4,6 +4,8 @@ import (
 	"bufio"
 	"bytes"
 	"crypto/rand"
+	"encoding/binary"
+	"io"
 	"net"
 	"os"
 	"os/exec"
@@ -195,3 +197,206 @@ func TestEnvAndSignals(t *testing.T) {
 	})
 	s.Close()
 }
+
+// TestSFTPServerExec: sftp -s with a path runs sftp-server by exec rather
+// than as the subsystem; its file operations are audited all the same.
+func TestSFTPServerExec(t *testing.T) {
+	e := newEnv(t, envOptions{})
+	c := e.client(e.issue(certOptions{}))
+	src := filepath.Join(t.TempDir(), "src.bin")
+	data := make([]byte, 100<<10+3)
+	if _, err := rand.Read(data); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(src, data, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	remoteDir := t.TempDir()
+	forms := []struct {
+		name   string
+		opts   []string
+		remote string
+	}{
+		{"direct", []string{"-P", strconv.Itoa(e.port), "-o", "User=" + e.login + "@web1"}, "127.0.0.1"},
+		{"jump", []string{"-J", "jumper@127.0.0.1:" + strconv.Itoa(e.port), "-o", "User=" + e.login}, "web1"},
+	}
+	for _, f := range forms {
+		up := filepath.Join(remoteDir, f.name+"-up.bin")
+		moved := filepath.Join(remoteDir, f.name+"-moved.bin")
+		batch := "put " + src + " " + up + "\nrename " + up + " " + moved + "\nrm " + moved + "\n"
+		args := append(append([]string{"-q", "-b", "-", "-F", c.config, "-s", sftpServerPath}, f.opts...), f.remote)
+		if r := run(t, strings.NewReader(batch), "sftp", args...); r.code != 0 {
+			t.Fatalf("%s: sftp: code %d stderr %q", f.name, r.code, r.stderr)
+		}
+		if _, err := os.Stat(moved); !os.IsNotExist(err) {
+			t.Fatalf("%s: %s still there (%v)", f.name, moved, err)
+		}
+		want := map[string]bool{
+			"open " + up: false,
+			"close " + up + " " + strconv.Itoa(len(data)): false,
+			"rename " + up + " " + moved:                  false,
+			"remove " + moved:                             false,
+		}
+		waitFor(t, 5*time.Second, f.name+": the SFTP audit records", func() bool {
+			for _, ev := range e.audits(audit.TypeSFTP) {
+				k := ev.Fields["op"] + " " + ev.Fields["path"]
+				switch ev.Fields["op"] {
+				case "close":
+					k += " " + ev.Fields["bytes_written"]
+				case "rename":
+					k += " " + ev.Fields["new_path"]
+				}
+				if _, ok := want[k]; ok && ev.Outcome == audit.OutcomeOK {
+					want[k] = true
+				}
+			}
+			for _, seen := range want {
+				if !seen {
+					return false
+				}
+			}
+			return true
+		})
+	}
+	// It was the exec form, not the subsystem.
+	for _, ev := range e.audits(audit.TypeExec) {
+		if ev.Fields["command"] != sftpServerPath {
+			t.Errorf("exec event %+v; want the sftp-server command", ev.Fields)
+		}
+	}
+	if n := len(e.audits(audit.TypeExec)); n != len(forms) {
+		t.Errorf("%d exec events; want %d", n, len(forms))
+	}
+}
+
+// sftpServerPath is where Debian's OpenSSH keeps sftp-server.
+const sftpServerPath = "/usr/lib/openssh/sftp-server"
+
+// sftpPacket frames an SFTP packet of type typ from uint32, uint64, string
+// and raw fields.
+func sftpPacket(typ byte, fields ...any) []byte {
+	body := []byte{typ}
+	for _, f := range fields {
+		switch v := f.(type) {
+		case uint32:
+			body = binary.BigEndian.AppendUint32(body, v)
+		case uint64:
+			body = binary.BigEndian.AppendUint64(body, v)
+		case string:
+			body = binary.BigEndian.AppendUint32(body, uint32(len(v)))
+			body = append(body, v...)
+		}
+	}
+	return append(binary.BigEndian.AppendUint32(nil, uint32(len(body))), body...)
+}
+
+// readSFTP reads one SFTP packet and returns its type and body.
+func readSFTP(t *testing.T, r io.Reader) (byte, []byte) {
+	t.Helper()
+	var n [4]byte
+	if _, err := io.ReadFull(r, n[:]); err != nil {
+		t.Fatalf("read packet: %v", err)
+	}
+	b := make([]byte, binary.BigEndian.Uint32(n[:]))
+	if _, err := io.ReadFull(r, b); err != nil || len(b) == 0 {
+		t.Fatalf("read packet: %v", err)
+	}
+	return b[0], b[1:]
+}
+
+// TestSFTPAuditNotSwitchedOff: a malformed SFTP request (a WRITE handle
+// over 256 bytes, which sftp-server refuses and carries on) is audited and
+// later operations still are; a framing that cannot be followed is audited
+// and ends the session.
+func TestSFTPAuditNotSwitchedOff(t *testing.T) {
+	e := newEnv(t, envOptions{})
+	k, cert := e.issue(certOptions{})
+	cl, err := e.xclient(e.login+"@web1", certSigner(t, k, cert))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer cl.Close()
+	for i, start := range []func(*ssh.Session) error{
+		func(s *ssh.Session) error { return s.RequestSubsystem("sftp") },
+		func(s *ssh.Session) error { return s.Start(sftpServerPath) },
+	} {
+		victim := filepath.Join(t.TempDir(), "victim")
+		if err := os.WriteFile(victim, []byte("x"), 0o600); err != nil {
+			t.Fatal(err)
+		}
+		audited := len(e.audits(audit.TypeSFTP))
+		s, err := cl.NewSession()
+		if err != nil {
+			t.Fatal(err)
+		}
+		// Pipes, not writers: x/crypto copies to writers only for exec
+		// and shell, not for a subsystem.
+		stdin, _ := s.StdinPipe()
+		stdout, _ := s.StdoutPipe()
+		errPipe, _ := s.StderrPipe()
+		var stderr syncBuffer
+		stderrDone := make(chan struct{})
+		go func() { io.Copy(&stderr, errPipe); close(stderrDone) }()
+		if err := start(s); err != nil {
+			t.Fatal(err)
+		}
+		stdin.Write(sftpPacket(fxpInitT, uint32(3)))
+		if typ, _ := readSFTP(t, stdout); typ != fxpVersionT {
+			t.Fatalf("got packet type %d; want VERSION", typ)
+		}
+		stdin.Write(sftpPacket(fxpWriteT, uint32(1), strings.Repeat("h", 300), uint64(0), "data"))
+		if typ, body := readSFTP(t, stdout); typ != fxpStatusT || binary.BigEndian.Uint32(body[4:]) == 0 {
+			t.Fatalf("got packet type %d %q; want an error status", typ, body)
+		}
+		stdin.Write(sftpPacket(fxpRemoveT, uint32(2), victim))
+		if typ, body := readSFTP(t, stdout); typ != fxpStatusT || binary.BigEndian.Uint32(body[4:]) != 0 {
+			t.Fatalf("got packet type %d %q; want OK", typ, body)
+		}
+		if _, err := os.Stat(victim); !os.IsNotExist(err) {
+			t.Fatalf("victim not removed: %v", err)
+		}
+		evs := e.audits(audit.TypeSFTP)[audited:]
+		if len(evs) != 2 || evs[0].Fields["op"] != "malformed" || evs[0].Outcome != audit.OutcomeError ||
+			!strings.Contains(evs[0].Reason, "handle of 300 bytes") ||
+			evs[1].Fields["op"] != "remove" || evs[1].Fields["path"] != victim || evs[1].Outcome != audit.OutcomeOK {
+			t.Fatalf("sftp audit %+v; want the malformed WRITE, then the remove", evs)
+		}
+
+		// A length no SFTP peer sends: the audit cannot follow, the
+		// session ends.
+		stdin.Write([]byte{0xff, 0xff, 0xff, 0xff, fxpRemoveT})
+		done := make(chan struct{})
+		go func() { io.Copy(io.Discard, stdout); <-stderrDone; close(done) }()
+		select {
+		case <-done:
+		case <-time.After(10 * time.Second):
+			t.Fatal("session still running after its SFTP stream was lost")
+		}
+		s.Close()
+		waitFor(t, 5*time.Second, "the session's end", func() bool {
+			n := 0
+			for _, ev := range e.audits(audit.TypeSessionEnd) {
+				if strings.Contains(ev.Reason, "SFTP operations can no longer be audited") {
+					n++
+				}
+			}
+			return n == i+1
+		})
+		evs = e.audits(audit.TypeSFTP)
+		if last := evs[len(evs)-1]; last.Fields["op"] != "error" || last.Outcome != audit.OutcomeError {
+			t.Fatalf("last sftp audit %+v; want the error", last)
+		}
+		if !strings.Contains(stderr.String(), "can no longer be audited") {
+			t.Errorf("form %d: stderr %q; want the reason", i, stderr.String())
+		}
+	}
+}
+
+// SFTP packet types used by the tests.
+const (
+	fxpInitT    = 1
+	fxpVersionT = 2
+	fxpWriteT   = 6
+	fxpRemoveT  = 13
+	fxpStatusT  = 101
+)

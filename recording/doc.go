@@ -9,8 +9,8 @@
 // the terminal size, the start timestamp, env TERM and SHELL, a title naming
 // user, login and host (control characters escaped), the exec command if any,
 // and a "sallyport" object with the recording ID and the fingerprint of the
-// signing key. Events are [seconds, "o"|"i"|"r", data]; input ("i") only when
-// Meta.RecordInput is set. Sallyport's own records are events of type
+// signing key. Events are [seconds, "o"|"i"|"r", data]; input ("i") as
+// described under "What is kept". Sallyport's own records are events of type
 // "sallyport", which asciinema 2.x ignores (it plays only "o" events; tested),
 // as does any player that acts only on the event types it knows:
 //
@@ -41,14 +41,30 @@
 // reach targets, and the one that vouches for sessions); verify with its
 // public key.
 //
+// # What is kept
+//
+// A channel with a pty, and a shell (no command) without one, is recorded in
+// full: a shell is interactive whether or not the client asked for a
+// terminal (ssh -T), and its commands and output must not escape the
+// recording. The bulk rule below applies only to exec and subsystem channels
+// (and forced commands) without a pty.
+//
+// Input: the policy's record_input (Meta.RecordInput) governs keystrokes on
+// a terminal, where passwords are typed without echo. Without a pty nothing
+// echoes the input, and the input is the commands and data themselves, so
+// it is kept whatever record_input says: in full for a shell, by the bulk
+// rule (its first 64 KiB) for exec and subsystem channels. The header's
+// sallyport.input says whether input events are present, and its bulk_head
+// (0 when absent) how much of each stream a bulk channel keeps.
+//
 // # Bulk output
 //
-// Interactive (pty) channels are recorded in full. A channel without a pty
-// (exec of scp, rsync, a 1 GiB `cat`) keeps a bounded, cheap, faithful record:
-// the command (header), the first Options.BulkHead bytes (64 KiB) of stdout
-// and of stderr as ordinary "o" events (input too when RecordInput), the byte
-// count and SHA-256 of each stream (stdout, stderr, stdin) in the "end"
-// record, and "progress" counts once per flush interval while data flows.
+// An exec or subsystem channel without a pty (scp, rsync, a 1 GiB `cat`)
+// keeps a bounded, cheap, faithful record: the command (header), the first
+// Options.BulkHead bytes (64 KiB) of stdout and of stderr as ordinary "o"
+// events and of stdin as "i" events, the byte count and SHA-256 of each
+// stream (stdout, stderr, stdin) in the "end" record, and "progress" counts
+// once per flush interval while data flows.
 // Output past the head is counted and hashed, never stored. SHA-256 runs on a
 // goroutine of the session's own, beside the relay rather than on it: Write
 // copies the data into a bounded queue (at most 256 KiB in flight per
@@ -73,7 +89,10 @@
 // the session. A recording that fails while the session runs (write or fsync
 // error) closes Session.Failed() and makes every later Write return an error
 // wrapping ErrFailed: the bastion must end the session, telling the user
-// why. A session is never left running unrecorded. Writes never block on a
+// why. A session is never left running unrecorded. A terminal size the
+// client sends that cannot be recorded (zero, or over MaxTermSize) is not a
+// failure: Start uses 80x24 and Resize skips the event, returning an error
+// that wraps ErrSize. Writes never block on a
 // slow disk for long: memory per session is bounded by MaxPending, past which
 // Write waits for the disk (back-pressure on the relay) rather than grow.
 //
@@ -85,6 +104,10 @@
 // SOS, PM and APC string, CSI sequences that make the terminal answer or act
 // outside the screen (device status and attribute reports, window operations
 // such as CSI 21 t, DECRQM), mouse and focus reporting modes, ESC Z, ENQ and
-// C1 control characters are dropped; ordinary text, colours, cursor movement
-// and screen editing pass.
+// C1 control characters are dropped; so is everything that changes how the
+// terminal decodes later bytes, since text that is harmless UTF-8 can hold
+// C1 controls once the terminal has left UTF-8: every ESC % (DOCS) sequence,
+// ESC SP (7/8-bit controls, conformance levels), DECSCL, VT52 mode, locking
+// shifts. Ordinary text, colours, cursor movement, charset designations and
+// screen editing pass.
 package recording

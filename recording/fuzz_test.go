@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"os"
 	"path/filepath"
+	"regexp"
 	"testing"
 	"unicode/utf8"
 )
@@ -66,10 +67,16 @@ func FuzzVerify(f *testing.F) {
 	})
 }
 
+// decscl matches DECSCL (CSI Ps ; Ps " p), which can turn 8-bit controls on.
+var decscl = regexp.MustCompile(`\x1b\[[0-9;]*"p`)
+
 // FuzzSafeWriter checks that nothing that starts a string sequence, an
-// answerback or a C1 control survives, however the input is split.
+// answerback or a C1 control survives, nor anything that changes how the
+// terminal decodes later bytes (leaving UTF-8, 8-bit controls, VT52 mode,
+// locking shifts), however the input is split.
 func FuzzSafeWriter(f *testing.F) {
-	for _, s := range []string{"\x1b]52;c;eA==\a", "\x1bP1$r\x1b\\", "\u009b6n", "\x1b[6n", "a\x1b[1mb", "\x1b\x1b]0;x\a"} {
+	for _, s := range []string{"\x1b]52;c;eA==\a", "\x1bP1$r\x1b\\", "\u009b6n", "\x1b[6n", "a\x1b[1mb", "\x1b\x1b]0;x\a",
+		"\x1b%@\xdf\x9d52;c;eA==\a", "\x1b G\x1b[62;2\"p", "\x1b%/G\x1b[?2l", "\x1b(0\x1b%G\x1bn"} {
 		f.Add([]byte(s), uint8(3))
 	}
 	f.Fuzz(func(t *testing.T, data []byte, split uint8) {
@@ -79,13 +86,22 @@ func FuzzSafeWriter(f *testing.F) {
 		sw.Write(data[:i])
 		sw.Write(data[i:])
 		got := out.Bytes()
-		for _, bad := range []string{"\x1b]", "\x1bP", "\x1b_", "\x1b^", "\x1bX", "\x1bZ", "\x05", "\x1b[6n", "\x1b[c"} {
+		for _, bad := range []string{"\x1b]", "\x1bP", "\x1b_", "\x1b^", "\x1bX", "\x1bZ", "\x05", "\x1b[6n", "\x1b[c",
+			"\x1b%", "\x1b ", "\x1b[?2l", "\x1bn", "\x1bo", "\x1b~", "\x1b}", "\x1b|"} {
 			if bytes.Contains(got, []byte(bad)) {
 				t.Fatalf("%q in output %q of input %q", bad, got, data)
 			}
 		}
-		for j := 0; j+1 < len(got); j++ {
-			if got[j] == 0xC2 && got[j+1] >= 0x80 && got[j+1] <= 0x9f {
+		if decscl.Match(got) {
+			t.Fatalf("DECSCL in output %q of input %q", got, data)
+		}
+		// Valid UTF-8 without C1 controls: no bytes left around what was
+		// dropped can join into one.
+		if !utf8.Valid(got) {
+			t.Fatalf("invalid UTF-8 in output %q of input %q", got, data)
+		}
+		for _, r := range string(got) {
+			if r >= 0x80 && r <= 0x9f {
 				t.Fatalf("C1 control in output %q of input %q", got, data)
 			}
 		}

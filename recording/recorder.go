@@ -53,6 +53,14 @@ var errClosed = errors.New("recording: write after close")
 // could not be written. The bastion must then end the session.
 var ErrFailed = errors.New("recording failed")
 
+// ErrSize is wrapped by the error Resize returns for a terminal size it does
+// not record (zero or over MaxTermSize). The recording is unharmed: the
+// session goes on.
+var ErrSize = errors.New("terminal size out of range")
+
+// MaxTermSize is the largest terminal width or height recorded.
+const MaxTermSize = 10000
+
 // Options configures a Recorder.
 type Options struct {
 	// Dir is the folder recordings are written under, as
@@ -81,8 +89,9 @@ type Options struct {
 	// MaxPending bounds the memory a session may hold waiting for the disk;
 	// a Write past it waits. 0 means DefaultMaxPending.
 	MaxPending int
-	// BulkHead is how many bytes of each stream of a channel without a pty
-	// are kept in the recording; 0 means DefaultBulkHead.
+	// BulkHead is how many bytes of each stream (stdout, stderr, stdin) of
+	// an exec or subsystem channel without a pty are kept in the recording;
+	// 0 means DefaultBulkHead.
 	BulkHead int
 	// SignInterval is the least time between signed checkpoints; 0 means
 	// DefaultSignInterval. The final digest is always signed.
@@ -154,22 +163,38 @@ type Meta struct {
 	Login string
 	// Host is the target's policy name; required.
 	Host string
-	// Command is the exec command line, or the subsystem as "subsystem:
-	// NAME"; "" means an interactive shell.
+	// Command is the exec command line (the forced command when one is
+	// enforced), or the subsystem as "subsystem: NAME"; "" means a shell.
 	Command string
-	// PTY says the channel has a pseudo-terminal: it is recorded in full.
-	// Without one, output is kept by the bulk rule (see the package doc).
+	// PTY says the channel has a pseudo-terminal. A channel with a pty, or
+	// without a Command (a shell), is recorded in full; an exec or
+	// subsystem channel without a pty is kept by the bulk rule (see the
+	// package doc).
 	PTY bool
-	// Width and Height are the terminal size; 0 means 80x24.
+	// Width and Height are the terminal size; 0, or either over
+	// MaxTermSize, means 80x24.
 	Width, Height int
 	// Term is the client's TERM; "" means none recorded.
 	Term string
 	// Shell is the SHELL put in the header env; "" means none.
 	Shell string
-	// RecordInput records what the user typed ("i" events), as the
-	// policy's record_input asks. Input bytes are always counted.
+	// RecordInput records what the user types on a terminal ("i" events
+	// of a PTY channel), as the policy's record_input asks. Without a pty
+	// nothing echoes the input, which is the commands and data themselves:
+	// it is kept whatever RecordInput says (see the package doc). Input
+	// bytes are always counted.
 	RecordInput bool
 }
+
+// bulk reports whether the channel is kept by the bulk rule: an exec or
+// subsystem channel without a pty. A shell without a pty is recorded in
+// full, or typed commands and their output would escape the recording.
+func (m Meta) bulk() bool { return !m.PTY && m.Command != "" }
+
+// inputKept reports whether input is in the recording (in full, or its head
+// on a bulk channel): always without a pty, where it is not echoed;
+// with a pty, only when RecordInput asks (passwords are typed there).
+func (m Meta) inputKept() bool { return !m.PTY || m.RecordInput }
 
 var idPattern = regexp.MustCompile(`^[A-Za-z0-9_-]{1,64}$`)
 
@@ -198,7 +223,7 @@ func (rc *Recorder) Start(ctx context.Context, m Meta) (*Session, error) {
 	case m.Width < 0 || m.Height < 0:
 		return nil, fail(errors.New("negative terminal size"))
 	}
-	if m.Width == 0 || m.Height == 0 {
+	if m.Width == 0 || m.Height == 0 || m.Width > MaxTermSize || m.Height > MaxTermSize {
 		m.Width, m.Height = 80, 24
 	}
 	rel := filepath.Join(start.UTC().Format("2006"), start.UTC().Format("01"), m.ID+".cast")
@@ -217,7 +242,7 @@ func (rc *Recorder) Start(ctx context.Context, m Meta) (*Session, error) {
 	}
 	s.cond = sync.NewCond(&s.mu)
 	s.chain.init()
-	if !m.PTY {
+	if m.bulk() {
 		s.bulk = true
 		for i := range s.streams {
 			s.streams[i].hash = sha256.New()
@@ -279,8 +304,8 @@ type streamState struct {
 	// until its data is queued, so that it reaches the hasher in the order
 	// it was counted. Lock it before Session.mu.
 	mu sync.Mutex
-	// hash is nil for pty channels. It is written by the hasher goroutine
-	// and read only once that has ended.
+	// hash is nil for channels kept in full. It is written by the hasher
+	// goroutine and read only once that has ended.
 	hash  hash.Hash
 	bytes int64  // under Session.mu
 	kept  int64  // bytes kept in the recording, under Session.mu
@@ -352,7 +377,9 @@ func (s *Session) Stdout() io.Writer { return streamWriter{s, streamOut} }
 func (s *Session) Stderr() io.Writer { return streamWriter{s, streamErr} }
 
 // Stdin returns the writer for the channel's input (user to target). Input
-// is counted always and recorded only when Meta.RecordInput is set.
+// is counted always; it is recorded on a channel without a pty (by the bulk
+// rule for exec and subsystem channels) and on a pty channel only when
+// Meta.RecordInput is set.
 func (s *Session) Stdin() io.Writer { return streamWriter{s, streamIn} }
 
 type streamWriter struct {
@@ -362,10 +389,11 @@ type streamWriter struct {
 
 func (w streamWriter) Write(p []byte) (int, error) { return w.s.write(w.stream, p) }
 
-// Resize records a window change.
+// Resize records a window change. A size of zero or over MaxTermSize is not
+// recorded: the error wraps ErrSize, not ErrFailed, and the recording goes on.
 func (s *Session) Resize(width, height int) error {
-	if width <= 0 || height <= 0 || width > 10000 || height > 10000 {
-		return fmt.Errorf("recording: resize to %dx%d out of range", width, height)
+	if width <= 0 || height <= 0 || width > MaxTermSize || height > MaxTermSize {
+		return fmt.Errorf("recording: resize to %dx%d: %w", width, height, ErrSize)
 	}
 	d := strconv.Itoa(width) + "x" + strconv.Itoa(height)
 	s.mu.Lock()
@@ -406,7 +434,7 @@ func (s *Session) write(stream uint8, p []byte) (int, error) {
 	}
 	st := &s.streams[stream]
 	st.bytes += int64(len(p))
-	if stream == streamIn && !s.meta.RecordInput {
+	if stream == streamIn && !s.meta.inputKept() {
 		return len(p), nil
 	}
 	for len(s.pend) >= s.rc.opts.MaxPending && s.err == nil && !s.closing {
@@ -460,9 +488,7 @@ func (s *Session) countBulk(stream uint8, p []byte) (*hasher, error) {
 	}
 	st := &s.streams[stream]
 	st.bytes += int64(len(p))
-	if stream == streamIn && !s.meta.RecordInput {
-		return s.hasher, nil
-	}
+	// Input without a pty is kept, its head like output's (see inputKept).
 	room := int64(s.rc.opts.BulkHead) - st.kept
 	if room <= 0 {
 		return s.hasher, nil
@@ -678,8 +704,8 @@ type StreamSummary struct {
 	Bytes int64 `json:"bytes"`
 	// Kept is how many of them are in the recording's events.
 	Kept int64 `json:"kept"`
-	// SHA256 is the hex SHA-256 of all Bytes; "" for pty channels, which
-	// are kept in full.
+	// SHA256 is the hex SHA-256 of all Bytes; "" for channels kept in full
+	// (a pty, or a shell).
 	SHA256 string `json:"sha256,omitempty"`
 }
 
@@ -830,7 +856,7 @@ func (s *Session) indexRow() store.Recording {
 	return store.Recording{
 		ID: s.meta.ID, SessionID: s.meta.SessionID, Identity: s.meta.Identity, User: s.meta.User,
 		Login: s.meta.Login, Host: s.meta.Host, Command: s.meta.Command, PTY: s.meta.PTY,
-		InputRecorded: s.meta.RecordInput, Path: filepath.ToSlash(s.rel), Start: s.start, ExitStatus: -1,
+		InputRecorded: s.meta.inputKept(), Path: filepath.ToSlash(s.rel), Start: s.start, ExitStatus: -1,
 		SignerFingerprint: ssh.FingerprintSHA256(s.rc.opts.Signer.PublicKey()),
 	}
 }
@@ -850,11 +876,11 @@ func (s *Session) header() ([]byte, error) {
 		Env: env, Title: Title(m), Command: m.Command,
 		Sallyport: &HeaderInfo{
 			Format: 1, ID: m.ID, SessionID: m.SessionID, Identity: m.Identity, User: m.User,
-			Login: m.Login, Host: m.Host, PTY: m.PTY, Input: m.RecordInput,
+			Login: m.Login, Host: m.Host, PTY: m.PTY, Input: m.inputKept(),
 			Signer: ssh.FingerprintSHA256(s.rc.opts.Signer.PublicKey()),
 		},
 	}
-	if !m.PTY {
+	if m.bulk() {
 		h.Sallyport.BulkHead = s.rc.opts.BulkHead
 	}
 	return json.Marshal(h)

@@ -4,17 +4,22 @@ import (
 	"bytes"
 	"io"
 	"strconv"
+	"unicode/utf8"
 )
 
 // SafeWriter passes terminal output to a viewer's terminal with everything
 // that could act beyond the screen removed (see "Replay" in the package
 // doc). It keeps its state across writes, so a sequence split between two
-// events is still recognised. It is not safe for concurrent use.
+// events is still recognised. What it writes is valid UTF-8 without C1
+// controls: a byte that is not part of valid UTF-8 becomes U+FFFD, so that
+// no bytes left around a dropped sequence can join into a C1 control. It is
+// not safe for concurrent use.
 type SafeWriter struct {
 	w     io.Writer
 	state int
 	seq   []byte // the escape sequence being collected
-	c2    bool   // the last byte was 0xC2 (a C1 control may follow)
+	u8    []byte // an incomplete UTF-8 sequence at the end of the last write
+	c2    bool   // in a string, the last byte was 0xC2 (a C1 ST may follow)
 	alt   bool   // the alternate screen is on
 	shift bool   // SO is in effect
 	out   []byte
@@ -46,20 +51,51 @@ func (sw *SafeWriter) Write(p []byte) (int, error) {
 			out = append(out, p[start:i]...)
 		}
 	}
-	for i := 0; i < len(p); i++ {
+	if len(sw.u8) > 0 {
+		// Complete the rune the last write left unfinished.
+		k := 0
+		for k < len(p) && !utf8.FullRune(append(sw.u8, p[:k]...)) {
+			k++
+		}
+		rb := append(sw.u8, p[:k]...)
+		if !utf8.FullRune(rb) {
+			sw.u8 = rb
+			return len(p), nil
+		}
+		sw.u8 = rb[:0]
+		if r, size := utf8.DecodeRune(rb); size == len(rb) {
+			out = appendSafeRune(out, r)
+			start = k
+		} else {
+			// Broken by its last byte, which starts afresh.
+			out = utf8.AppendRune(out, utf8.RuneError)
+			start = k - 1
+		}
+	}
+	for i := start; i < len(p); i++ {
 		c := p[i]
 		switch sw.state {
 		case sGround:
-			if sw.c2 {
-				sw.c2 = false
-				if c >= 0x80 && c <= 0x9f {
-					// A C1 control (U+0080..U+009F), e.g. 8-bit CSI: dropped.
-					start = i + 1
+			if c >= 0x20 && c < 0x7f {
+				continue
+			}
+			if c >= 0x80 {
+				if !utf8.FullRune(p[i:]) {
+					flushRun(i)
+					sw.u8 = append(sw.u8[:0], p[i:]...)
+					start = len(p)
+					i = len(p)
 					continue
 				}
-				out = append(out, 0xC2)
-			}
-			if c >= 0x20 && c != 0x7f && c != 0xC2 {
+				r, size := utf8.DecodeRune(p[i:])
+				if r != utf8.RuneError && (r < 0x80 || r > 0x9f) {
+					i += size - 1 // text, part of the run
+					continue
+				}
+				flushRun(i)
+				out = appendSafeRune(out, r)
+				start = i + size
+				i += size - 1
 				continue
 			}
 			flushRun(i)
@@ -68,8 +104,6 @@ func (sw *SafeWriter) Write(p []byte) (int, error) {
 			case 0x1b:
 				sw.state = sEsc
 				sw.seq = append(sw.seq[:0], c)
-			case 0xC2:
-				sw.c2 = true
 			case '\a', '\b', '\t', '\n', '\v', '\f', '\r':
 				out = append(out, c)
 			case 0x0e:
@@ -105,9 +139,11 @@ func (sw *SafeWriter) Write(p []byte) (int, error) {
 			switch {
 			case c >= 0x20 && c <= 0x2f && len(sw.seq) < 6:
 			case c >= 0x30 && c <= 0x7e:
-				// Character set designation, DEC line attributes, UTF-8
-				// selection; not ESC SP (7/8-bit controls) and others.
-				if bytes.IndexByte([]byte("()*+-./#%"), sw.seq[1]) >= 0 && len(sw.seq) == 3 {
+				// Character set designation and DEC line attributes pass.
+				// Not ESC % (DOCS: leaving UTF-8 would make later UTF-8
+				// text carry 8-bit C1 controls such as OSC 0x9D), ESC SP
+				// (8-bit controls, conformance levels) and the others.
+				if bytes.IndexByte([]byte("()*+-./#"), sw.seq[1]) >= 0 && len(sw.seq) == 3 {
 					out = append(out, sw.seq...)
 				}
 				sw.state = sGround
@@ -190,8 +226,18 @@ func (sw *SafeWriter) Reset() error {
 		b = append(b, "\x1b[?1049l"...)
 	}
 	sw.state, sw.c2, sw.alt, sw.shift = sGround, false, false, false
+	sw.u8 = sw.u8[:0]
 	_, err := sw.w.Write(b)
 	return err
+}
+
+// appendSafeRune appends r unless it is a C1 control (U+0080..U+009F, e.g.
+// 8-bit CSI), which is dropped; utf8.RuneError stands for invalid bytes.
+func appendSafeRune(b []byte, r rune) []byte {
+	if r >= 0x80 && r <= 0x9f {
+		return b
+	}
+	return utf8.AppendRune(b, r)
 }
 
 // Private modes (CSI ? Pm h/l) that only affect the display: cursor keys,

@@ -4,25 +4,39 @@
 // written, remove, rename, mkdir, rmdir, setstat, symlink, link — for the
 // audit log.
 //
-// It is a passive observer: it never changes, delays or refuses the bytes,
-// and its memory is bounded whatever the peers send. A packet longer than
-// MaxPacket is skipped unread, except that the data of WRITE requests and
-// DATA replies is counted, never buffered. A stream that stops making sense
-// (a length too large to be SFTP, an INIT that is not first) is reported
-// once as an "error" operation and no longer parsed.
+// It is a passive observer: it never changes or delays the bytes, and its
+// memory is bounded whatever the peers send. The data of WRITE requests and
+// DATA replies is counted, never buffered.
+//
+// A client must not be able to switch the audit off. A packet that cannot
+// be read (too short for its fields, a WRITE handle longer than 256 bytes,
+// a first packet that is not INIT, a request other than WRITE longer than
+// MaxPacket) is reported as a "malformed" operation and skipped, and
+// parsing goes on with the next packet: sftp-server answers some of these
+// (the long handle) with an error status and carries on, so the audit must
+// carry on too. Only a framing that cannot
+// be followed, a packet length of zero or over 16 MiB (sftp-server itself
+// gives up past 256 KiB), stops parsing: it is reported once as an "error"
+// operation, and from then on both writers fail with ErrBroken so that the
+// caller can stop the stream rather than let it go on unaudited.
 package sftpaudit
 
 import (
 	"encoding/binary"
+	"errors"
 	"fmt"
 	"io"
 	"slices"
 	"sync"
 )
 
+// ErrBroken is returned by a Parser's writers once the stream can no longer
+// be followed (see the package doc): nothing after that point is audited.
+var ErrBroken = errors.New("sftpaudit: stream cannot be followed")
+
 // MaxPacket is the longest packet buffered for parsing: the largest READ or
 // WRITE OpenSSH uses (256 KiB) plus headers. Longer packets other than
-// WRITE and DATA are skipped.
+// WRITE and DATA are skipped, a request reported as malformed.
 const MaxPacket = 256<<10 + 1024
 
 // maxLength is the largest packet length accepted at all; anything longer
@@ -49,7 +63,12 @@ const (
 	OpLink     = "link"
 	OpOpendir  = "opendir"
 	OpExtended = "extended"
-	OpError    = "error" // the stream could not be parsed from here on
+	// OpMalformed is a packet that could not be read and was skipped;
+	// Name is its type (e.g. "WRITE") and Message what was wrong.
+	OpMalformed = "malformed"
+	// OpError says the stream could not be followed from here on; Message
+	// says why.
+	OpError = "error"
 )
 
 // Op is one file operation.
@@ -68,10 +87,12 @@ type Op struct {
 	// BytesRead and BytesWritten count data moved through a handle; set on
 	// close.
 	BytesRead, BytesWritten int64
-	// Name is the request name of an extended operation.
+	// Name is the request name of an extended operation, or the packet type
+	// of a malformed one.
 	Name string
 	// OK says the server reported success; Status is the SFTP status code
-	// and Message its text when it did not.
+	// and Message its text when it did not. For OpMalformed and OpError,
+	// Message says what was wrong.
 	OK      bool
 	Status  uint32
 	Message string
@@ -81,6 +102,9 @@ type Op struct {
 }
 
 func (o Op) String() string {
+	if o.Type == OpMalformed || o.Type == OpError {
+		return fmt.Sprintf("%s %s %q", o.Type, o.Name, o.Message)
+	}
 	s := o.Type + " " + fmt.Sprintf("%q", o.Path)
 	if o.NewPath != "" {
 		s += fmt.Sprintf(" -> %q", o.NewPath)
@@ -158,7 +182,8 @@ type Parser struct {
 	pend    map[uint32]pending
 	early   map[uint32]replyInfo // replies seen before their requests
 	handles map[string]*handleInfo
-	broken  bool
+	broken  bool // the stream could not be followed, or Close was called
+	err     error
 	client  stream
 	server  stream
 }
@@ -174,12 +199,14 @@ func NewParser(emit func(Op)) *Parser {
 	return p
 }
 
-// ClientWriter takes the client-to-server bytes. Its Write never fails.
-// Feeding them before they are forwarded keeps requests ahead of their
-// replies; a reply seen first is held (within limits) until its request.
+// ClientWriter takes the client-to-server bytes. Feeding them before they
+// are forwarded keeps requests ahead of their replies, and audits each one
+// before the server acts on it; a reply seen first is held (within limits)
+// until its request. Write fails with ErrBroken, and only with it, once the
+// stream cannot be followed: the caller should then stop relaying.
 func (p *Parser) ClientWriter() io.Writer { return writer{p, &p.client} }
 
-// ServerWriter takes the server-to-client bytes. Its Write never fails.
+// ServerWriter takes the server-to-client bytes. It fails like ClientWriter.
 func (p *Parser) ServerWriter() io.Writer { return writer{p, &p.server} }
 
 type writer struct {
@@ -190,10 +217,13 @@ type writer struct {
 func (w writer) Write(b []byte) (int, error) {
 	w.p.mu.Lock()
 	defer w.p.mu.Unlock()
+	if w.p.err != nil {
+		return 0, w.p.err
+	}
 	if !w.p.broken {
 		w.p.feed(w.s, b)
 	}
-	return len(b), nil
+	return len(b), w.p.err
 }
 
 // Close reports what is still open or unanswered as incomplete: handles
@@ -241,12 +271,20 @@ const (
 	stSkip           // skipping bytes
 )
 
+// fail stops parsing for good: the framing cannot be followed.
 func (p *Parser) fail(why string) {
 	if p.broken {
 		return
 	}
 	p.broken = true
+	p.err = fmt.Errorf("%w: %s", ErrBroken, why)
 	p.emit(Op{Type: OpError, Message: why})
+}
+
+// malformed reports a packet of type typ that could not be read; the caller
+// skips it and parsing goes on.
+func (p *Parser) malformed(typ byte, format string, args ...any) {
+	p.emit(Op{Type: OpMalformed, Name: typeName(typ), Message: fmt.Sprintf(format, args...)})
 }
 
 // feed parses b incrementally.
@@ -274,8 +312,9 @@ func (p *Parser) feed(s *stream, b []byte) {
 					want = fxpVersion
 				}
 				if s.typ != want {
-					p.fail(fmt.Sprintf("first packet has type %d, want %d", s.typ, want))
-					return
+					// sftp-server exits on it; the packets that reach it
+					// first are still audited.
+					p.malformed(s.typ, "first packet has type %d, want %d", s.typ, want)
 				}
 			}
 			body := int64(s.length) - 1
@@ -289,7 +328,12 @@ func (p *Parser) feed(s *stream, b []byte) {
 				s.skip = body
 				s.buf = s.buf[:0]
 			case body > MaxPacket:
-				// Unparsed: a reply to it is not reported.
+				// Unparsed: a reply to it is not reported. A request
+				// this long is one sftp-server refuses (past 256 KiB);
+				// a long reply (a NAME of long names) is only skipped.
+				if s.fromClient {
+					p.malformed(s.typ, "packet of %d bytes not parsed", s.length)
+				}
 				s.state = stSkip
 				s.skip = body
 			default:
@@ -315,24 +359,23 @@ func (p *Parser) feed(s *stream, b []byte) {
 			// The header grows once the handle length is known.
 			want := p.dataHdrLen(s)
 			if want < 0 {
-				p.fail("WRITE with an oversized handle")
-				return
+				// sftp-server refuses a handle this long with an error
+				// status and carries on: so does the parser.
+				p.badData(s, "handle of %d bytes", binary.BigEndian.Uint32(s.buf[4:8]))
+				continue
 			}
 			if int64(want-len(s.buf)) > s.skip {
-				p.fail(fmt.Sprintf("packet of type %d too short for its header", s.typ))
-				return
+				p.badData(s, "packet too short for its header")
+				continue
 			}
 			k := min(len(b), want-len(s.buf))
 			s.buf = append(s.buf, b[:k]...)
 			b = b[k:]
 			s.skip -= int64(k)
 			if w := p.dataHdrLen(s); w < 0 || len(s.buf) < w {
-				continue // an oversized handle fails at the top
+				continue // an oversized handle is reported at the top
 			}
 			p.dataHeader(s)
-			if p.broken {
-				return
-			}
 			s.state = stSkip
 			if s.skip == 0 {
 				s.state = stLength
@@ -368,16 +411,28 @@ func (p *Parser) dataHdrLen(s *stream) int {
 	return 8 + hl + 8 + 4
 }
 
-func (p *Parser) dataHeader(s *stream) {
-	if len(s.buf) < 8 {
-		p.fail("short data packet")
-		return
+// badData reports a WRITE or DATA packet whose header cannot be read and
+// skips the rest of it. A WRITE's reply, if its ID was read, is awaited
+// quietly: the request is already reported.
+func (p *Parser) badData(s *stream, format string, args ...any) {
+	p.malformed(s.typ, format, args...)
+	if s.fromClient && len(s.buf) >= 4 {
+		p.track(binary.BigEndian.Uint32(s.buf[:4]), pending{kind: s.typ})
 	}
+	s.state = stSkip
+	if s.skip == 0 {
+		s.state = stLength
+	}
+}
+
+// dataHeader handles the header of a WRITE or DATA packet, whose data
+// (s.skip bytes from here) is skipped.
+func (p *Parser) dataHeader(s *stream) {
 	id := binary.BigEndian.Uint32(s.buf[:4])
 	if s.typ == fxpData {
 		n := int64(binary.BigEndian.Uint32(s.buf[4:8]))
 		if n > s.skip {
-			p.fail("DATA length past the packet")
+			p.malformed(s.typ, "data length %d past the packet", n)
 			return
 		}
 		p.answer(id, replyInfo{typ: fxpData, n: n})
@@ -387,7 +442,8 @@ func (p *Parser) dataHeader(s *stream) {
 	handle := string(s.buf[8 : 8+hl])
 	n := int64(binary.BigEndian.Uint32(s.buf[8+hl+8:]))
 	if n > s.skip {
-		p.fail("WRITE length past the packet")
+		p.malformed(s.typ, "data length %d past the packet", n)
+		p.track(id, pending{kind: fxpWrite})
 		return
 	}
 	if h := p.handles[handle]; h != nil {
@@ -422,56 +478,74 @@ func (p *Parser) packet(s *stream, b []byte) {
 	} else {
 		p.reply(s.typ, &r)
 	}
-	if r.bad {
-		p.fail(fmt.Sprintf("malformed packet of type %d", s.typ))
-	}
 }
 
+// request handles a client packet. One that cannot be read is reported as
+// malformed, with what could be read of its paths, and its reply is
+// awaited quietly.
 func (p *Parser) request(typ byte, r *reader) {
 	if typ == fxpInit {
 		return
 	}
 	id := r.u32()
+	if r.bad {
+		p.malformed(typ, "no request ID")
+		return
+	}
+	pd := p.requestOp(typ, r)
+	if r.bad {
+		m := Op{Type: OpMalformed, Name: typeName(typ), Path: pd.op.Path, NewPath: pd.op.NewPath,
+			Message: "request too short for its fields"}
+		p.emit(m)
+		pd = pending{kind: typ}
+	}
+	p.track(id, pd)
+}
+
+// requestOp reads the fields of a request after its ID and returns what to
+// await. On a short packet r.bad is set and the fields read so far are in
+// the result.
+func (p *Parser) requestOp(typ byte, r *reader) pending {
 	switch typ {
 	case fxpOpen:
 		path := r.str()
 		flags := r.u32()
-		p.track(id, pending{kind: typ, op: Op{Type: OpOpen, Path: path, Mode: openMode(flags)}, emit: true})
+		return pending{kind: typ, op: Op{Type: OpOpen, Path: path, Mode: openMode(flags)}, emit: true}
 	case fxpOpendir:
-		p.track(id, pending{kind: typ, op: Op{Type: OpOpendir, Path: r.str()}, emit: true})
+		return pending{kind: typ, op: Op{Type: OpOpendir, Path: r.str()}, emit: true}
 	case fxpClose:
 		h := r.rawStr()
 		pd := pending{kind: typ, handle: h}
-		if info := p.handles[h]; info != nil && !info.dir {
+		if info := p.handles[h]; info != nil && !info.dir && !r.bad {
 			pd.op = Op{Type: OpClose, Path: info.path}
 			pd.emit = true
 		}
-		p.track(id, pd)
+		return pd
 	case fxpRead:
-		p.track(id, pending{kind: typ, handle: r.rawStr()})
+		return pending{kind: typ, handle: r.rawStr()}
 	case fxpRemove:
-		p.track(id, pending{kind: typ, op: Op{Type: OpRemove, Path: r.str()}, emit: true})
+		return pending{kind: typ, op: Op{Type: OpRemove, Path: r.str()}, emit: true}
 	case fxpMkdir:
-		p.track(id, pending{kind: typ, op: Op{Type: OpMkdir, Path: r.str()}, emit: true})
+		return pending{kind: typ, op: Op{Type: OpMkdir, Path: r.str()}, emit: true}
 	case fxpRmdir:
-		p.track(id, pending{kind: typ, op: Op{Type: OpRmdir, Path: r.str()}, emit: true})
+		return pending{kind: typ, op: Op{Type: OpRmdir, Path: r.str()}, emit: true}
 	case fxpSetstat:
-		p.track(id, pending{kind: typ, op: Op{Type: OpSetstat, Path: r.str()}, emit: true})
+		return pending{kind: typ, op: Op{Type: OpSetstat, Path: r.str()}, emit: true}
 	case fxpFsetstat:
 		h := r.rawStr()
 		path := "(unknown handle)"
 		if info := p.handles[h]; info != nil {
 			path = info.path
 		}
-		p.track(id, pending{kind: typ, op: Op{Type: OpSetstat, Path: path}, emit: true})
+		return pending{kind: typ, op: Op{Type: OpSetstat, Path: path}, emit: true}
 	case fxpRename:
 		old := r.str()
-		p.track(id, pending{kind: typ, op: Op{Type: OpRename, Path: old, NewPath: r.str()}, emit: true})
+		return pending{kind: typ, op: Op{Type: OpRename, Path: old, NewPath: r.str()}, emit: true}
 	case fxpSymlink:
 		// OpenSSH sends targetpath before linkpath, the reverse of the
 		// draft; we follow OpenSSH, the only implementation in use.
 		target := r.str()
-		p.track(id, pending{kind: typ, op: Op{Type: OpSymlink, Path: r.str(), NewPath: target}, emit: true})
+		return pending{kind: typ, op: Op{Type: OpSymlink, Path: r.str(), NewPath: target}, emit: true}
 	case fxpExtended:
 		name := r.str()
 		op := Op{Type: OpExtended, Name: name}
@@ -486,20 +560,18 @@ func (p *Parser) request(typ byte, r *reader) {
 			op.Path = r.str()
 		case "statvfs@openssh.com", "fstatvfs@openssh.com", "limits@openssh.com", "expand-path@openssh.com",
 			"home-directory", "fsync@openssh.com", "users-groups-by-id@openssh.com":
-			p.track(id, pending{kind: typ})
-			return
+			return pending{kind: typ}
 		default:
 			if !r.bad && len(r.b) > 0 {
 				op.Path = r.str() // most extensions start with a path; best effort
 				r.bad = false
 			}
 		}
-		p.track(id, pending{kind: typ, op: op, emit: true})
-	case fxpLstat, fxpStat, fxpRealpath, fxpReadlink, fxpFstat, fxpReaddir:
-		// Look-ups change nothing and would flood the audit log.
-		p.track(id, pending{kind: typ})
+		return pending{kind: typ, op: op, emit: true}
 	default:
-		p.track(id, pending{kind: typ})
+		// Look-ups (stat, realpath, readdir...) change nothing and would
+		// flood the audit log.
+		return pending{kind: typ}
 	}
 }
 
@@ -512,24 +584,27 @@ type replyInfo struct {
 	n      int64  // DATA length
 }
 
+// reply handles a server packet. One that cannot be read is reported as
+// malformed; its request stays unanswered (reported as incomplete).
 func (p *Parser) reply(typ byte, r *reader) {
 	if typ == fxpVersion {
 		return
 	}
 	id := r.u32()
-	if r.bad {
-		return
-	}
 	ri := replyInfo{typ: typ}
 	switch typ {
 	case fxpStatus:
 		ri.code = r.u32()
-		if len(r.b) > 0 {
+		if !r.bad && len(r.b) > 0 {
 			ri.msg = r.str()
+			r.bad = false // message and language tag are optional in practice
 		}
-		r.bad = false // message and language tag are optional in practice
 	case fxpHandle:
 		ri.handle = r.rawStr()
+	}
+	if r.bad {
+		p.malformed(typ, "reply too short for its fields")
+		return
 	}
 	p.answer(id, ri)
 }
@@ -580,6 +655,22 @@ func (p *Parser) resolve(pd pending, ri replyInfo) {
 	if pd.emit {
 		p.emit(pd.op)
 	}
+}
+
+// typeName names an SFTP packet type for a malformed operation.
+func typeName(typ byte) string {
+	names := map[byte]string{
+		fxpInit: "INIT", fxpVersion: "VERSION", fxpOpen: "OPEN", fxpClose: "CLOSE", fxpRead: "READ",
+		fxpWrite: "WRITE", fxpLstat: "LSTAT", fxpFstat: "FSTAT", fxpSetstat: "SETSTAT", fxpFsetstat: "FSETSTAT",
+		fxpOpendir: "OPENDIR", fxpReaddir: "READDIR", fxpRemove: "REMOVE", fxpMkdir: "MKDIR", fxpRmdir: "RMDIR",
+		fxpRealpath: "REALPATH", fxpStat: "STAT", fxpRename: "RENAME", fxpReadlink: "READLINK",
+		fxpSymlink: "SYMLINK", fxpStatus: "STATUS", fxpHandle: "HANDLE", fxpData: "DATA", fxpName: "NAME",
+		fxpAttrs: "ATTRS", fxpExtended: "EXTENDED", fxpExtendedReply: "EXTENDED_REPLY",
+	}
+	if n, ok := names[typ]; ok {
+		return n
+	}
+	return fmt.Sprintf("type %d", typ)
 }
 
 func openMode(flags uint32) string {

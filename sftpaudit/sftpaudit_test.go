@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"encoding/binary"
 	"encoding/json"
+	"errors"
 	"io"
 	"os"
 	"os/exec"
@@ -123,12 +124,59 @@ func TestParser(t *testing.T) {
 				{Type: OpLink, Path: "/e", NewPath: "/d", Name: "hardlink@openssh.com", OK: true}}},
 		{"fail/not-sftp", exchange{c([]byte("SSH-2.0-OpenSSH_9.2\r\n"))},
 			[]Op{{Type: OpError, Message: "packet length 1397966893 out of range"}}},
-		{"fail/first-packet-not-init", exchange{c(pkt(fxpOpen, 1, "/x", 1, 0))},
-			[]Op{{Type: OpError, Message: "first packet has type 3, want 1"}}},
-		{"fail/short-write", append(init[:2:2], c(pkt(fxpWrite, 1))),
-			[]Op{{Type: OpError, Message: "packet of type 6 too short for its header"}}},
-		{"fail/malformed-open", append(init[:2:2], c(pkt(fxpOpen, 1, uint32(100)))),
-			[]Op{{Type: OpError, Message: "malformed packet of type 3"}}},
+		{"fail/zero-length-stops", append(init[:2:2], c([]byte{0, 0, 0, 0, fxpRemove}), c(pkt(fxpRemove, 2, "/unseen"))),
+			[]Op{{Type: OpError, Message: "packet length 0 out of range"}}},
+		{"fail/first-packet-not-init", exchange{c(pkt(fxpOpen, 1, "/x", 1, 0)), s(pkt(fxpVersion, 3)), s(pkt(fxpHandle, 1, "h"))},
+			[]Op{{Type: OpMalformed, Name: "OPEN", Message: "first packet has type 3, want 1"},
+				{Type: OpOpen, Path: "/x", Mode: "read", OK: true}}},
+		{"fail/short-write", append(init[:2:2], c(pkt(fxpWrite, 1)), c(pkt(fxpRemove, 2, "/after")), s(status(2, 0, ""))),
+			[]Op{{Type: OpMalformed, Name: "WRITE", Message: "packet too short for its header"},
+				{Type: OpRemove, Path: "/after", OK: true}}},
+		{"fail/malformed-open", append(init[:2:2], c(pkt(fxpOpen, 1, uint32(100))), s(status(1, 4, "Failure")),
+			c(pkt(fxpRemove, 2, "/after")), s(status(2, 0, ""))),
+			[]Op{{Type: OpMalformed, Name: "OPEN", Message: "request too short for its fields"},
+				{Type: OpRemove, Path: "/after", OK: true}}},
+		{"fail/malformed-rename-keeps-path", append(init[:2:2], c(pkt(fxpRename, 1, "/old", uint32(9))), s(status(1, 4, "Failure"))),
+			[]Op{{Type: OpMalformed, Name: "RENAME", Path: "/old", Message: "request too short for its fields"}}},
+		// sftp-server answers a WRITE with a handle of 256 bytes or more
+		// with an error status and carries on: the audit must too.
+		{"fail/oversized-write-handle", append(init[:2:2],
+			c(pkt(fxpOpen, 1, "/f", fxfWrite, 0)), s(pkt(fxpHandle, 1, "h")),
+			c(pkt(fxpWrite, 2, strings.Repeat("h", 300), uint64(0), string(data[:5000]))), s(status(2, 4, "Failure")),
+			c(pkt(fxpRemove, 3, "/secret")), s(status(3, 0, "")),
+			c(pkt(fxpRename, 4, "/a", "/b")), s(status(4, 0, "")),
+			c(pkt(fxpWrite, 5, "h", uint64(0), "abc")), s(status(5, 0, "")),
+			c(pkt(fxpClose, 6, "h")), s(status(6, 0, ""))),
+			[]Op{{Type: OpOpen, Path: "/f", Mode: "write", OK: true},
+				{Type: OpMalformed, Name: "WRITE", Message: "handle of 300 bytes"},
+				{Type: OpRemove, Path: "/secret", OK: true},
+				{Type: OpRename, Path: "/a", NewPath: "/b", OK: true},
+				{Type: OpClose, Path: "/f", BytesWritten: 3, OK: true}}},
+		{"fail/huge-write-handle", append(init[:2:2],
+			c(pkt(fxpWrite, 2, uint32(1<<31), "rest")), s(status(2, 4, "Failure")),
+			c(pkt(fxpRemove, 3, "/secret")), s(status(3, 0, ""))),
+			[]Op{{Type: OpMalformed, Name: "WRITE", Message: "handle of 2147483648 bytes"},
+				{Type: OpRemove, Path: "/secret", OK: true}}},
+		{"fail/write-data-past-packet", append(init[:2:2],
+			c(pkt(fxpWrite, 2, "h", uint64(0), uint32(1000), []byte("abc"))), s(status(2, 4, "Failure")),
+			c(pkt(fxpRemove, 3, "/secret")), s(status(3, 0, ""))),
+			[]Op{{Type: OpMalformed, Name: "WRITE", Message: "data length 1000 past the packet"},
+				{Type: OpRemove, Path: "/secret", OK: true}}},
+		{"fail/oversized-packet", append(init[:2:2],
+			c(pkt(fxpSetstat, 2, strings.Repeat("p", MaxPacket), 0)), s(status(2, 4, "Failure")),
+			c(pkt(fxpRemove, 3, "/secret")), s(status(3, 0, ""))),
+			[]Op{{Type: OpMalformed, Name: "SETSTAT", Message: "packet of 263181 bytes not parsed"},
+				{Type: OpRemove, Path: "/secret", OK: true}}},
+		{"fail/short-reply", append(init[:2:2],
+			c(pkt(fxpOpen, 1, "/f", fxfRead, 0)), s(pkt(fxpHandle, 1, uint32(50))),
+			c(pkt(fxpRemove, 3, "/secret")), s(status(3, 0, ""))),
+			[]Op{{Type: OpMalformed, Name: "HANDLE", Message: "reply too short for its fields"},
+				{Type: OpRemove, Path: "/secret", OK: true}}},
+		{"fail/data-past-packet", append(init[:2:2],
+			c(pkt(fxpRead, 1, "h", uint64(0), 10)), s(pkt(fxpData, 1, uint32(10), []byte("abc"))),
+			c(pkt(fxpRemove, 3, "/secret")), s(status(3, 0, ""))),
+			[]Op{{Type: OpMalformed, Name: "DATA", Message: "data length 10 past the packet"},
+				{Type: OpRemove, Path: "/secret", OK: true}}},
 	}
 	for _, tc := range tests {
 		for _, chunk := range []int{1, 3, 7, 4096, 1 << 20} {
@@ -139,6 +187,38 @@ func TestParser(t *testing.T) {
 				t.Errorf("%s, chunks of %d:\n got %+v\nwant %+v", tc.name, chunk, got, tc.want)
 			}
 		}
+	}
+}
+
+// TestBrokenStreamFailsWriters: once the framing cannot be followed, both
+// writers fail with ErrBroken, so that the caller stops the stream; before
+// that, and after a malformed packet, they never fail.
+func TestBrokenStreamFailsWriters(t *testing.T) {
+	var ops []Op
+	p := NewParser(func(op Op) { ops = append(ops, op) })
+	for _, b := range [][]byte{pkt(fxpInit, 3), pkt(fxpOpen, 1, uint32(100)), pkt(fxpWrite, 2, strings.Repeat("h", 300), uint64(0), "x")} {
+		if _, err := p.ClientWriter().Write(b); err != nil {
+			t.Fatalf("write of a framed packet: %v", err)
+		}
+	}
+	bad := []byte{0xff, 0xff, 0xff, 0xff, fxpRemove}
+	if n, err := p.ClientWriter().Write(bad); !errors.Is(err, ErrBroken) || n != len(bad) {
+		t.Fatalf("write of a broken frame: %d, %v; want %d, ErrBroken", n, err, len(bad))
+	}
+	for _, w := range []io.Writer{p.ClientWriter(), p.ServerWriter()} {
+		if _, err := w.Write(pkt(fxpRemove, 3, "/x")); !errors.Is(err, ErrBroken) {
+			t.Errorf("write after the break: %v; want ErrBroken", err)
+		}
+	}
+	if last := ops[len(ops)-1]; last.Type != OpError || !strings.Contains(last.Message, "out of range") {
+		t.Errorf("last op %+v; want the error", last)
+	}
+	p.Close()
+	// Close alone does not make writes fail.
+	q := NewParser(func(Op) {})
+	q.Close()
+	if _, err := q.ClientWriter().Write([]byte("late")); err != nil {
+		t.Errorf("write after Close: %v", err)
 	}
 }
 
@@ -288,16 +368,22 @@ func TestRealOpenSSH(t *testing.T) {
 }
 
 // FuzzParser feeds arbitrary bytes to both directions: no panic, no
-// unbounded state, and an error is reported at most once.
+// unbounded state, an error is reported at most once, nothing is reported
+// after it but what Close finds open, and the writers fail only with
+// ErrBroken, and only once the error is reported.
 func FuzzParser(f *testing.F) {
 	f.Add(pkt(fxpInit, 3), pkt(fxpVersion, 3), uint8(3))
 	f.Add(append(pkt(fxpInit, 3), pkt(fxpOpen, 1, "/f", fxfWrite, 0)...), append(pkt(fxpVersion, 3), pkt(fxpHandle, 1, "h")...), uint8(1))
 	f.Add(append(pkt(fxpInit, 3), pkt(fxpWrite, 2, "h", uint64(0), "data")...), append(pkt(fxpVersion, 3), status(2, 0, "")...), uint8(5))
 	f.Add(append(pkt(fxpInit, 3), pkt(fxpExtended, 2, "posix-rename@openssh.com", "/a")...), pkt(fxpVersion, 3), uint8(9))
+	f.Add(append(pkt(fxpInit, 3), pkt(fxpWrite, 2, strings.Repeat("h", 257), uint64(0), "data")...), append(pkt(fxpVersion, 3), status(2, 4, "")...), uint8(64))
 	f.Fuzz(func(t *testing.T, client, server []byte, chunk uint8) {
 		n := int(chunk%64) + 1
-		errs := 0
+		errs, closing := 0, false
 		p := NewParser(func(op Op) {
+			if errs > 0 && !closing {
+				t.Fatalf("%+v reported after the error", op)
+			}
 			if op.Type == OpError {
 				errs++
 			}
@@ -305,20 +391,74 @@ func FuzzParser(f *testing.F) {
 				t.Fatalf("path of %d bytes kept", len(op.Path))
 			}
 		})
+		write := func(w io.Writer, b []byte) {
+			if _, err := w.Write(b); err != nil && (!errors.Is(err, ErrBroken) || errs != 1) {
+				t.Fatalf("write: %v after %d errors", err, errs)
+			}
+		}
 		for len(client) > 0 || len(server) > 0 {
 			k := min(n, len(client))
-			p.ClientWriter().Write(client[:k])
+			write(p.ClientWriter(), client[:k])
 			client = client[k:]
 			k = min(n, len(server))
-			p.ServerWriter().Write(server[:k])
+			write(p.ServerWriter(), server[:k])
 			server = server[k:]
 		}
+		closing = true
 		p.Close()
 		if errs > 1 {
 			t.Fatalf("%d errors reported", errs)
 		}
 		if len(p.pend) > maxPending || len(p.handles) > maxHandles || cap(p.client.buf) > MaxPacket || cap(p.server.buf) > MaxPacket {
 			t.Fatal("state not bounded")
+		}
+	})
+}
+
+// FuzzParserFramed sends packets of arbitrary content but sane framing
+// (each length prefix right): the client can never make the parser give up,
+// so a REMOVE sent after them is always audited.
+func FuzzParserFramed(f *testing.F) {
+	f.Add([]byte{10, fxpWrite, 0, 0, 0, 1, 0, 0, 1, 0, 'h'}, uint8(3))
+	f.Add([]byte{4, fxpOpen, 0, 0, 0}, uint8(1))
+	f.Add([]byte{0, 0, 1, fxpInit}, uint8(7))
+	f.Fuzz(func(t *testing.T, data []byte, chunk uint8) {
+		n := int(chunk%64) + 1
+		// data is a series of bodies, each preceded by its length byte.
+		var stream []byte
+		for len(data) > 0 {
+			l := min(int(data[0]), len(data)-1)
+			body := data[1 : 1+l]
+			data = data[1+l:]
+			if len(body) == 0 {
+				continue // a zero length is a framing error
+			}
+			stream = binary.BigEndian.AppendUint32(stream, uint32(len(body)))
+			stream = append(stream, body...)
+		}
+		canary := pkt(fxpRemove, uint32(0xfffffff0), "/canary")
+		stream = append(stream, canary...)
+		var seen bool
+		p := NewParser(func(op Op) {
+			if op.Type == OpError {
+				t.Fatalf("parser gave up on framed packets: %+v", op)
+			}
+			if op.Type == OpRemove && op.Path == "/canary" {
+				seen = true
+			}
+		})
+		for len(stream) > 0 {
+			k := min(n, len(stream))
+			if _, err := p.ClientWriter().Write(stream[:k]); err != nil {
+				t.Fatal(err)
+			}
+			stream = stream[k:]
+		}
+		p.ServerWriter().Write(pkt(fxpVersion, 3))
+		p.ServerWriter().Write(status(0xfffffff0, 0, ""))
+		p.Close()
+		if !seen {
+			t.Fatal("a REMOVE after the fuzzed packets was not audited")
 		}
 	})
 }

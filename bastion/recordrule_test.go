@@ -1,0 +1,214 @@
+package bastion
+
+import (
+	"bytes"
+	"context"
+	"crypto/rand"
+	"encoding/json"
+	"errors"
+	"io"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"golang.org/x/crypto/ssh"
+
+	"github.com/sallyport/sallyport/audit"
+	"github.com/sallyport/sallyport/recording"
+	"github.com/sallyport/sallyport/store"
+)
+
+// castFile is a recording read back: its header, the bytes of its output
+// and input events, its resize events and its end record.
+type castFile struct {
+	path    string
+	header  recording.Header
+	out, in []byte
+	resizes []string
+	end     struct {
+		Stdin recording.StreamSummary `json:"stdin"`
+	}
+}
+
+// recordings returns the recordings of the test's sessions, oldest first,
+// once n sessions have ended.
+func (e *env) recordings(n int) []castFile {
+	e.t.Helper()
+	waitFor(e.t, 10*time.Second, "the sessions to end", func() bool { return len(e.audits(audit.TypeSessionEnd)) >= n })
+	rows, err := e.store.Recordings(context.Background(), store.RecordingFilter{})
+	if err != nil {
+		e.t.Fatal(err)
+	}
+	var out []castFile
+	for i := len(rows) - 1; i >= 0; i-- {
+		out = append(out, readCast(e.t, filepath.Join(e.recDir, filepath.FromSlash(rows[i].Path))))
+	}
+	return out
+}
+
+func readCast(t testing.TB, path string) castFile {
+	t.Helper()
+	f, err := os.Open(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	rd, err := recording.NewReader(f)
+	if err != nil {
+		t.Fatal(err)
+	}
+	c := castFile{path: path, header: rd.Header}
+	for {
+		ev, err := rd.Next()
+		if err == io.EOF {
+			return c
+		}
+		if err != nil {
+			t.Fatal(err)
+		}
+		switch ev.Type {
+		case "o":
+			c.out = append(c.out, recording.DecodeBytes(ev.Data)...)
+		case "i":
+			c.in = append(c.in, recording.DecodeBytes(ev.Data)...)
+		case "r":
+			c.resizes = append(c.resizes, ev.Data)
+		case "sallyport":
+			if arg, ok := strings.CutPrefix(ev.Data, "end "); ok {
+				if err := json.Unmarshal([]byte(arg), &c.end); err != nil {
+					t.Fatal(err)
+				}
+			}
+		}
+	}
+}
+
+// asciinemaCat replays a recording with the real asciinema.
+func asciinemaCat(t testing.TB, path string) string {
+	t.Helper()
+	// asciinema needs a terminal; script(1) gives it one.
+	out, err := exec.Command("script", "-qec", "asciinema cat "+path, "/dev/null").CombinedOutput()
+	if err != nil {
+		t.Fatalf("asciinema cat: %v\n%s", err, out)
+	}
+	return string(out)
+}
+
+// TestShellWithoutPTYRecordedInFull: ssh -T opens a shell without a pty;
+// the commands typed into it and all of their output are recorded
+// (record_input is off), through both target forms.
+func TestShellWithoutPTYRecordedInFull(t *testing.T) {
+	e := newEnv(t, envOptions{})
+	c := e.client(e.issue(certOptions{}))
+	// Output well past the 64 KiB kept of an exec channel.
+	script := "echo one-$((40+2))\nhead -c 100000 /dev/zero | tr '\\0' x; echo\necho secret-typed >/dev/null\nexit 7\n"
+	forms := [][]string{c.direct(e.login, "web1", "-T"), c.jump(e.login, "web1", "-T")}
+	for _, args := range forms {
+		r := c.ssh(strings.NewReader(script), args)
+		if r.code != 7 || !strings.Contains(r.stdout, "one-42") {
+			t.Fatalf("got code %d stdout %.200q stderr %q", r.code, r.stdout, r.stderr)
+		}
+	}
+	casts := e.recordings(len(forms))
+	if len(casts) != len(forms) {
+		t.Fatalf("%d recordings; want %d", len(casts), len(forms))
+	}
+	for _, cf := range casts {
+		h := cf.header
+		if h.Command != "" || h.Sallyport.PTY || !h.Sallyport.Input || h.Sallyport.BulkHead != 0 {
+			t.Errorf("header %+v %+v; want a shell without pty, input kept, not bulk", h, h.Sallyport)
+		}
+		if string(cf.in) != script {
+			t.Errorf("input events %q; want every typed command %q", cf.in, script)
+		}
+		want := "one-42\n" + strings.Repeat("x", 100000) + "\n"
+		if string(cf.out) != want {
+			t.Errorf("output events: %d bytes; want all %d", len(cf.out), len(want))
+		}
+		if got := asciinemaCat(t, cf.path); !strings.Contains(got, "one-42") || !strings.Contains(got, strings.Repeat("x", 100000)) {
+			t.Errorf("asciinema cat lacks the output: %.300q", got)
+		}
+	}
+}
+
+// TestExecInputHead: an exec channel without a pty keeps the first 64 KiB
+// of its input although record_input is off, and not more.
+func TestExecInputHead(t *testing.T) {
+	e := newEnv(t, envOptions{})
+	c := e.client(e.issue(certOptions{}))
+	data := make([]byte, 200<<10)
+	if _, err := rand.Read(data); err != nil {
+		t.Fatal(err)
+	}
+	r := c.ssh(bytes.NewReader(data), c.direct(e.login, "web1"), "sha256sum")
+	if r.code != 0 || !strings.HasPrefix(r.stdout, sha(data)) {
+		t.Fatalf("got code %d stdout %q stderr %q", r.code, r.stdout, r.stderr)
+	}
+	casts := e.recordings(1)
+	cf := casts[0]
+	if h := cf.header.Sallyport; !h.Input || h.BulkHead != recording.DefaultBulkHead || h.PTY {
+		t.Errorf("header %+v; want input kept with a %d-byte head", h, recording.DefaultBulkHead)
+	}
+	if !bytes.Equal(cf.in, data[:recording.DefaultBulkHead]) {
+		t.Errorf("input events: %d bytes; want exactly the first %d", len(cf.in), recording.DefaultBulkHead)
+	}
+	if s := cf.end.Stdin; s.Bytes != int64(len(data)) || s.Kept != recording.DefaultBulkHead || s.SHA256 != sha(data) {
+		t.Errorf("end record stdin %+v", s)
+	}
+}
+
+// TestWindowSizeOutOfRange: a pty request and window changes with sizes
+// the recording cannot hold do not end the session; they are forwarded and
+// not recorded.
+func TestWindowSizeOutOfRange(t *testing.T) {
+	e := newEnv(t, envOptions{})
+	k, cert := e.issue(certOptions{})
+	cl, err := e.xclient(e.login+"@web1", certSigner(t, k, cert))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer cl.Close()
+	s, err := cl.NewSession()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := s.RequestPty("xterm", 0, 0, ssh.TerminalModes{ssh.ECHO: 0}); err != nil {
+		t.Fatalf("pty with size 0x0: %v", err)
+	}
+	stdin, err := s.StdinPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	var out syncBuffer
+	s.Stdout = &out
+	if err := s.Shell(); err != nil {
+		t.Fatal(err)
+	}
+	for _, size := range [][2]int{{0, 0}, {20000, 20000}, {24, 0}, {0, 80}, {1 << 31, 80}, {30, 100}} {
+		if err := s.WindowChange(size[0], size[1]); err != nil {
+			t.Fatalf("window change %v: %v", size, err)
+		}
+	}
+	if _, err := io.WriteString(stdin, "stty size; echo alive-$((1+1)); exit 3\n"); err != nil {
+		t.Fatal(err)
+	}
+	err = s.Wait()
+	var ee *ssh.ExitError
+	if !errors.As(err, &ee) || ee.ExitStatus() != 3 || !strings.Contains(out.String(), "alive-2") {
+		t.Fatalf("got %v, output %q; want exit status 3 and alive-2", err, out.String())
+	}
+	// The last, valid size reached the target.
+	if !strings.Contains(out.String(), "30 100") {
+		t.Errorf("stty size: %q; want 30 100", out.String())
+	}
+	cf := e.recordings(1)[0]
+	if cf.header.Width != 80 || cf.header.Height != 24 || strings.Join(cf.resizes, " ") != "100x30" {
+		t.Errorf("header %dx%d, resizes %q; want 80x24 and only 100x30", cf.header.Width, cf.header.Height, cf.resizes)
+	}
+	if end := e.audits(audit.TypeSessionEnd); end[0].Reason != "" || end[0].Fields["recording_failure"] != "" {
+		t.Errorf("session end %+v; want a normal end", end[0])
+	}
+}

@@ -1,0 +1,177 @@
+package recording
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"io"
+	"math/rand/v2"
+	"os"
+	"strings"
+	"testing"
+)
+
+// eventsOf returns the bytes of the events of type typ of a recording.
+func eventsOf(t testing.TB, path, typ string) []byte {
+	t.Helper()
+	f, err := os.Open(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	rd, err := NewReader(f)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var out []byte
+	for {
+		e, err := rd.Next()
+		if err == io.EOF {
+			return out
+		}
+		if err != nil {
+			t.Fatal(err)
+		}
+		if e.Type == typ {
+			out = append(out, DecodeBytes(e.Data)...)
+		}
+	}
+}
+
+// TestWhatIsKept checks the rule of the package doc for each kind of
+// channel: what of output and input is kept, and that the header and the
+// index say so.
+func TestWhatIsKept(t *testing.T) {
+	const head = 1000
+	rnd := rand.NewChaCha8([32]byte{5})
+	out := make([]byte, 3*head+7)
+	in := make([]byte, 2*head+3)
+	rnd.Read(out)
+	rnd.Read(in)
+	tests := []struct {
+		name                 string
+		pty                  bool
+		command              string
+		recordInput          bool
+		keptOut, keptIn      int
+		headerInput, hashed  bool
+		headerBulk, indexPTY bool
+	}{
+		{"ok/pty-shell", true, "", false, len(out), 0, false, false, false, true},
+		{"ok/pty-shell-record-input", true, "", true, len(out), len(in), true, false, false, true},
+		{"ok/pty-exec", true, "top", false, len(out), 0, false, false, false, true},
+		{"ok/shell-without-pty", false, "", false, len(out), len(in), true, false, false, false},
+		{"ok/shell-without-pty-record-input", false, "", true, len(out), len(in), true, false, false, false},
+		{"ok/exec-without-pty", false, "sh", false, head, head, true, true, true, false},
+		{"ok/exec-without-pty-record-input", false, "sh", true, head, head, true, true, true, false},
+		{"ok/subsystem", false, "subsystem: sftp", false, head, head, true, true, true, false},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			env := newEnv(t, func(o *Options) { o.BulkHead = head })
+			ctx := context.Background()
+			m := Meta{Identity: "github:1", Login: "root", Host: "web1", PTY: tc.pty, Command: tc.command, RecordInput: tc.recordInput}
+			s, err := env.rec.Start(ctx, m)
+			if err != nil {
+				t.Fatal(err)
+			}
+			writeAll(t, s.Stdin(), in, []int{1, 7, 300})
+			writeAll(t, s.Stdout(), out, []int{5, 999, 64})
+			sum, err := s.Close(ctx, End{ExitStatus: 0})
+			if err != nil {
+				t.Fatal(err)
+			}
+			if sum.Stdout.Kept != int64(tc.keptOut) || sum.Stdin.Kept != int64(tc.keptIn) {
+				t.Errorf("kept stdout %d, stdin %d; want %d, %d", sum.Stdout.Kept, sum.Stdin.Kept, tc.keptOut, tc.keptIn)
+			}
+			if got := eventsOf(t, s.Path(), "o"); !bytes.Equal(got, out[:tc.keptOut]) {
+				t.Errorf("output events: %d bytes; want the first %d", len(got), tc.keptOut)
+			}
+			if got := eventsOf(t, s.Path(), "i"); !bytes.Equal(got, in[:tc.keptIn]) {
+				t.Errorf("input events: %d bytes; want the first %d", len(got), tc.keptIn)
+			}
+			if (sum.Stdout.SHA256 != "") != tc.hashed || (sum.Stdin.SHA256 != "") != tc.hashed {
+				t.Errorf("hashes %q %q; want hashed=%v", sum.Stdout.SHA256, sum.Stdin.SHA256, tc.hashed)
+			}
+			_, rd := outputOf(t, s.Path())
+			h := rd.Header.Sallyport
+			if h.Input != tc.headerInput || (h.BulkHead != 0) != tc.headerBulk || h.PTY != tc.pty {
+				t.Errorf("header input=%v bulk_head=%d pty=%v; want input=%v bulk=%v", h.Input, h.BulkHead, h.PTY, tc.headerInput, tc.headerBulk)
+			}
+			row, err := env.st.Recording(ctx, s.ID())
+			if err != nil {
+				t.Fatal(err)
+			}
+			if row.InputRecorded != tc.headerInput || row.PTY != tc.indexPTY {
+				t.Errorf("index input recorded %v, pty %v; want %v, %v", row.InputRecorded, row.PTY, tc.headerInput, tc.indexPTY)
+			}
+		})
+	}
+}
+
+// TestShellWithoutPTYNotBounded: a shell without a pty past the bulk head
+// keeps every byte of both directions, with the default head.
+func TestShellWithoutPTYNotBounded(t *testing.T) {
+	env := newEnv(t, nil)
+	ctx := context.Background()
+	s, err := env.rec.Start(ctx, Meta{Identity: "github:1", Login: "root", Host: "web1"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	cmds := strings.Repeat("cat /etc/passwd\n", DefaultBulkHead/8)
+	outText := strings.Repeat("root:x:0:0:root:/root:/bin/bash\n", DefaultBulkHead/16)
+	mustWrite(t, s.Stdin(), cmds)
+	mustWrite(t, s.Stdout(), outText)
+	mustWrite(t, s.Stdin(), "rm -rf /tmp/evidence\n")
+	sum, err := s.Close(ctx, End{ExitStatus: 0})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := string(eventsOf(t, s.Path(), "i")); got != cmds+"rm -rf /tmp/evidence\n" {
+		t.Errorf("input events: %d bytes; want all %d typed", len(got), len(cmds)+21)
+	}
+	if got := string(eventsOf(t, s.Path(), "o")); got != outText {
+		t.Errorf("output events: %d bytes; want all %d", len(got), len(outText))
+	}
+	if sum.Stdout.Kept != sum.Stdout.Bytes || sum.Stdin.Kept != sum.Stdin.Bytes {
+		t.Errorf("summary %+v %+v; want all kept", sum.Stdout, sum.Stdin)
+	}
+}
+
+// TestTerminalSizeOutOfRange: sizes a client may send that cannot be
+// recorded are skipped, not failures.
+func TestTerminalSizeOutOfRange(t *testing.T) {
+	env := newEnv(t, nil)
+	ctx := context.Background()
+	m := ptyMeta()
+	m.Width, m.Height = MaxTermSize+1, 50
+	s, err := env.rec.Start(ctx, m)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, size := range [][2]int{{0, 0}, {0, 24}, {80, 0}, {MaxTermSize + 1, 24}, {80, 1 << 30}, {-1, 5}} {
+		err := s.Resize(size[0], size[1])
+		if !errors.Is(err, ErrSize) || errors.Is(err, ErrFailed) {
+			t.Errorf("Resize(%d, %d) = %v; want ErrSize, not ErrFailed", size[0], size[1], err)
+		}
+	}
+	if err := s.Resize(MaxTermSize, 1); err != nil {
+		t.Errorf("Resize(%d, 1) = %v", MaxTermSize, err)
+	}
+	mustWrite(t, s.Stdout(), "still recording")
+	select {
+	case <-s.Failed():
+		t.Fatal("recording failed")
+	default:
+	}
+	if _, err := s.Close(ctx, End{ExitStatus: 0}); err != nil {
+		t.Fatal(err)
+	}
+	if got := string(eventsOf(t, s.Path(), "r")); got != "10000x1" {
+		t.Errorf("resize events %q; want only 10000x1", got)
+	}
+	_, rd := outputOf(t, s.Path())
+	if rd.Header.Width != 80 || rd.Header.Height != 24 {
+		t.Errorf("header size %dx%d; want 80x24 for an out-of-range start size", rd.Header.Width, rd.Header.Height)
+	}
+}
