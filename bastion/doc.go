@@ -122,6 +122,15 @@
 // whose recording cannot be started is refused; a session whose recording
 // fails while it runs is ended. Nothing is left unrecorded.
 //
+// A channel with a pty, and a shell without one (ssh -T), is recorded in
+// full. Exec and subsystem channels (and forced commands) without a pty
+// keep the command, byte counts, SHA-256 and the first 64 KiB of each
+// stream, input included: without a terminal nothing echoes it. The
+// policy's record_input governs keystrokes on a pty only. SFTP is audited
+// for the sftp subsystem and for an exec of sftp-server; a stream the
+// audit cannot follow ends the session. A window size of 0 or over 10000
+// is forwarded but not recorded.
+//
 // # Speed
 //
 // Both sides acknowledge TCP segments at once (TCP_QUICKACK) until the

@@ -25,9 +25,11 @@ type Recording struct {
 	Host string
 	// Command is the exec command or "subsystem: NAME"; "" for a shell.
 	Command string
-	// PTY says the channel had a pseudo-terminal (recorded in full).
+	// PTY says the channel had a pseudo-terminal. A channel with one, or a
+	// shell without one, is recorded in full.
 	PTY bool
-	// InputRecorded says what the user typed is in the recording.
+	// InputRecorded says the input is in the recording (for an exec or
+	// subsystem channel without a pty, its first part).
 	InputRecorded bool
 	// Path is the file's path relative to the recordings folder, with
 	// forward slashes.
