@@ -41,7 +41,7 @@ type Recording struct {
 	// (stdout and stderr).
 	BytesIn, BytesOut int64
 	// StdoutSHA256 and StdinSHA256 are hex SHA-256 digests of whole
-	// streams of a channel without a pty; "" otherwise.
+	// streams of an exec or subsystem channel without a pty; "" otherwise.
 	StdoutSHA256, StdinSHA256 string
 	// ExitStatus is the command's exit status; -1 means none.
 	ExitStatus int
