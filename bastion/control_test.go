@@ -276,10 +276,7 @@ func TestNewChannelRechecked(t *testing.T) {
 					form = c.jump
 				}
 				_, stderr, done := liveSession(t, c, form(e.login, "web1", master...))
-				// Not the exit status: the bastion relays it after the end of
-				// the output, and a multiplexing master may close the
-				// channel in between.
-				if r := c.ssh(nil, form(e.login, "web1", mux...), "echo second"); r.stdout != "second\n" {
+				if r := c.ssh(nil, form(e.login, "web1", mux...), "echo second"); r.code != 0 || r.stdout != "second\n" {
 					t.Fatalf("second session before the change: code %d stdout %q stderr %q", r.code, r.stdout, r.stderr)
 				}
 				reason := tc.change(cert)

@@ -56,8 +56,8 @@ const (
 	// DefaultMaxStartups and DefaultMaxStartupsPerSource bound
 	// connections that have not finished authentication: few enough that
 	// idle ones cannot crowd out users, enough for bursts of logins.
-	DefaultMaxStartups          = 64
-	DefaultMaxStartupsPerSource = 8
+	DefaultMaxStartups          = 128
+	DefaultMaxStartupsPerSource = 32
 	DefaultMaxChannelsPerConn   = 32
 	DefaultMaxSessionsPerUser   = 64
 	DefaultSweepInterval        = 30 * time.Second

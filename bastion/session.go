@@ -47,12 +47,14 @@ type session struct {
 	bytesIn, bytesOut atomic.Int64
 	outputs           sync.WaitGroup
 	outDone           chan struct{} // closed when the target's output is relayed
+	exited            chan struct{} // closed when the exit status is passed on, or cannot come
+	exitOnce          sync.Once
 	relayed           chan struct{} // closed when the session ends
 	stopOnce          sync.Once
 }
 
 func newSession(t *targetConn, user ssh.Channel, ureqs <-chan *ssh.Request, up ssh.Channel, upReqs <-chan *ssh.Request) *session {
-	return &session{t: t, id: newID(), user: user, ureqs: ureqs, up: up, upReqs: upReqs, exitStatus: -1, outDone: make(chan struct{}), relayed: make(chan struct{})}
+	return &session{t: t, id: newID(), user: user, ureqs: ureqs, up: up, upReqs: upReqs, exitStatus: -1, outDone: make(chan struct{}), exited: make(chan struct{}), relayed: make(chan struct{})}
 }
 
 // envAllowed is the allow-list of environment variables passed to targets.
@@ -485,8 +487,7 @@ func (se *session) relay(rec Recording) {
 	}()
 	go func() {
 		se.outputs.Wait()
-		_ = se.user.CloseWrite()
-		close(se.outDone)
+		se.endOutput()
 	}()
 	go func() {
 		n, _ := copyBuffer(se.up, se.user, touch, tap(rec.Stdin(), toServer))
@@ -500,6 +501,23 @@ func (se *session) relay(rec Recording) {
 		case <-se.relayed:
 		}
 	}()
+}
+
+// endOutput tells the user the target's output has ended (EOF), once the
+// exit status is passed on or, at most closeGrace later, without it. A
+// client whose input is done closes the channel on EOF: OpenSSH's
+// ControlMaster does, and a status arriving after its close is lost, so
+// the multiplexed client exits 255. The wait is bounded for a command
+// that closes its output and keeps running.
+func (se *session) endOutput() {
+	wait(se.exited, closeGrace)
+	_ = se.user.CloseWrite()
+	close(se.outDone)
+}
+
+// markExited records that no exit status is still to be passed on.
+func (se *session) markExited() {
+	se.exitOnce.Do(func() { close(se.exited) })
 }
 
 // recordingFailed ends a session whose recording broke: it may not go on
@@ -546,17 +564,18 @@ func (se *session) targetRequests() {
 		}
 		switch r.Type {
 		case "exit-status", "exit-signal", "xon-xoff", "eow@openssh.com":
-			if r.Type != "xon-xoff" {
-				// Let the output already received reach the user first,
-				// unless a background process keeps the stream open.
-				se.waitOutput(time.Second)
-			}
+			// Passed on at once, before the end of the output (see
+			// endOutput).
 			_, _ = se.user.SendRequest(r.Type, false, r.Payload)
+		}
+		if r.Type == "exit-status" || r.Type == "exit-signal" {
+			se.markExited()
 		}
 		if r.WantReply {
 			_ = r.Reply(false, nil)
 		}
 	}
+	se.markExited()
 	// The target closed its side: let its data reach the user, then close.
 	se.waitOutput(closeGrace)
 	se.user.Close()

@@ -48,10 +48,10 @@ type BastionLimits struct {
 	// MaxConnections bounds concurrent connections (default 1000).
 	MaxConnections int `yaml:"max_connections"`
 	// MaxStartups bounds connections that have not finished
-	// authentication (default 64).
+	// authentication (default 128).
 	MaxStartups int `yaml:"max_startups"`
 	// MaxStartupsPerSource bounds those from one IPv4 address or IPv6 /64
-	// (default 8).
+	// (default 32).
 	MaxStartupsPerSource int `yaml:"max_startups_per_source"`
 	// MaxChannelsPerConnection bounds sessions, forwards and ProxyJump
 	// tunnels on one connection (default 32).
