@@ -389,6 +389,15 @@ func (s *Server) decideTunnel(carrier *authInfo, host string, remote net.Addr) e
 	if err := s.checkCert(info.cert, "", remote); err != nil {
 		return err
 	}
+	// Revoked since the carrier logged in: the inner login would be
+	// refused too, but the target must not even be dialled.
+	switch why, err := s.revoked(context.Background(), info.cert); {
+	case err != nil:
+		s.logger().Error("bastion: ProxyJump tunnel", "err", err)
+		return err
+	case why != "":
+		return deny("%s", why)
+	}
 	if err := s.resolve(&info); err != nil {
 		return err
 	}

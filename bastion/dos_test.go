@@ -3,6 +3,7 @@ package bastion
 import (
 	"bufio"
 	"bytes"
+	"context"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -19,6 +20,7 @@ import (
 	"github.com/sallyport/sallyport/audit"
 	"github.com/sallyport/sallyport/ca"
 	"github.com/sallyport/sallyport/policy"
+	"github.com/sallyport/sallyport/store"
 )
 
 // logLines is a Logger sink that keeps the lines and copies them to the
@@ -261,6 +263,19 @@ func TestTunnelNeedsGrant(t *testing.T) {
 		before := web2.accepts.Load()
 		if _, err := carrier.Dial("tcp", "web2:22"); err == nil || !strings.Contains(err.Error(), "not a current member") {
 			t.Fatalf("tunnel after leaving the organisation: %v; want refused", err)
+		}
+		time.Sleep(200 * time.Millisecond)
+		if n := web2.accepts.Load(); n != before {
+			t.Fatalf("web2 saw %d new connections; want 0", n-before)
+		}
+	})
+	t.Run("fail/revoked-since-login", func(t *testing.T) {
+		if err := e.store.Revoke(context.Background(), store.Revocation{Serial: cert.Serial, Reason: "laptop lost", Actor: "test"}); err != nil {
+			t.Fatal(err)
+		}
+		before := web2.accepts.Load()
+		if _, err := carrier.Dial("tcp", "web2:22"); err == nil || !strings.Contains(err.Error(), "has been revoked") {
+			t.Fatalf("tunnel after revocation: %v; want refused", err)
 		}
 		time.Sleep(200 * time.Millisecond)
 		if n := web2.accepts.Load(); n != before {
