@@ -475,12 +475,22 @@ func (s *Server) spendRefusal(info *authInfo, remote net.Addr, reason string) (a
 		func() { go c.close("too many refused requests") }
 }
 
+// auditDeny audits a refusal and charges it to the connection's refusal
+// budget (see spendRefusal).
 func (s *Server) auditDeny(ctx context.Context, info *authInfo, remote net.Addr, reason string) error {
 	reason, ok, closeConn := s.spendRefusal(info, remote, reason)
 	if !ok {
 		return errTooManyRefusals
 	}
 	defer closeConn()
+	return s.auditDenial(ctx, info, remote, reason)
+}
+
+// auditDenial audits a refusal without charging it: for requests stock
+// clients send on every session by configuration (ForwardAgent,
+// ForwardX11), which a multiplexed connection repeats for each of its
+// sessions. Callers audit those once per channel.
+func (s *Server) auditDenial(ctx context.Context, info *authInfo, remote net.Addr, reason string) error {
 	target := info.login
 	if info.host != "" {
 		target += "@" + info.host

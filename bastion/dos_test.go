@@ -370,14 +370,6 @@ func TestRefusalBudget(t *testing.T) {
 			}
 			return err
 		}},
-		{"fail/x11-req-on-session", true, nil, func(_ *ssh.Client, sess *ssh.Session, _ ssh.Signer) error {
-			_, err := sess.SendRequest("x11-req", true, ssh.Marshal(struct {
-				Single        bool
-				Proto, Cookie string
-				Screen        uint32
-			}{false, "MIT-MAGIC-COOKIE-1", "00", 0}))
-			return err
-		}},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			e := newEnv(t, envOptions{})
@@ -437,5 +429,58 @@ func TestRefusalBudget(t *testing.T) {
 				t.Fatalf("got %d refusals and %d closings audited; want %d and 1", refusals, closing, maxRefusals)
 			}
 		})
+	}
+}
+
+// TestConfiguredRequestsNotCounted: agent and X11 requests, which stock
+// clients send on every session when configured to (ForwardAgent,
+// ForwardX11, repeated by a ControlMaster for each session), are refused
+// and audited once per session, and never close the connection.
+func TestConfiguredRequestsNotCounted(t *testing.T) {
+	e := newEnv(t, envOptions{})
+	key, cert := e.issue(certOptions{perms: []ca.Permission{ca.PermitPTY}})
+	cl, err := e.xclient(e.login+"@web1", certSigner(t, key, cert))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer cl.Close()
+	const sessions = 2 * maxRefusals
+	for i := range sessions {
+		sess, err := cl.NewSession()
+		if err != nil {
+			t.Fatalf("session %d: %v", i, err)
+		}
+		for range 3 {
+			if ok, err := sess.SendRequest("auth-agent-req@openssh.com", true, nil); ok || err != nil {
+				t.Fatalf("session %d: agent request granted %t, %v; want refused", i, ok, err)
+			}
+			if ok, err := sess.SendRequest("x11-req", true, ssh.Marshal(struct {
+				Single        bool
+				Proto, Cookie string
+				Screen        uint32
+			}{false, "MIT-MAGIC-COOKIE-1", "00", 0})); ok || err != nil {
+				t.Fatalf("session %d: x11 request granted %t, %v; want refused", i, ok, err)
+			}
+		}
+		out, err := sess.Output("echo ok")
+		if err != nil || string(out) != "ok\n" {
+			t.Fatalf("session %d: %q %v", i, out, err)
+		}
+	}
+	serial := fmt.Sprint(cert.Serial)
+	var agent, x11 int
+	for _, ev := range e.audits(audit.TypeDeny) {
+		switch {
+		case ev.Fields["serial"] != serial:
+		case strings.Contains(ev.Reason, "agent forwarding is not permitted"):
+			agent++
+		case strings.Contains(ev.Reason, "X11 forwarding is not supported"):
+			x11++
+		default:
+			t.Errorf("unexpected refusal %q", ev.Reason)
+		}
+	}
+	if agent != sessions || x11 != sessions {
+		t.Fatalf("audited %d agent and %d X11 refusals; want %d each (one per session)", agent, x11, sessions)
 	}
 }

@@ -130,6 +130,16 @@ func (se *session) stop(reason string) {
 // what the terms allow.
 func (se *session) userRequests() {
 	t := se.t
+	// Agent and X11 requests come from the client's configuration, on
+	// every session of a multiplexed connection: each refusal is audited
+	// once per channel and does not count toward closing the connection.
+	refused := map[string]bool{}
+	refuseOnce := func(kind, reason string) {
+		if !refused[kind] {
+			refused[kind] = true
+			_ = t.srv.auditDenial(context.Background(), t.info, t.conn.RemoteAddr(), reason)
+		}
+	}
 	for r := range se.ureqs {
 		ok := false
 		var err error
@@ -156,10 +166,10 @@ func (se *session) userRequests() {
 				t.agentAsked.Store(true)
 				ok, err = se.forward(r)
 			} else {
-				_ = t.srv.auditDeny(context.Background(), t.info, t.conn.RemoteAddr(), fmt.Sprintf("agent forwarding is not permitted for %s@%s", t.info.login, t.info.host))
+				refuseOnce("agent", fmt.Sprintf("agent forwarding is not permitted for %s@%s", t.info.login, t.info.host))
 			}
 		case "x11-req":
-			_ = t.srv.auditDeny(context.Background(), t.info, t.conn.RemoteAddr(), "X11 forwarding is not supported by the bastion")
+			refuseOnce("x11", "X11 forwarding is not supported by the bastion")
 		}
 		if err != nil {
 			ok = false
