@@ -391,7 +391,10 @@ func (s *Server) decideTunnel(carrier *authInfo, host string, remote net.Addr) e
 	}
 	// Revoked since the carrier logged in: the inner login would be
 	// refused too, but the target must not even be dialled.
-	switch why, err := s.revoked(context.Background(), info.cert); {
+	ctx, cancel := context.WithTimeout(context.Background(), storeTimeout)
+	why, err := s.revoked(ctx, info.cert)
+	cancel()
+	switch {
 	case err != nil:
 		s.logger().Error("bastion: ProxyJump tunnel", "err", err)
 		return err

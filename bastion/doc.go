@@ -79,8 +79,9 @@
 // certificate says; the forced command of the certificate, if any, is
 // enforced; input is recorded along with output. The directory is never
 // asked (GitHub is assumed down), but the validity window, the store's
-// record and revocation apply as for every certificate, and, like every
-// live session, it is ended once its certificate expires. A ProxyJump
+// record and revocation apply as for every certificate, and, unlike other
+// live sessions, a break-glass session is ended once its certificate
+// expires. A ProxyJump
 // carrier authenticated with a break-glass certificate may open tunnels to
 // HOST only.
 //
@@ -101,11 +102,13 @@
 // (two different forced commands deny). Every new channel on a
 // connection, and every re-evaluation (Reevaluate on a policy reload,
 // directory change or revocation, and at least every SweepInterval),
-// checks the certificate's validity window, the store's revocations, the
-// directory and the policy in one decision. A connection no longer
-// allowed, including one whose certificate expired, or whose new terms
-// take away a permission, forced command or input recording an open
-// channel relies on, is ended with a message and audited.
+// checks the store's revocations, the directory and the policy in one
+// decision. A connection no longer allowed, or whose new terms take away a
+// permission, forced command or input recording an open channel relies
+// on, is ended with a message and audited. A new channel also needs the
+// certificate to be inside its validity window; open sessions outlive it,
+// as with OpenSSH, so that a long transfer is not cut off (break-glass
+// sessions excepted).
 //
 // # Limits
 //

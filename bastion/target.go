@@ -190,19 +190,16 @@ func (t *targetConn) isEnded() bool {
 
 // reauthorise decides t again, and is the one decision for live
 // connections: for each new channel and for every re-evaluation. It checks
-// the certificate as at login (validity window by the server's clock,
-// principals, critical options, source address), its revocation in revs
-// (skipped when revs is nil: the list could not be read), the identity as
-// the directory knows it now and the current policy. The new terms become
+// the certificate's revocation in revs (skipped when revs is nil: the list
+// could not be read), the identity as the directory knows it now and the
+// current policy; a new channel also needs the certificate to be still
+// valid (admitChannel). The new terms become
 // those in force; if they take away anything an open channel relies on
 // (see narrowed), t may no longer be used either. It returns why t may no
 // longer be used, or "".
 func (s *Server) reauthorise(t *targetConn, revs *revocationSet) string {
 	info := *t.info
 	remote := t.conn.RemoteAddr()
-	if err := s.checkCert(info.cert, info.login, remote); err != nil {
-		return err.Error()
-	}
 	if revs != nil {
 		if reason := revs.check(info.cert); reason != "" {
 			return reason
@@ -270,18 +267,35 @@ func (se *session) mayHavePTY() bool {
 	return !se.started || se.pty
 }
 
+// storeTimeout bounds a store read that a connection waits for.
+const storeTimeout = 5 * time.Second
+
 // admitChannel decides a new channel nc on t with reauthorise and the
 // store's current revocations. A connection no longer allowed is refused
 // the channel, audited, and ended with every session on it; if the
-// revocations cannot be read, only the channel is refused. It reports
-// whether nc may be opened.
+// revocations cannot be read, or the certificate has expired, only the
+// channel is refused. It reports whether nc may be opened.
+
 func (s *Server) admitChannel(ctx context.Context, t *targetConn, nc ssh.NewChannel) bool {
-	lctx, cancel := context.WithTimeout(ctx, durationOr(s.HandshakeTimeout, DefaultHandshakeTimeout))
+	lctx, cancel := context.WithTimeout(ctx, storeTimeout)
 	revs, err := s.Store.Revocations(lctx)
 	cancel()
 	if err != nil {
 		s.logger().Error("bastion: cannot list revocations; new channel refused", "connection", t.id, "err", err)
 		_ = nc.Reject(ssh.ConnectionFailed, "the bastion could not check your certificate; try again later")
+		return false
+	}
+	// A live session outlives its certificate, as with OpenSSH (a
+	// break-glass one does not: see decideBreakGlass), but new work needs
+	// a valid one. Only this channel is refused.
+	if err := s.checkCert(t.info.cert, t.info.login, t.conn.RemoteAddr()); err != nil {
+		reason := denialReason(err)
+		_ = s.auditDeny(ctx, t.info, t.conn.RemoteAddr(), reason)
+		if nc.ChannelType() == "session" {
+			refuseSession(nc, reason)
+		} else {
+			_ = nc.Reject(ssh.Prohibited, reason)
+		}
 		return false
 	}
 	rs := newRevocationSet(revs)
