@@ -44,15 +44,17 @@ func (c *serverConn) serve() {
 	defer c.nc.Close()
 	c.touch()
 	c.refusals = rate.NewLimiter(rate.Every(refusalRefill), maxRefusals)
-	hs := durationOr(s.HandshakeTimeout, DefaultHandshakeTimeout)
-	ctx, cancel := context.WithTimeout(context.Background(), hs)
+	// One deadline for the host certificate and the handshake: a
+	// connection holds its startup slot at most HandshakeTimeout.
+	deadline := time.Now().Add(durationOr(s.HandshakeTimeout, DefaultHandshakeTimeout))
+	ctx, cancel := context.WithDeadline(context.Background(), deadline)
 	signer, err := s.hosts.signer(ctx, s.HostNames)
 	cancel()
 	if err != nil {
 		s.logger().Error("bastion: no host certificate", "err", err)
 		return
 	}
-	_ = c.nc.SetDeadline(time.Now().Add(hs))
+	_ = c.nc.SetDeadline(deadline)
 	sc, chans, reqs, err := ssh.NewServerConn(c.nc, s.serverConfig(c, signer, ""))
 	c.authenticated()
 	if err != nil {

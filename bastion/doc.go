@@ -112,10 +112,13 @@
 //
 // # Limits
 //
-// Connections that have not finished authentication are bounded in total
-// (MaxStartups) and per source address or IPv6 /64
-// (MaxStartupsPerSource), like OpenSSH's MaxStartups, so that holding
-// handshakes open cannot lock authenticated users out. A connection whose
+// Connections in their handshake are bounded in total (MaxStartups) and
+// per source address or IPv6 /64 (MaxStartupsPerSource), like OpenSSH's
+// MaxStartups, so that holding handshakes open from one place cannot lock
+// others out. A connection over a bound waits for a slot instead of being
+// refused, so that a burst of logins from one machine (ansible with many
+// forks) gets through; a source may have only as many waiting as in their
+// handshake. A connection whose
 // requests are refused too often (a burst of 16, then one a minute) is
 // closed, and audited once, instead of filling the audit trail.
 //

@@ -97,6 +97,28 @@ func refusedRaw(t testing.TB, from, addr string) {
 	nc.Close()
 }
 
+// waitingRaw opens a raw TCP connection from from that the bastion keeps
+// waiting for a handshake slot: it says nothing for a while. ready is
+// closed when the version line arrives (a slot was taken).
+func waitingRaw(t testing.TB, from, addr string) (ready chan struct{}) {
+	t.Helper()
+	nc := dialFrom(t, from, addr)
+	ready = make(chan struct{})
+	go func() {
+		_ = nc.SetReadDeadline(time.Now().Add(20 * time.Second))
+		line, err := bufio.NewReader(nc).ReadString('\n')
+		if err == nil && strings.HasPrefix(line, "SSH-2.0-") {
+			close(ready)
+		}
+	}()
+	select {
+	case <-ready:
+		t.Fatalf("connection from %s served at once; want it to wait for a slot", from)
+	case <-time.After(300 * time.Millisecond):
+	}
+	return ready
+}
+
 func TestStartupLimits(t *testing.T) {
 	t.Run("per-source", func(t *testing.T) {
 		logs := &logLines{t: t}
@@ -105,10 +127,15 @@ func TestStartupLimits(t *testing.T) {
 			s.Logger = slog.New(slog.NewTextHandler(logs, nil))
 		}})
 		// An attacker holds every slot of 127.0.0.1 with idle TCP
-		// connections; more from there are refused, logged once.
+		// connections; as many more wait for a slot, and more than
+		// that are refused, logged once.
 		held := make([]net.Conn, 3)
 		for i := range held {
 			held[i] = holdRaw(t, "127.0.0.1", e.addr)
+		}
+		var waiting []chan struct{}
+		for range 3 {
+			waiting = append(waiting, waitingRaw(t, "127.0.0.1", e.addr))
 		}
 		for range 5 {
 			refusedRaw(t, "127.0.0.1", e.addr)
@@ -122,17 +149,38 @@ func TestStartupLimits(t *testing.T) {
 		if r.code != 0 || r.stdout != "in\n" {
 			t.Fatalf("login from 127.0.0.2 while 127.0.0.1 holds its slots: got code %d stdout %q stderr %q", r.code, r.stdout, r.stderr)
 		}
-		// Slots come back when the connections end.
-		for _, nc := range held {
-			nc.Close()
+		// A slot that frees goes to a waiting connection.
+		held[0].Close()
+		select {
+		case <-waiting[0]:
+		case <-waiting[1]:
+		case <-waiting[2]:
+		case <-time.After(10 * time.Second):
+			t.Fatal("no waiting connection was served after a slot freed")
 		}
-		waitFor(t, 5*time.Second, "a slot for 127.0.0.1 again", func() bool {
-			nc, err := tryHold(t, "127.0.0.1", e.addr)
-			if err == nil {
-				nc.Close()
-			}
-			return err == nil
-		})
+	})
+	t.Run("burst", func(t *testing.T) {
+		// Stock clients from one address, more at once than may be in
+		// their handshake (ansible with many forks): all get in.
+		e := newEnv(t, envOptions{configure: func(s *Server) { s.MaxStartupsPerSource = 2 }})
+		c := e.client(e.issue(certOptions{}))
+		var wg sync.WaitGroup
+		errs := make(chan string, 4)
+		for i := range 4 {
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				r := c.ssh(nil, c.direct(e.login, "web1"), fmt.Sprintf("echo in-%d", i))
+				if r.code != 0 || r.stdout != fmt.Sprintf("in-%d\n", i) {
+					errs <- fmt.Sprintf("client %d: code %d stdout %q stderr %q", i, r.code, r.stdout, r.stderr)
+				}
+			}()
+		}
+		wg.Wait()
+		close(errs)
+		for e := range errs {
+			t.Error(e)
+		}
 	})
 	t.Run("total", func(t *testing.T) {
 		e := newEnv(t, envOptions{configure: func(s *Server) { s.MaxStartups = 2 }})
@@ -150,15 +198,38 @@ func TestStartupLimits(t *testing.T) {
 			_, err := tryHold(t, "127.0.0.4", e.addr)
 			return err == nil
 		})
-		refusedRaw(t, "127.0.0.5", e.addr)
+		// Both slots are held: the next connection waits, and is served
+		// once one frees.
+		ready := waitingRaw(t, "127.0.0.5", e.addr)
 		first.Close()
-		waitFor(t, 5*time.Second, "the slot of a closed connection", func() bool {
-			nc, err := tryHold(t, "127.0.0.6", e.addr)
-			if err == nil {
-				nc.Close()
-			}
-			return err == nil
-		})
+		select {
+		case <-ready:
+		case <-time.After(10 * time.Second):
+			t.Fatal("the waiting connection was not served after a slot freed")
+		}
+	})
+	t.Run("timeout", func(t *testing.T) {
+		e := newEnv(t, envOptions{configure: func(s *Server) { s.MaxStartups = 1 }})
+		if err := e.srv.init(); err != nil { // Serve may not have yet
+			t.Fatal(err)
+		}
+		a := &net.TCPAddr{IP: net.ParseIP("127.0.0.8"), Port: 1}
+		release, _, _ := e.srv.startup(context.Background(), a)
+		if release == nil {
+			t.Fatal("no slot for the first connection")
+		}
+		// No slot frees within the deadline: refused, with the cause.
+		ctx, cancel := context.WithTimeout(context.Background(), 200*time.Millisecond)
+		defer cancel()
+		got, rl, why := e.srv.startup(ctx, &net.TCPAddr{IP: net.ParseIP("127.0.0.9"), Port: 1})
+		if got != nil || rl == nil || why != "too many connections not yet authenticated" {
+			t.Fatalf("got %v, %v, %q; want refused after the deadline", got != nil, rl != nil, why)
+		}
+		release()
+		release() // more than once is harmless
+		if got, _, _ := e.srv.startup(context.Background(), a); got == nil {
+			t.Fatal("no slot after the first was released")
+		}
 	})
 }
 

@@ -139,16 +139,19 @@ type Server struct {
 	// it new connections are closed at once. Zero means
 	// DefaultMaxConnections.
 	MaxConnections int
-	// MaxStartups bounds concurrent connections that have not finished
-	// authentication, like OpenSSH's MaxStartups; beyond it new
-	// connections are closed at once. They count against MaxConnections
-	// too. Zero means DefaultMaxStartups.
+	// MaxStartups bounds concurrent connections in their handshake (not
+	// yet authenticated), like OpenSSH's MaxStartups. A new connection
+	// beyond it waits, before the bastion says anything, for a slot to
+	// free, at most HandshakeTimeout. Waiting connections count against
+	// MaxConnections. Zero means DefaultMaxStartups.
 	MaxStartups int
-	// MaxStartupsPerSource bounds the unauthenticated connections from
+	// MaxStartupsPerSource bounds the connections in their handshake from
 	// one source, an IPv4 address or an IPv6 /64 (OpenSSH's
 	// PerSourceMaxStartups), so that one client cannot hold every
-	// MaxStartups slot. Connections from non-IP addresses are not counted
-	// per source. Zero means DefaultMaxStartupsPerSource.
+	// MaxStartups slot; as many again from that source may wait for a
+	// slot, and more are closed at once. Connections from non-IP
+	// addresses are not counted per source. Zero means
+	// DefaultMaxStartupsPerSource.
 	MaxStartupsPerSource int
 	// MaxChannelsPerConn bounds open channels (sessions, forwards,
 	// ProxyJump tunnels) on one connection; zero means
@@ -189,9 +192,11 @@ type Server struct {
 	sweeping  bool
 	connGroup sync.WaitGroup
 
-	startMu  sync.Mutex
-	startups int                // connections not yet authenticated
-	sources  map[netip.Addr]int // of those, per source (see sourceOf)
+	startMu   sync.Mutex
+	startups  int                // connections in their handshake
+	sources   map[netip.Addr]int // of those, per source (see sourceOf)
+	waiting   map[netip.Addr]int // connections waiting for a slot, per source
+	startFree chan struct{}      // closed, and replaced, when a slot frees
 
 	// Refusals at accept are logged at most once per acceptLogInterval
 	// for each cause.
@@ -246,6 +251,8 @@ func (s *Server) init() error {
 		s.listeners = map[*net.Listener]struct{}{}
 		s.conns = map[*serverConn]struct{}{}
 		s.sources = map[netip.Addr]int{}
+		s.waiting = map[netip.Addr]int{}
+		s.startFree = make(chan struct{})
 		s.sessions = map[string]int{}
 		s.live = map[*targetConn]struct{}{}
 		s.done = make(chan struct{})
@@ -368,15 +375,8 @@ func (s *Server) Serve(l net.Listener) error {
 			s.refuseAtAccept(nc, &s.fullLog, "connection limit reached")
 			continue
 		}
-		authenticated, rl, why := s.startup(nc.RemoteAddr())
-		if authenticated == nil {
-			s.nconns.Add(-1)
-			s.refuseAtAccept(nc, rl, why)
-			continue
-		}
-		c := &serverConn{srv: s, nc: quickAck(nc), authenticated: authenticated}
+		c := &serverConn{srv: s, nc: quickAck(nc)}
 		if !s.track(c, true) {
-			authenticated()
 			s.nconns.Add(-1)
 			nc.Close()
 			return ErrServerClosed
@@ -385,26 +385,67 @@ func (s *Server) Serve(l net.Listener) error {
 			defer s.connGroup.Done()
 			defer s.nconns.Add(-1)
 			defer s.track(c, false)
+			hs := durationOr(s.HandshakeTimeout, DefaultHandshakeTimeout)
+			ctx, cancel := context.WithTimeout(context.Background(), hs)
+			authenticated, rl, why := s.startup(ctx, nc.RemoteAddr())
+			cancel()
+			switch {
+			case authenticated == nil && rl == nil: // shutting down
+				nc.Close()
+				return
+			case authenticated == nil:
+				s.refuseAtAccept(nc, rl, why)
+				return
+			}
 			defer authenticated()
+			c.authenticated = authenticated
 			c.serve()
 		}()
 	}
 }
 
-// startup counts a new connection from remote against MaxStartups and
-// MaxStartupsPerSource. It returns the function to call once the
-// connection has finished authentication (or ended), which may be called
-// more than once; or nil, with the refusal's log and cause, when a limit
-// is reached.
-func (s *Server) startup(remote net.Addr) (authenticated func(), rl *refusalLog, why string) {
+// startup takes a handshake slot for a new connection from remote under
+// MaxStartups and MaxStartupsPerSource, waiting for one to free until ctx
+// ends. It returns the function to call once the connection has finished
+// authentication (or ended), which may be called more than once; or nil,
+// with the refusal's log and cause, when the connection is refused: its
+// source already has as many connections waiting as it may have in their
+// handshake, or no slot freed in time (nil and no log when the server
+// is closing).
+func (s *Server) startup(ctx context.Context, remote net.Addr) (authenticated func(), rl *refusalLog, why string) {
 	src, bySource := sourceOf(remote)
+	limit, perSource := intOr(s.MaxStartups, DefaultMaxStartups), intOr(s.MaxStartupsPerSource, DefaultMaxStartupsPerSource)
 	s.startMu.Lock()
 	defer s.startMu.Unlock()
-	if s.startups >= intOr(s.MaxStartups, DefaultMaxStartups) {
-		return nil, &s.startupsLog, "too many connections not yet authenticated"
-	}
-	if bySource && s.sources[src] >= intOr(s.MaxStartupsPerSource, DefaultMaxStartupsPerSource) {
-		return nil, &s.sourceLog, "too many connections not yet authenticated from one source"
+	waited := false
+	for s.startups >= limit || bySource && s.sources[src] >= perSource {
+		if !waited {
+			if bySource && s.waiting[src] >= perSource {
+				return nil, &s.sourceLog, "too many connections not yet authenticated from one source"
+			}
+			waited = true
+			s.waiting[src]++
+			defer func() {
+				if s.waiting[src]--; s.waiting[src] <= 0 {
+					delete(s.waiting, src)
+				}
+			}()
+		}
+		free := s.startFree
+		s.startMu.Unlock()
+		select {
+		case <-free:
+			s.startMu.Lock()
+		case <-s.done:
+			s.startMu.Lock()
+			return nil, nil, ""
+		case <-ctx.Done():
+			s.startMu.Lock()
+			if bySource && s.sources[src] >= perSource {
+				return nil, &s.sourceLog, "too many connections not yet authenticated from one source"
+			}
+			return nil, &s.startupsLog, "too many connections not yet authenticated"
+		}
 	}
 	s.startups++
 	if bySource {
@@ -414,12 +455,13 @@ func (s *Server) startup(remote net.Addr) (authenticated func(), rl *refusalLog,
 		s.startMu.Lock()
 		defer s.startMu.Unlock()
 		s.startups--
-		if !bySource {
-			return
+		if bySource {
+			if s.sources[src]--; s.sources[src] <= 0 {
+				delete(s.sources, src)
+			}
 		}
-		if s.sources[src]--; s.sources[src] <= 0 {
-			delete(s.sources, src)
-		}
+		close(s.startFree)
+		s.startFree = make(chan struct{})
 	}), nil, ""
 }
 
