@@ -128,11 +128,13 @@
 // whose recording cannot be started is refused; a session whose recording
 // fails while it runs is ended. Nothing is left unrecorded.
 //
-// A channel with a pty, and a shell without one (ssh -T), is recorded in
-// full. Exec and subsystem channels (and forced commands) without a pty
-// keep the command, byte counts, SHA-256 and the first 64 KiB of each
-// stream, input included: without a terminal nothing echoes it. The
-// policy's record_input governs keystrokes on a pty only. SFTP is audited
+// A channel with a pty, and a shell without one (ssh -T), has its output
+// recorded in full. Exec and subsystem channels (and forced commands)
+// without a pty keep the command, byte counts, the SHA-256 of each stream
+// and the first 64 KiB of output. Input is recorded only when the policy's
+// record_input asks, with or without a pty: in full on a pty or a shell,
+// its first 64 KiB on exec and subsystem channels; its byte count, and on
+// those channels its SHA-256, are kept always. SFTP is audited
 // for the sftp subsystem and for an exec of sftp-server; a stream the
 // audit cannot follow ends the session. A window size of 0 or over 10000
 // is forwarded but not recorded.

@@ -20,9 +20,10 @@ import (
 //
 // What is kept follows package recording: a channel with a pty, and a shell
 // without one (ssh -T), in full; an exec or subsystem channel (or a forced
-// command) without a pty by the bulk rule. The policy's record_input decides
-// only for keystrokes on a pty; input without a pty is kept always (in full
-// for a shell, its first 64 KiB for exec and subsystem channels).
+// command) without a pty by the bulk rule. Input is kept only when the
+// policy's record_input asks, with or without a pty (in full on a pty or a
+// shell, its first 64 KiB for exec and subsystem channels without a pty);
+// its byte count, and for those channels its SHA-256, are kept always.
 //
 // SFTP is parsed and audited for the sftp subsystem and for an exec of
 // sftp-server (sftp -s /usr/lib/openssh/sftp-server). A malformed packet is

@@ -97,66 +97,106 @@ func asciinemaCat(t testing.TB, path string) string {
 	return string(out)
 }
 
+// recordInputRoles is defaultRoles with record_input set for the infra role.
+var recordInputRoles = strings.Replace(defaultRoles, "permissions: [pty, port-forwarding]",
+	"permissions: [pty, port-forwarding]\n    record_input: true", 1)
+
 // TestShellWithoutPTYRecordedInFull: ssh -T opens a shell without a pty;
-// the commands typed into it and all of their output are recorded
-// (record_input is off), through both target forms.
+// all of its output is recorded, through both target forms, and the
+// commands typed into it only when the policy's record_input asks (they
+// may hold secrets: sudo -S reads a password there).
 func TestShellWithoutPTYRecordedInFull(t *testing.T) {
-	e := newEnv(t, envOptions{})
-	c := e.client(e.issue(certOptions{}))
 	// Output well past the 64 KiB kept of an exec channel.
 	script := "echo one-$((40+2))\nhead -c 100000 /dev/zero | tr '\\0' x; echo\necho secret-typed >/dev/null\nexit 7\n"
-	forms := [][]string{c.direct(e.login, "web1", "-T"), c.jump(e.login, "web1", "-T")}
-	for _, args := range forms {
-		r := c.ssh(strings.NewReader(script), args)
-		if r.code != 7 || !strings.Contains(r.stdout, "one-42") {
-			t.Fatalf("got code %d stdout %.200q stderr %q", r.code, r.stdout, r.stderr)
+	for _, record := range []bool{false, true} {
+		roles := defaultRoles
+		if record {
+			roles = recordInputRoles
 		}
-	}
-	casts := e.recordings(len(forms))
-	if len(casts) != len(forms) {
-		t.Fatalf("%d recordings; want %d", len(casts), len(forms))
-	}
-	for _, cf := range casts {
-		h := cf.header
-		if h.Command != "" || h.Sallyport.PTY || !h.Sallyport.Input || h.Sallyport.BulkHead != 0 {
-			t.Errorf("header %+v %+v; want a shell without pty, input kept, not bulk", h, h.Sallyport)
+		e := newEnv(t, envOptions{policy: roles})
+		c := e.client(e.issue(certOptions{}))
+		forms := [][]string{c.direct(e.login, "web1", "-T"), c.jump(e.login, "web1", "-T")}
+		for _, args := range forms {
+			r := c.ssh(strings.NewReader(script), args)
+			if r.code != 7 || !strings.Contains(r.stdout, "one-42") {
+				t.Fatalf("record_input %v: got code %d stdout %.200q stderr %q", record, r.code, r.stdout, r.stderr)
+			}
 		}
-		if string(cf.in) != script {
-			t.Errorf("input events %q; want every typed command %q", cf.in, script)
+		casts := e.recordings(len(forms))
+		if len(casts) != len(forms) {
+			t.Fatalf("record_input %v: %d recordings; want %d", record, len(casts), len(forms))
 		}
-		want := "one-42\n" + strings.Repeat("x", 100000) + "\n"
-		if string(cf.out) != want {
-			t.Errorf("output events: %d bytes; want all %d", len(cf.out), len(want))
-		}
-		if got := asciinemaCat(t, cf.path); !strings.Contains(got, "one-42") || !strings.Contains(got, strings.Repeat("x", 100000)) {
-			t.Errorf("asciinema cat lacks the output: %.300q", got)
+		for _, cf := range casts {
+			h := cf.header
+			if h.Command != "" || h.Sallyport.PTY || h.Sallyport.Input != record || h.Sallyport.BulkHead != 0 {
+				t.Errorf("record_input %v: header %+v %+v; want a shell without pty, input=%v, not bulk", record, h, h.Sallyport, record)
+			}
+			wantIn := ""
+			if record {
+				wantIn = script
+			}
+			if string(cf.in) != wantIn {
+				t.Errorf("record_input %v: input events %q; want %q", record, cf.in, wantIn)
+			}
+			if s := cf.end.Stdin; s.Bytes != int64(len(script)) || s.Kept != int64(len(wantIn)) || s.SHA256 != "" {
+				t.Errorf("record_input %v: end record stdin %+v; want %d bytes counted, %d kept", record, s, len(script), len(wantIn))
+			}
+			raw, err := os.ReadFile(cf.path)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if bytes.Contains(raw, []byte("secret-typed")) != record {
+				t.Errorf("record_input %v: typed command in the file: %v", record, !record)
+			}
+			want := "one-42\n" + strings.Repeat("x", 100000) + "\n"
+			if string(cf.out) != want {
+				t.Errorf("record_input %v: output events: %d bytes; want all %d", record, len(cf.out), len(want))
+			}
+			if got := asciinemaCat(t, cf.path); !strings.Contains(got, "one-42") || !strings.Contains(got, strings.Repeat("x", 100000)) {
+				t.Errorf("asciinema cat lacks the output: %.300q", got)
+			}
 		}
 	}
 }
 
 // TestExecInputHead: an exec channel without a pty keeps the first 64 KiB
-// of its input although record_input is off, and not more.
+// of its input, and not more, only when record_input is on; without it no
+// input is kept, but its byte count and SHA-256 are.
 func TestExecInputHead(t *testing.T) {
-	e := newEnv(t, envOptions{})
-	c := e.client(e.issue(certOptions{}))
 	data := make([]byte, 200<<10)
 	if _, err := rand.Read(data); err != nil {
 		t.Fatal(err)
 	}
-	r := c.ssh(bytes.NewReader(data), c.direct(e.login, "web1"), "sha256sum")
-	if r.code != 0 || !strings.HasPrefix(r.stdout, sha(data)) {
-		t.Fatalf("got code %d stdout %q stderr %q", r.code, r.stdout, r.stderr)
-	}
-	casts := e.recordings(1)
-	cf := casts[0]
-	if h := cf.header.Sallyport; !h.Input || h.BulkHead != recording.DefaultBulkHead || h.PTY {
-		t.Errorf("header %+v; want input kept with a %d-byte head", h, recording.DefaultBulkHead)
-	}
-	if !bytes.Equal(cf.in, data[:recording.DefaultBulkHead]) {
-		t.Errorf("input events: %d bytes; want exactly the first %d", len(cf.in), recording.DefaultBulkHead)
-	}
-	if s := cf.end.Stdin; s.Bytes != int64(len(data)) || s.Kept != recording.DefaultBulkHead || s.SHA256 != sha(data) {
-		t.Errorf("end record stdin %+v", s)
+	for _, record := range []bool{false, true} {
+		roles := defaultRoles
+		want := []byte{}
+		if record {
+			roles = recordInputRoles
+			want = data[:recording.DefaultBulkHead]
+		}
+		e := newEnv(t, envOptions{policy: roles})
+		c := e.client(e.issue(certOptions{}))
+		r := c.ssh(bytes.NewReader(data), c.direct(e.login, "web1"), "sha256sum")
+		if r.code != 0 || !strings.HasPrefix(r.stdout, sha(data)) {
+			t.Fatalf("record_input %v: got code %d stdout %q stderr %q", record, r.code, r.stdout, r.stderr)
+		}
+		cf := e.recordings(1)[0]
+		if h := cf.header.Sallyport; h.Input != record || h.BulkHead != recording.DefaultBulkHead || h.PTY {
+			t.Errorf("record_input %v: header %+v; want input=%v with a %d-byte head", record, h, record, recording.DefaultBulkHead)
+		}
+		if !bytes.Equal(cf.in, want) {
+			t.Errorf("record_input %v: input events: %d bytes; want exactly the first %d", record, len(cf.in), len(want))
+		}
+		if s := cf.end.Stdin; s.Bytes != int64(len(data)) || s.Kept != int64(len(want)) || s.SHA256 != sha(data) {
+			t.Errorf("record_input %v: end record stdin %+v", record, s)
+		}
+		rows, err := e.store.Recordings(context.Background(), store.RecordingFilter{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if rows[0].InputRecorded != record || rows[0].StdinSHA256 != sha(data) {
+			t.Errorf("record_input %v: index row input recorded %v, stdin sha256 %q", record, rows[0].InputRecorded, rows[0].StdinSHA256)
+		}
 	}
 }
 

@@ -49,22 +49,26 @@
 // recording. The bulk rule below applies only to exec and subsystem channels
 // (and forced commands) without a pty.
 //
-// Input: the policy's record_input (Meta.RecordInput) governs keystrokes on
-// a terminal, where passwords are typed without echo. Without a pty nothing
-// echoes the input, and the input is the commands and data themselves, so
-// it is kept whatever record_input says: in full for a shell, by the bulk
-// rule (its first 64 KiB) for exec and subsystem channels. The header's
-// sallyport.input says whether input events are present, and its bulk_head
-// (0 when absent) how much of each stream a bulk channel keeps.
+// Input is kept only when the policy's record_input (Meta.RecordInput)
+// asks, with or without a pty: then in full on a pty or a shell, and its
+// first 64 KiB (the bulk head) on exec and subsystem channels without a
+// pty. Without record_input no input event is written: input holds
+// passwords typed without echo (on a terminal, or to sudo -S), files
+// uploaded by sftp, scp or rsync (private keys, .env files) and scripts
+// piped into ssh -T. Its byte count is kept always, and on exec and
+// subsystem channels without a pty its SHA-256 too, since neither reveals
+// the content. The header's sallyport.input says whether input events are
+// present, and its bulk_head (0 when absent) how much of each kept stream
+// a bulk channel keeps.
 //
 // # Bulk output
 //
 // An exec or subsystem channel without a pty (scp, rsync, a 1 GiB `cat`)
 // keeps a bounded, cheap, faithful record: the command (header), the first
 // Options.BulkHead bytes (64 KiB) of stdout and of stderr as ordinary "o"
-// events and of stdin as "i" events, the byte count and SHA-256 of each
-// stream (stdout, stderr, stdin) in the "end" record, and "progress" counts
-// once per flush interval while data flows.
+// events (and of stdin as "i" events when record_input asks), the byte
+// count and SHA-256 of each stream (stdout, stderr, stdin) in the "end"
+// record, and "progress" counts once per flush interval while data flows.
 // Output past the head is counted and hashed, never stored. SHA-256 runs on a
 // goroutine of the session's own, beside the relay rather than on it: Write
 // copies the data into a bounded queue (at most 256 KiB in flight per
@@ -110,4 +114,19 @@
 // ESC SP (7/8-bit controls, conformance levels), DECSCL, VT52 mode, locking
 // shifts. Ordinary text, colours, cursor movement, charset designations and
 // screen editing pass.
+//
+// Modes are let through only if replay needs them to look right and Reset
+// undoes them: of the standard modes (SM/RM, CSI Pm h/l) insert (4) alone,
+// so keyboard lock (KAM, 2), local echo (SRM, 12) and new-line mode (LNM,
+// 20) are dropped; of the private ones (CSI ? Pm h/l) autowrap (7), cursor
+// visibility (25), the alternate screens (47, 1047, 1049) and 1048 (save
+// cursor). Everything else is dropped: cursor keys and keypad modes
+// (DECCKM, ESC = and ESC >) change what the viewer's keys send; mouse and
+// focus reporting and bracketed paste make the terminal send input; origin
+// mode, reverse video and column mode (which resizes the window) are not
+// needed. A sequence naming several modes keeps only those that pass. At the
+// end of a replay (also when it is cut short) Reset leaves the alternate
+// screen, resets the scroll region (keeping the cursor in place), the
+// character sets, attributes and insert mode, turns autowrap on and shows
+// the cursor, and restores the cursor style and tab stops if they changed.
 package recording

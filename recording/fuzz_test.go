@@ -70,13 +70,59 @@ func FuzzVerify(f *testing.F) {
 // decscl matches DECSCL (CSI Ps ; Ps " p), which can turn 8-bit controls on.
 var decscl = regexp.MustCompile(`\x1b\[[0-9;]*"p`)
 
+// csiAt matches a well-formed CSI sequence: private marker, parameters,
+// intermediates, final byte.
+var csiAt = regexp.MustCompile(`^\x1b\[([<=>?]?)([0-9:;]*)([ -/]*)([@-~])`)
+
+// checkModes fails unless every CSI sequence in b is well formed and sets
+// or resets only the modes replay lets through (insert; autowrap, cursor
+// visibility, alternate screens), so that no dropped mode (keyboard lock,
+// local echo, cursor keys, mouse, focus, bracketed paste...) reaches the
+// viewer's terminal.
+func checkModes(t *testing.T, b, in []byte) {
+	t.Helper()
+	allowed := map[string]map[string]bool{
+		"":  {"4": true},
+		"?": {"7": true, "25": true, "47": true, "1047": true, "1048": true, "1049": true},
+	}
+	for i := 0; ; {
+		j := bytes.Index(b[i:], []byte("\x1b["))
+		if j < 0 {
+			return
+		}
+		i += j
+		m := csiAt.FindSubmatch(b[i:])
+		if m == nil {
+			t.Fatalf("malformed CSI at %d in output %q of input %q", i, b, in)
+		}
+		switch f := m[4][0]; {
+		case f == 'h' || f == 'l':
+			ok := allowed[string(m[1])]
+			if len(m[3]) > 0 || ok == nil {
+				t.Fatalf("mode sequence %q in output %q of input %q", m[0], b, in)
+			}
+			for _, p := range bytes.Split(m[2], []byte(";")) {
+				if !ok[string(p)] {
+					t.Fatalf("dropped mode %q in %q in output %q of input %q", p, m[0], b, in)
+				}
+			}
+		case string(m[1]) == "?" && (f == 's' || f == 'r'):
+			t.Fatalf("private modes saved or restored by %q in output %q of input %q", m[0], b, in)
+		}
+		i += len(m[0])
+	}
+}
+
 // FuzzSafeWriter checks that nothing that starts a string sequence, an
 // answerback or a C1 control survives, nor anything that changes how the
 // terminal decodes later bytes (leaving UTF-8, 8-bit controls, VT52 mode,
-// locking shifts), however the input is split.
+// locking shifts), nor a mode replay drops (keypad, keyboard lock, local
+// echo, mouse, focus, bracketed paste...), however the input is split; and
+// that Reset sets only modes that pass.
 func FuzzSafeWriter(f *testing.F) {
 	for _, s := range []string{"\x1b]52;c;eA==\a", "\x1bP1$r\x1b\\", "\u009b6n", "\x1b[6n", "a\x1b[1mb", "\x1b\x1b]0;x\a",
-		"\x1b%@\xdf\x9d52;c;eA==\a", "\x1b G\x1b[62;2\"p", "\x1b%/G\x1b[?2l", "\x1b(0\x1b%G\x1bn"} {
+		"\x1b%@\xdf\x9d52;c;eA==\a", "\x1b G\x1b[62;2\"p", "\x1b%/G\x1b[?2l", "\x1b(0\x1b%G\x1bn",
+		"\x1b[2h\x1b[12l\x1b[20h\x1b[4h", "\x1b[?1;25;1000;1004;1006;2004h\x1b=", "\x1b[?1049h\x1b[?0001l\x1b[?1000r"} {
 		f.Add([]byte(s), uint8(3))
 	}
 	f.Fuzz(func(t *testing.T, data []byte, split uint8) {
@@ -86,8 +132,9 @@ func FuzzSafeWriter(f *testing.F) {
 		sw.Write(data[:i])
 		sw.Write(data[i:])
 		got := out.Bytes()
+		checkModes(t, got, data)
 		for _, bad := range []string{"\x1b]", "\x1bP", "\x1b_", "\x1b^", "\x1bX", "\x1bZ", "\x05", "\x1b[6n", "\x1b[c",
-			"\x1b%", "\x1b ", "\x1b[?2l", "\x1bn", "\x1bo", "\x1b~", "\x1b}", "\x1b|"} {
+			"\x1b%", "\x1b ", "\x1b[?2l", "\x1bn", "\x1bo", "\x1b~", "\x1b}", "\x1b|", "\x1b=", "\x1b>"} {
 			if bytes.Contains(got, []byte(bad)) {
 				t.Fatalf("%q in output %q of input %q", bad, got, data)
 			}
@@ -105,6 +152,11 @@ func FuzzSafeWriter(f *testing.F) {
 				t.Fatalf("C1 control in output %q of input %q", got, data)
 			}
 		}
+		out.Reset()
+		if err := sw.Reset(); err != nil {
+			t.Fatal(err)
+		}
+		checkModes(t, out.Bytes(), data)
 	})
 }
 

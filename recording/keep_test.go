@@ -3,6 +3,8 @@ package recording
 import (
 	"bytes"
 	"context"
+	"crypto/sha256"
+	"encoding/hex"
 	"errors"
 	"io"
 	"math/rand/v2"
@@ -60,12 +62,15 @@ func TestWhatIsKept(t *testing.T) {
 		{"ok/pty-shell", true, "", false, len(out), 0, false, false, false, true},
 		{"ok/pty-shell-record-input", true, "", true, len(out), len(in), true, false, false, true},
 		{"ok/pty-exec", true, "top", false, len(out), 0, false, false, false, true},
-		{"ok/shell-without-pty", false, "", false, len(out), len(in), true, false, false, false},
+		{"ok/pty-exec-record-input", true, "top", true, len(out), len(in), true, false, false, true},
+		{"ok/shell-without-pty", false, "", false, len(out), 0, false, false, false, false},
 		{"ok/shell-without-pty-record-input", false, "", true, len(out), len(in), true, false, false, false},
-		{"ok/exec-without-pty", false, "sh", false, head, head, true, true, true, false},
+		{"ok/exec-without-pty", false, "sh", false, head, 0, false, true, true, false},
 		{"ok/exec-without-pty-record-input", false, "sh", true, head, head, true, true, true, false},
-		{"ok/subsystem", false, "subsystem: sftp", false, head, head, true, true, true, false},
+		{"ok/subsystem", false, "subsystem: sftp", false, head, 0, false, true, true, false},
+		{"ok/subsystem-record-input", false, "subsystem: sftp", true, head, head, true, true, true, false},
 	}
+	inSum := sha256.Sum256(in)
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
 			env := newEnv(t, func(o *Options) { o.BulkHead = head })
@@ -93,6 +98,20 @@ func TestWhatIsKept(t *testing.T) {
 			if (sum.Stdout.SHA256 != "") != tc.hashed || (sum.Stdin.SHA256 != "") != tc.hashed {
 				t.Errorf("hashes %q %q; want hashed=%v", sum.Stdout.SHA256, sum.Stdin.SHA256, tc.hashed)
 			}
+			// Count and hash of the input whatever record_input says: they
+			// reveal nothing of it.
+			if sum.Stdin.Bytes != int64(len(in)) || tc.hashed && sum.Stdin.SHA256 != hex.EncodeToString(inSum[:]) {
+				t.Errorf("stdin %+v; want %d bytes, sha256 %x", sum.Stdin, len(in), inSum)
+			}
+			if !tc.recordInput {
+				data, err := os.ReadFile(s.Path())
+				if err != nil {
+					t.Fatal(err)
+				}
+				if bytes.Contains(data, []byte(`, "i", `)) {
+					t.Errorf("input in a recording without record_input")
+				}
+			}
 			_, rd := outputOf(t, s.Path())
 			h := rd.Header.Sallyport
 			if h.Input != tc.headerInput || (h.BulkHead != 0) != tc.headerBulk || h.PTY != tc.pty {
@@ -110,31 +129,38 @@ func TestWhatIsKept(t *testing.T) {
 }
 
 // TestShellWithoutPTYNotBounded: a shell without a pty past the bulk head
-// keeps every byte of both directions, with the default head.
+// keeps every byte of its output, with the default head, and every byte of
+// its input when record_input asks, none otherwise.
 func TestShellWithoutPTYNotBounded(t *testing.T) {
-	env := newEnv(t, nil)
-	ctx := context.Background()
-	s, err := env.rec.Start(ctx, Meta{Identity: "github:1", Login: "root", Host: "web1"})
-	if err != nil {
-		t.Fatal(err)
-	}
-	cmds := strings.Repeat("cat /etc/passwd\n", DefaultBulkHead/8)
-	outText := strings.Repeat("root:x:0:0:root:/root:/bin/bash\n", DefaultBulkHead/16)
-	mustWrite(t, s.Stdin(), cmds)
-	mustWrite(t, s.Stdout(), outText)
-	mustWrite(t, s.Stdin(), "rm -rf /tmp/evidence\n")
-	sum, err := s.Close(ctx, End{ExitStatus: 0})
-	if err != nil {
-		t.Fatal(err)
-	}
-	if got := string(eventsOf(t, s.Path(), "i")); got != cmds+"rm -rf /tmp/evidence\n" {
-		t.Errorf("input events: %d bytes; want all %d typed", len(got), len(cmds)+21)
-	}
-	if got := string(eventsOf(t, s.Path(), "o")); got != outText {
-		t.Errorf("output events: %d bytes; want all %d", len(got), len(outText))
-	}
-	if sum.Stdout.Kept != sum.Stdout.Bytes || sum.Stdin.Kept != sum.Stdin.Bytes {
-		t.Errorf("summary %+v %+v; want all kept", sum.Stdout, sum.Stdin)
+	for _, record := range []bool{false, true} {
+		env := newEnv(t, nil)
+		ctx := context.Background()
+		s, err := env.rec.Start(ctx, Meta{Identity: "github:1", Login: "root", Host: "web1", RecordInput: record})
+		if err != nil {
+			t.Fatal(err)
+		}
+		cmds := strings.Repeat("cat /etc/passwd\n", DefaultBulkHead/8)
+		outText := strings.Repeat("root:x:0:0:root:/root:/bin/bash\n", DefaultBulkHead/16)
+		mustWrite(t, s.Stdin(), cmds)
+		mustWrite(t, s.Stdout(), outText)
+		mustWrite(t, s.Stdin(), "rm -rf /tmp/evidence\n")
+		sum, err := s.Close(ctx, End{ExitStatus: 0})
+		if err != nil {
+			t.Fatal(err)
+		}
+		wantIn := ""
+		if record {
+			wantIn = cmds + "rm -rf /tmp/evidence\n"
+		}
+		if got := string(eventsOf(t, s.Path(), "i")); got != wantIn {
+			t.Errorf("record_input %v: input events: %d bytes; want %d", record, len(got), len(wantIn))
+		}
+		if got := string(eventsOf(t, s.Path(), "o")); got != outText {
+			t.Errorf("record_input %v: output events: %d bytes; want all %d", record, len(got), len(outText))
+		}
+		if sum.Stdout.Kept != sum.Stdout.Bytes || sum.Stdin.Kept != int64(len(wantIn)) || sum.Stdin.Bytes != int64(len(cmds)+21) {
+			t.Errorf("record_input %v: summary %+v %+v; want all output kept, input counted, %d kept", record, sum.Stdout, sum.Stdin, len(wantIn))
+		}
 	}
 }
 

@@ -38,13 +38,12 @@ type HeaderInfo struct {
 	Login     string `json:"login"`
 	Host      string `json:"host"`
 	PTY       bool   `json:"pty"`
-	// Input says input ("i" events) is in the recording: always for a
-	// channel without a pty, for a pty channel only when the policy's
-	// record_input asks.
+	// Input says input ("i" events) is in the recording, which is so only
+	// when the policy's record_input asks, with or without a pty.
 	Input bool `json:"input"`
-	// BulkHead is the bytes kept per stream (stdout, stderr and stdin) of an
-	// exec or subsystem channel without a pty; 0 when every stream is kept
-	// in full (a pty, or a shell).
+	// BulkHead is the bytes kept per stream (stdout, stderr, and stdin when
+	// Input is set) of an exec or subsystem channel without a pty; 0 when
+	// every stream is kept in full (a pty, or a shell).
 	BulkHead int `json:"bulk_head,omitempty"`
 	// Signer is ssh.FingerprintSHA256 of the key signing the chain.
 	Signer string `json:"signer"`

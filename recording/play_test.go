@@ -33,7 +33,25 @@ func TestSafeWriter(t *testing.T) {
 		{"fail/decid", "\x1bZ", ""},
 		{"fail/enq-answerback", "a\x05b", "ab"},
 		{"fail/mouse-reporting", "\x1b[?1000h\x1b[?1006h\x1b[?1004h", ""},
-		{"fail/mixed-modes", "\x1b[?25;1000h", ""},
+		{"fail/mixed-modes", "\x1b[?1000;1006h", ""},
+		{"ok/mixed-modes-filtered", "\x1b[?25;1000;7h", "\x1b[?25;7h"},
+		{"ok/insert-mode", "\x1b[4ha\x1b[4l", "\x1b[4ha\x1b[4l"},
+		{"ok/insert-mode-filtered", "\x1b[2;4;20h", "\x1b[4h"},
+		{"ok/mode-leading-zeros", "\x1b[?0025l\x1b[004h", "\x1b[?25l\x1b[4h"},
+		{"ok/autowrap", "\x1b[?7l\x1b[?7h", "\x1b[?7l\x1b[?7h"},
+		{"ok/alt-screens", "\x1b[?47h\x1b[?47l\x1b[?1047h\x1b[?1047l\x1b[?1048h\x1b[?1048l", "\x1b[?47h\x1b[?47l\x1b[?1047h\x1b[?1047l\x1b[?1048h\x1b[?1048l"},
+		{"fail/keyboard-lock-kam", "\x1b[2h", ""},
+		{"fail/local-echo-srm", "\x1b[12l", ""},
+		{"fail/newline-mode-lnm", "\x1b[20h", ""},
+		{"fail/standard-modes", "\x1b[3h\x1b[34l\x1b[h\x1b[;l\x1b[4:1h\x1b[99999999999999999999h.", "."},
+		{"fail/cursor-keys-decckm", "\x1b[?1h\x1b[?1l", ""},
+		{"fail/keypad-modes", "\x1b=\x1b>\x1b[?66h.", "."},
+		{"fail/bracketed-paste", "\x1b[?2004h\x1b[?2004l", ""},
+		{"fail/focus-reporting", "\x1b[?1004h", ""},
+		{"fail/mouse-modes", "\x1b[?9h\x1b[?1001h\x1b[?1002h\x1b[?1003h\x1b[?1005h\x1b[?1015h\x1b[?1016h", ""},
+		{"fail/display-modes", "\x1b[?3h\x1b[?5h\x1b[?6h\x1b[?12h\x1b[?69h", ""},
+		{"fail/save-restore-modes", "\x1b[?1000s\x1b[?1000r", ""},
+		{"fail/other-private-modes", "\x1b[>1h\x1b[=1h\x1b[<1l", ""},
 		{"fail/8bit-controls-on", "\x1b G", ""},
 		{"fail/7bit-controls", "\x1b F", ""},
 		{"fail/conformance-level", "\x1b L\x1b N", ""},
@@ -82,16 +100,57 @@ func TestSafeWriter(t *testing.T) {
 	}
 }
 
+// resetBase is what Reset always writes: scroll region (cursor kept),
+// attributes, insert mode off, autowrap on, cursor shown.
+const resetBase = "\x1b7\x1b[r\x1b8\x1b[0m\x1b[4l\x1b[?7h\x1b[?25h"
+
+// TestSafeWriterResetRestoresTerminal: whatever of the viewer's terminal
+// the sequences that pass can change, Reset changes back.
 func TestSafeWriterResetRestoresTerminal(t *testing.T) {
-	var out bytes.Buffer
-	sw := NewSafeWriter(&out)
-	sw.Write([]byte("\x1b[?1049h\x0e"))
-	out.Reset()
-	if err := sw.Reset(); err != nil {
-		t.Fatal(err)
+	tests := []struct {
+		name, in, want string
+	}{
+		{"ok/nothing", "", resetBase},
+		{"ok/alt-screen-1049", "\x1b[?1049h", "\x1b[?1049l" + resetBase},
+		{"ok/alt-screen-1047", "\x1b[?1047h", "\x1b[?1047l" + resetBase},
+		{"ok/alt-screen-47", "\x1b[?47h", "\x1b[?47l" + resetBase},
+		{"ok/alt-screen-in-list", "\x1b[?25;1049h", "\x1b[?1049l" + resetBase},
+		{"ok/alt-screen-left", "\x1b[?1049h\x1b[?1049l", resetBase},
+		{"ok/alt-screen-left-otherwise", "\x1b[?1049h\x1b[?47l", resetBase},
+		{"ok/scroll-region-insert-autowrap-cursor", "\x1b[5;10r\x1b[4h\x1b[?7l\x1b[?25l\x1b[1;7m", resetBase},
+		{"ok/shift-out", "\x0e", "\x1b7\x1b[r\x1b8\x0f\x1b[0m\x1b[4l\x1b[?7h\x1b[?25h"},
+		{"ok/g0-line-drawing", "\x1b(0q", "\x1b7\x1b[r\x1b8\x1b(B\x1b[0m\x1b[4l\x1b[?7h\x1b[?25h"},
+		{"ok/g0-back-to-ascii", "\x1b(0q\x1b(B", resetBase},
+		{"ok/cursor-style", "\x1b[5 q", resetBase + "\x1b[0 q"},
+		{"ok/tab-stops-cleared", "\x1b[3g", resetBase + "\x1b[?5W"},
+		{"ok/tab-stop-set", "\x1bH", resetBase + "\x1b[?5W"},
+		{"ok/all", "\x1b[?1049h\x0e\x1b(0\x1b[2 q\x1bH", "\x1b[?1049l\x1b7\x1b[r\x1b8\x0f\x1b(B\x1b[0m\x1b[4l\x1b[?7h\x1b[?25h\x1b[0 q\x1b[?5W"},
+		{"ok/full-reset-ris", "\x1b[?1049h\x0e\x1b(0\x1b[2 q\x1bH\x1bc", resetBase},
+		{"fail/dropped-changes-nothing", "\x1b[?1000h\x1b[2h\x1b=\x1b[?2004h", resetBase},
 	}
-	if got, want := out.String(), "\x0f\x1b[0m\x1b[?25h\x1b[?1049l"; got != want {
-		t.Errorf("Reset wrote %q; want %q", got, want)
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			var out bytes.Buffer
+			sw := NewSafeWriter(&out)
+			if _, err := sw.Write([]byte(tc.in)); err != nil {
+				t.Fatal(err)
+			}
+			out.Reset()
+			if err := sw.Reset(); err != nil {
+				t.Fatal(err)
+			}
+			if got := out.String(); got != tc.want {
+				t.Errorf("Reset wrote %q; want %q", got, tc.want)
+			}
+			// Reset forgets what it restored.
+			out.Reset()
+			if err := sw.Reset(); err != nil {
+				t.Fatal(err)
+			}
+			if got := out.String(); got != resetBase {
+				t.Errorf("second Reset wrote %q; want %q", got, resetBase)
+			}
+		})
 	}
 }
 
@@ -126,7 +185,7 @@ func TestPlayPaceAndNeutralisation(t *testing.T) {
 			if err := Play(context.Background(), &out, rd, tc.opts); err != nil {
 				t.Fatal(err)
 			}
-			if want := "one two three \uFFFD\x1b[0m\x1b[?25h"; out.String() != want {
+			if want := "one two three \uFFFD" + resetBase; out.String() != want {
 				t.Errorf("output %q; want %q", out.String(), want)
 			}
 			if len(pauses) != len(tc.pause) {

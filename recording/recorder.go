@@ -89,9 +89,9 @@ type Options struct {
 	// MaxPending bounds the memory a session may hold waiting for the disk;
 	// a Write past it waits. 0 means DefaultMaxPending.
 	MaxPending int
-	// BulkHead is how many bytes of each stream (stdout, stderr, stdin) of
-	// an exec or subsystem channel without a pty are kept in the recording;
-	// 0 means DefaultBulkHead.
+	// BulkHead is how many bytes of each stream of an exec or subsystem
+	// channel without a pty are kept in the recording (of stdin only when
+	// Meta.RecordInput is set); 0 means DefaultBulkHead.
 	BulkHead int
 	// SignInterval is the least time between signed checkpoints; 0 means
 	// DefaultSignInterval. The final digest is always signed.
@@ -178,11 +178,12 @@ type Meta struct {
 	Term string
 	// Shell is the SHELL put in the header env; "" means none.
 	Shell string
-	// RecordInput records what the user types on a terminal ("i" events
-	// of a PTY channel), as the policy's record_input asks. Without a pty
-	// nothing echoes the input, which is the commands and data themselves:
-	// it is kept whatever RecordInput says (see the package doc). Input
-	// bytes are always counted.
+	// RecordInput records the input ("i" events), as the policy's
+	// record_input asks: in full on a pty or a shell, the first
+	// Options.BulkHead bytes on an exec or subsystem channel without a pty.
+	// When it is false no input is recorded, with or without a pty: input
+	// holds typed passwords (sudo -S), uploaded files and piped scripts.
+	// Input bytes are always counted, and hashed on a bulk channel.
 	RecordInput bool
 }
 
@@ -190,11 +191,6 @@ type Meta struct {
 // subsystem channel without a pty. A shell without a pty is recorded in
 // full, or typed commands and their output would escape the recording.
 func (m Meta) bulk() bool { return !m.PTY && m.Command != "" }
-
-// inputKept reports whether input is in the recording (in full, or its head
-// on a bulk channel): always without a pty, where it is not echoed;
-// with a pty, only when RecordInput asks (passwords are typed there).
-func (m Meta) inputKept() bool { return !m.PTY || m.RecordInput }
 
 var idPattern = regexp.MustCompile(`^[A-Za-z0-9_-]{1,64}$`)
 
@@ -377,9 +373,8 @@ func (s *Session) Stdout() io.Writer { return streamWriter{s, streamOut} }
 func (s *Session) Stderr() io.Writer { return streamWriter{s, streamErr} }
 
 // Stdin returns the writer for the channel's input (user to target). Input
-// is counted always; it is recorded on a channel without a pty (by the bulk
-// rule for exec and subsystem channels) and on a pty channel only when
-// Meta.RecordInput is set.
+// is counted always (and hashed on a bulk channel) and recorded only when
+// Meta.RecordInput is set, with or without a pty.
 func (s *Session) Stdin() io.Writer { return streamWriter{s, streamIn} }
 
 type streamWriter struct {
@@ -434,7 +429,7 @@ func (s *Session) write(stream uint8, p []byte) (int, error) {
 	}
 	st := &s.streams[stream]
 	st.bytes += int64(len(p))
-	if stream == streamIn && !s.meta.inputKept() {
+	if stream == streamIn && !s.meta.RecordInput {
 		return len(p), nil
 	}
 	for len(s.pend) >= s.rc.opts.MaxPending && s.err == nil && !s.closing {
@@ -488,7 +483,9 @@ func (s *Session) countBulk(stream uint8, p []byte) (*hasher, error) {
 	}
 	st := &s.streams[stream]
 	st.bytes += int64(len(p))
-	// Input without a pty is kept, its head like output's (see inputKept).
+	if stream == streamIn && !s.meta.RecordInput {
+		return s.hasher, nil // counted here, hashed by the caller
+	}
 	room := int64(s.rc.opts.BulkHead) - st.kept
 	if room <= 0 {
 		return s.hasher, nil
@@ -856,7 +853,7 @@ func (s *Session) indexRow() store.Recording {
 	return store.Recording{
 		ID: s.meta.ID, SessionID: s.meta.SessionID, Identity: s.meta.Identity, User: s.meta.User,
 		Login: s.meta.Login, Host: s.meta.Host, Command: s.meta.Command, PTY: s.meta.PTY,
-		InputRecorded: s.meta.inputKept(), Path: filepath.ToSlash(s.rel), Start: s.start, ExitStatus: -1,
+		InputRecorded: s.meta.RecordInput, Path: filepath.ToSlash(s.rel), Start: s.start, ExitStatus: -1,
 		SignerFingerprint: ssh.FingerprintSHA256(s.rc.opts.Signer.PublicKey()),
 	}
 }
@@ -876,7 +873,7 @@ func (s *Session) header() ([]byte, error) {
 		Env: env, Title: Title(m), Command: m.Command,
 		Sallyport: &HeaderInfo{
 			Format: 1, ID: m.ID, SessionID: m.SessionID, Identity: m.Identity, User: m.User,
-			Login: m.Login, Host: m.Host, PTY: m.PTY, Input: m.inputKept(),
+			Login: m.Login, Host: m.Host, PTY: m.PTY, Input: m.RecordInput,
 			Signer: ssh.FingerprintSHA256(s.rc.opts.Signer.PublicKey()),
 		},
 	}

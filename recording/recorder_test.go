@@ -298,9 +298,12 @@ func TestBulkChannelBounded(t *testing.T) {
 	if sum.Stdout.Bytes != int64(len(out)) || sum.Stdout.Kept != DefaultBulkHead || sum.Stdout.SHA256 != hex.EncodeToString(hOut[:]) {
 		t.Errorf("stdout %+v", sum.Stdout)
 	}
-	// Input without a pty is kept (its head) although RecordInput is off.
-	if sum.Stdin.Bytes != int64(len(in)) || sum.Stdin.Kept != int64(len(in)) || sum.Stdin.SHA256 != hex.EncodeToString(hIn[:]) {
+	// Input is counted and hashed, not kept: RecordInput is off.
+	if sum.Stdin.Bytes != int64(len(in)) || sum.Stdin.Kept != 0 || sum.Stdin.SHA256 != hex.EncodeToString(hIn[:]) {
 		t.Errorf("stdin %+v", sum.Stdin)
+	}
+	if data, _ := os.ReadFile(s.Path()); bytes.Contains(data, in) {
+		t.Errorf("input recorded without RecordInput")
 	}
 	got, _ := outputOf(t, s.Path())
 	want := append(append([]byte{}, out[:DefaultBulkHead]...), "warning\n"...)

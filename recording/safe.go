@@ -20,8 +20,11 @@ type SafeWriter struct {
 	seq   []byte // the escape sequence being collected
 	u8    []byte // an incomplete UTF-8 sequence at the end of the last write
 	c2    bool   // in a string, the last byte was 0xC2 (a C1 ST may follow)
-	alt   bool   // the alternate screen is on
+	alt   int    // the mode that turned the alternate screen on; 0 if off
 	shift bool   // SO is in effect
+	g0    bool   // G0 holds a character set other than ASCII
+	style bool   // the cursor style was set
+	tabs  bool   // tab stops were set or cleared
 	out   []byte
 }
 
@@ -126,11 +129,20 @@ func (sw *SafeWriter) Write(p []byte) (int, error) {
 				sw.state = sEscInter
 			case c == 0x1b:
 				sw.seq = append(sw.seq[:0], c)
-			case bytes.IndexByte([]byte("78=>DEHMc"), c) >= 0:
+			case bytes.IndexByte([]byte("78DEHMc"), c) >= 0:
 				out = append(out, sw.seq...)
+				sw.tabs = sw.tabs || c == 'H'
+				if c == 'c' {
+					// RIS resets the terminal: nothing is left to undo, and
+					// leaving an alternate screen that is off would move the
+					// cursor.
+					sw.alt, sw.shift, sw.g0, sw.style, sw.tabs = 0, false, false, false, false
+				}
 				sw.state = sGround
 			default:
-				// ESC Z (identify), stray ST and anything unknown.
+				// ESC Z (identify), ESC = and ESC > (keypad modes: they
+				// change what the viewer's keys send), stray ST and
+				// anything unknown.
 				sw.state = sGround
 			}
 			start = i + 1
@@ -145,6 +157,9 @@ func (sw *SafeWriter) Write(p []byte) (int, error) {
 				// (8-bit controls, conformance levels) and the others.
 				if bytes.IndexByte([]byte("()*+-./#"), sw.seq[1]) >= 0 && len(sw.seq) == 3 {
 					out = append(out, sw.seq...)
+					if sw.seq[1] == '(' {
+						sw.g0 = c != 'B'
+					}
 				}
 				sw.state = sGround
 			default:
@@ -156,12 +171,7 @@ func (sw *SafeWriter) Write(p []byte) (int, error) {
 			switch {
 			case c >= 0x40 && c <= 0x7e:
 				if len(sw.seq) <= maxSeq {
-					if ok, alt, set := allowCSI(sw.seq[2:]); ok {
-						out = append(out, sw.seq...)
-						if alt {
-							sw.alt = set
-						}
-					}
+					out = sw.appendCSI(out, sw.seq[2:])
 				}
 				sw.state = sGround
 			case c >= 0x20 && c <= 0x3f:
@@ -214,18 +224,37 @@ func (sw *SafeWriter) Write(p []byte) (int, error) {
 	return len(p), nil
 }
 
-// Reset writes what restores the viewer's terminal after a replay: normal
-// character set, attributes, cursor shown, main screen.
+// Reset writes what restores the viewer's terminal after a replay: every
+// mode the sequences SafeWriter lets through can change. It leaves the
+// alternate screen (only if it is on: leaving restores the cursor saved on
+// entering), resets the scroll region (keeping the cursor where it is),
+// shifts back to G0 and puts ASCII in it, resets attributes and insert
+// mode, turns autowrap on, shows the cursor and, if they were changed,
+// restores the cursor style and tab stops.
 func (sw *SafeWriter) Reset() error {
 	var b []byte
+	if sw.alt != 0 {
+		b = append(b, "\x1b[?"...)
+		b = strconv.AppendInt(b, int64(sw.alt), 10)
+		b = append(b, 'l')
+	}
+	// DECSTBM homes the cursor; DECSC/DECRC keep it, and the attributes
+	// and character sets DECRC restores are reset after.
+	b = append(b, "\x1b7\x1b[r\x1b8"...)
 	if sw.shift {
 		b = append(b, 0x0f)
 	}
-	b = append(b, "\x1b[0m\x1b[?25h"...)
-	if sw.alt {
-		b = append(b, "\x1b[?1049l"...)
+	if sw.g0 {
+		b = append(b, "\x1b(B"...)
 	}
-	sw.state, sw.c2, sw.alt, sw.shift = sGround, false, false, false
+	b = append(b, "\x1b[0m\x1b[4l\x1b[?7h\x1b[?25h"...)
+	if sw.style {
+		b = append(b, "\x1b[0 q"...)
+	}
+	if sw.tabs {
+		b = append(b, "\x1b[?5W"...) // DECST8C: a stop every 8 columns
+	}
+	sw.state, sw.c2, sw.alt, sw.shift, sw.g0, sw.style, sw.tabs = sGround, false, 0, false, false, false, false
 	sw.u8 = sw.u8[:0]
 	_, err := sw.w.Write(b)
 	return err
@@ -240,18 +269,25 @@ func appendSafeRune(b []byte, r rune) []byte {
 	return utf8.AppendRune(b, r)
 }
 
-// Private modes (CSI ? Pm h/l) that only affect the display: cursor keys,
-// column mode, reverse video, origin, wraparound, blinking and visible
-// cursor, alternate screens, bracketed paste. Mouse and focus reporting
-// (which make the terminal send input), and everything else, are dropped.
-var safeModes = map[int]bool{1: true, 3: true, 5: true, 6: true, 7: true, 12: true, 25: true, 47: true, 1047: true, 1048: true, 1049: true, 2004: true}
+// Modes set and reset (CSI Pm h/l, CSI ? Pm h/l) that pass: only those a
+// replay needs to look right, and all of them undone by Reset. Of the
+// standard modes only insert (IRM); keyboard lock (KAM), local echo (SRM),
+// new line (LNM) and the others are dropped. Of the private modes, autowrap,
+// cursor visibility, the alternate screens and save/restore cursor (1048).
+// Dropped among others: cursor keys and keypad (they change what the
+// viewer's keys send), mouse and focus reporting and bracketed paste (they
+// make the terminal send input), origin mode, reverse video, column mode
+// (it resizes the window), VT52 mode.
+var (
+	safeModes        = map[int]bool{4: true}
+	safePrivateModes = map[int]bool{7: true, 25: true, 47: true, 1047: true, 1048: true, 1049: true}
+	altModes         = map[int]bool{47: true, 1047: true, 1049: true}
+)
 
-var altModes = map[int]bool{47: true, 1047: true, 1049: true}
-
-// allowCSI decides a CSI sequence from its parameters, intermediates and
-// final byte (body = everything after "ESC ["). alt reports a change of the
-// alternate screen to set.
-func allowCSI(body []byte) (ok, alt, set bool) {
+// appendCSI appends a CSI sequence to out if it is allowed, with only its
+// allowed modes if it sets or resets modes, and notes what it changes that
+// Reset must undo. body is everything after "ESC [".
+func (sw *SafeWriter) appendCSI(out, body []byte) []byte {
 	final := body[len(body)-1]
 	body = body[:len(body)-1]
 	var private byte
@@ -269,38 +305,80 @@ func allowCSI(body []byte) (ok, alt, set bool) {
 	}
 	for _, c := range params {
 		if c < 0x30 || c > 0x3f || (c >= '<' && c <= '?') {
-			return false, false, false
+			return out
 		}
 	}
 	for _, c := range inter {
 		if c < 0x20 || c > 0x2f {
-			return false, false, false
+			return out
 		}
+	}
+	whole := func() []byte {
+		out = append(out, 0x1b, '[')
+		if private != 0 {
+			out = append(out, private)
+		}
+		out = append(out, params...)
+		out = append(out, inter...)
+		return append(out, final)
 	}
 	switch {
+	case (private == 0 || private == '?') && len(inter) == 0 && (final == 'h' || final == 'l'):
+		return sw.appendModes(out, private, params, final)
 	case private == 0 && len(inter) == 0:
 		// Display-only: cursor movement, erasing, editing, scrolling, SGR,
-		// tab stops, ANSI modes, save/restore cursor. Not: DA (c), DSR (n),
-		// window operations and reports (t), media copy (i), DECREQTPARM
-		// (x), LEDs (q).
-		return bytes.IndexByte([]byte("@ABCDEFGHIJKLMPSTXZ`abdefghlmrsu"), final) >= 0, false, false
+		// tab stops, scroll region, save/restore cursor. Not: DA (c), DSR
+		// (n), window operations and reports (t), media copy (i),
+		// DECREQTPARM (x), LEDs (q).
+		if bytes.IndexByte([]byte("@ABCDEFGHIJKLMPSTXZ`abdefgmrsu"), final) < 0 {
+			return out
+		}
+		sw.tabs = sw.tabs || final == 'g'
+		return whole()
 	case private == 0 && string(inter) == " " && final == 'q': // cursor style
-		return true, false, false
+		sw.style = true
+		return whole()
 	case private == 0 && string(inter) == "!" && final == 'p': // soft reset
-		return true, false, false
+		return whole()
 	case private == '?' && len(inter) == 0 && (final == 'J' || final == 'K'):
-		return true, false, false
-	case private == '?' && len(inter) == 0 && (final == 'h' || final == 'l'):
-		for f := range bytes.SplitSeq(params, []byte(";")) {
-			n, err := strconv.Atoi(string(f))
-			if err != nil || !safeModes[n] {
-				return false, false, false
-			}
-			if altModes[n] {
-				alt = true
+		return whole()
+	}
+	return out
+}
+
+// appendModes appends a mode set or reset with only the modes that pass,
+// or nothing if none does, and follows the alternate screen.
+func (sw *SafeWriter) appendModes(out []byte, private byte, params []byte, final byte) []byte {
+	safe := safeModes
+	if private == '?' {
+		safe = safePrivateModes
+	}
+	start := len(out)
+	out = append(out, 0x1b, '[')
+	if private != 0 {
+		out = append(out, private)
+	}
+	n := 0
+	for f := range bytes.SplitSeq(params, []byte(";")) {
+		m, err := strconv.Atoi(string(f))
+		if err != nil || !safe[m] {
+			continue
+		}
+		if n > 0 {
+			out = append(out, ';')
+		}
+		out = strconv.AppendInt(out, int64(m), 10)
+		n++
+		if private == '?' && altModes[m] {
+			if final == 'h' {
+				sw.alt = m
+			} else {
+				sw.alt = 0
 			}
 		}
-		return true, alt, final == 'h'
 	}
-	return false, false, false
+	if n == 0 {
+		return out[:start]
+	}
+	return append(out, final)
 }

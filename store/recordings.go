@@ -28,8 +28,9 @@ type Recording struct {
 	// PTY says the channel had a pseudo-terminal. A channel with one, or a
 	// shell without one, is recorded in full.
 	PTY bool
-	// InputRecorded says the input is in the recording (for an exec or
-	// subsystem channel without a pty, its first part).
+	// InputRecorded says the input is in the recording, as the policy's
+	// record_input decides with or without a pty (for an exec or subsystem
+	// channel without a pty, its first 64 KiB).
 	InputRecorded bool
 	// Path is the file's path relative to the recordings folder, with
 	// forward slashes.
@@ -41,7 +42,8 @@ type Recording struct {
 	// (stdout and stderr).
 	BytesIn, BytesOut int64
 	// StdoutSHA256 and StdinSHA256 are hex SHA-256 digests of whole
-	// streams of an exec or subsystem channel without a pty; "" otherwise.
+	// streams of an exec or subsystem channel without a pty, kept whether
+	// or not the input is recorded; "" otherwise.
 	StdoutSHA256, StdinSHA256 string
 	// ExitStatus is the command's exit status; -1 means none.
 	ExitStatus int
