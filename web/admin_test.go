@@ -431,6 +431,12 @@ func TestPlainText(t *testing.T) {
 		{"ok/utf8", "grüße", "grüße"},
 		{"ok/c1", "a\u009bb", "a\ufffdb"},
 		{"ok/truncated-csi", "a\x1b[12", "a"},
+		{"ok/charset", "a\x1b(Bb\x1b)0c", "abc"},
+		{"ok/two-byte", "a\x1b7b\x1b8c", "abc"},
+		{"ok/osc-bel", "a\x1b]0;title\x07b", "ab"},
+		{"ok/osc-st", "a\x1b]0;title\x1b\\b", "ab"},
+		{"ok/truncated-osc", "a\x1b]0;tit", "a"},
+		{"ok/trailing-esc", "a\x1b", "a"},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {

@@ -260,8 +260,41 @@ func replayText(ctx context.Context, f io.Reader) (text, notes string, trimmed b
 	return plainText(out.buf.Bytes()), nb.String(), trimmed, err
 }
 
+// skipEscape returns the index just after the escape sequence whose ESC
+// is at i-1: a CSI with its parameters; a control string (OSC, DCS, SOS,
+// PM, APC) up to BEL or ST; or intermediate bytes and a final byte, as in
+// ESC ( B.
+func skipEscape(b []byte, i int) int {
+	if i >= len(b) {
+		return i
+	}
+	switch b[i] {
+	case '[':
+		i++
+		for i < len(b) && (b[i] < 0x40 || b[i] > 0x7e) {
+			i++
+		}
+		return i + 1
+	case ']', 'P', 'X', '^', '_':
+		for i++; i < len(b); i++ {
+			if b[i] == 0x07 {
+				return i + 1
+			}
+			if b[i] == 0x1b && i+1 < len(b) && b[i+1] == '\\' {
+				return i + 2
+			}
+		}
+		return i
+	}
+	for i < len(b) && b[i] >= 0x20 && b[i] <= 0x2f {
+		i++
+	}
+	return i + 1
+}
+
 // plainText removes what is left of terminal control from b: ESC
-// sequences (CSI with its parameters, and two-byte ones), C0 controls but
+// sequences (CSI with its parameters, control strings, charset and other
+// sequences with intermediate bytes), C0 controls but
 // newline and tab, with "\r\n" and lone "\r" becoming "\n" and backspace
 // deleting the character before it.
 func plainText(b []byte) string {
@@ -270,14 +303,7 @@ func plainText(b []byte) string {
 		c := b[i]
 		switch {
 		case c == 0x1b:
-			i++
-			if i < len(b) && b[i] == '[' {
-				i++
-				for i < len(b) && (b[i] < 0x40 || b[i] > 0x7e) {
-					i++
-				}
-			}
-			i++
+			i = skipEscape(b, i+1)
 			continue
 		case c == '\r':
 			if i+1 < len(b) && b[i+1] == '\n' {
