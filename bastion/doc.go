@@ -134,9 +134,11 @@
 // and the first 64 KiB of output. Input is recorded only when the policy's
 // record_input asks, with or without a pty: in full on a pty or a shell,
 // its first 64 KiB on exec and subsystem channels; its byte count, and on
-// those channels its SHA-256, are kept always. SFTP is audited
-// for the sftp subsystem and for an exec of sftp-server; a stream the
-// audit cannot follow ends the session. A window size of 0 or over 10000
+// those channels its SHA-256, are kept always. SFTP is audited for the
+// sftp subsystem, an exec of sftp-server, and any exec or forced command
+// without a pty whose client opens with an SFTP INIT; each reply is
+// matched to its own request even when IDs are reused; a stream the audit
+// cannot follow ends the session. A window size of 0 or over 10000
 // is forwarded but not recorded.
 //
 // # Speed

@@ -366,8 +366,14 @@ func (se *session) begin(r *ssh.Request) bool {
 			return abort()
 		}
 	}
-	if subsystem == "sftp" || sftpServerCommand(meta.Command) {
+	switch {
+	case subsystem == "sftp" || sftpServerCommand(meta.Command):
 		se.sftp = sftpaudit.NewParser(se.auditSFTP)
+	case !se.pty && (kind == "exec" || tm.forceCommand != ""):
+		// Any command may start an SFTP server (sudo -u with options,
+		// env -i, sh -c): the stream tells. A probe that finds no SFTP
+		// switches itself off and never ends the session.
+		se.sftp = sftpaudit.NewProbe(se.auditSFTP)
 	}
 	ok, err := se.up.SendRequest(reqType, true, payload)
 	if err != nil || !ok {
@@ -388,10 +394,11 @@ const maxSubsystemName = 64
 // sftpServerCommand reports whether an exec command runs an SFTP server
 // directly, as `sftp -s /usr/lib/openssh/sftp-server` asks: its first word,
 // after any `exec`, `env`, `sudo` or `doas` and NAME=value assignments, with
-// quotes removed, has the base name sftp-server. Such a session carries
-// SFTP exactly like the sftp subsystem and is audited the same way. Other
-// ways to start a server (sh -c, sudo with options) are recorded and
-// audited as ordinary exec commands.
+// quotes removed, has the base name sftp-server. Such a session is known to
+// carry SFTP and is parsed as strictly as the sftp subsystem: whatever its
+// first packet, it is audited. Other commands without a pty (sudo with
+// options, env -i, sh -c) are probed instead (sftpaudit.NewProbe): audited
+// the same way when the client opens with an SFTP INIT.
 func sftpServerCommand(command string) bool {
 	for _, w := range strings.Fields(command) {
 		w = strings.Trim(w, `'"`)
@@ -457,15 +464,18 @@ func (se *session) auditSFTP(op sftpaudit.Op) {
 
 // relay starts copying data: target output and errors to the user, user
 // input to the target, each through its recording stream (and through the
-// SFTP parser for sftp sessions).
+// SFTP parser for sftp sessions and probed commands).
 func (se *session) relay(rec Recording) {
 	touch := se.t.c.touch
 	tap := func(w io.Writer, extra io.Writer) func([]byte) error {
 		return func(p []byte) error {
 			var perr error
 			if extra != nil {
-				// Parsed before it is forwarded: each SFTP request is
-				// audited before the server acts on it.
+				// Parsed before it is forwarded, so that the parser has
+				// each SFTP request before the server can answer it. An
+				// operation is audited when its reply is parsed, before
+				// the reply reaches the client (or as incomplete when
+				// the session ends): after the server acted on it.
 				_, perr = extra.Write(p)
 			}
 			if _, err := w.Write(p); err != nil {
@@ -540,8 +550,9 @@ func (se *session) recordingFailed() {
 }
 
 // sftpLost ends a session whose SFTP stream can no longer be followed (a
-// packet length no SFTP peer sends): from there on its file operations
-// would go unaudited. The parser has already audited why.
+// packet length no SFTP peer sends, or more requests awaiting replies than
+// the parser can place): from there on its file operations would go
+// unaudited. The parser has already audited why.
 func (se *session) sftpLost() {
 	se.t.srv.logger().Error("bastion: SFTP audit lost; ending session", "session", se.id)
 	se.stop("its SFTP operations can no longer be audited")

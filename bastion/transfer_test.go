@@ -307,7 +307,8 @@ func readSFTP(t *testing.T, r io.Reader) (byte, []byte) {
 // TestSFTPAuditNotSwitchedOff: a malformed SFTP request (a WRITE handle
 // over 256 bytes, which sftp-server refuses and carries on) is audited and
 // later operations still are; a framing that cannot be followed is audited
-// and ends the session.
+// and ends the session. Alike for the subsystem, an exec of sftp-server
+// and an exec found to be SFTP by its first packet.
 func TestSFTPAuditNotSwitchedOff(t *testing.T) {
 	e := newEnv(t, envOptions{})
 	k, cert := e.issue(certOptions{})
@@ -319,6 +320,7 @@ func TestSFTPAuditNotSwitchedOff(t *testing.T) {
 	for i, start := range []func(*ssh.Session) error{
 		func(s *ssh.Session) error { return s.RequestSubsystem("sftp") },
 		func(s *ssh.Session) error { return s.Start(sftpServerPath) },
+		func(s *ssh.Session) error { return s.Start("env -i " + sftpServerPath) },
 	} {
 		victim := filepath.Join(t.TempDir(), "victim")
 		if err := os.WriteFile(victim, []byte("x"), 0o600); err != nil {

@@ -8,17 +8,32 @@
 // memory is bounded whatever the peers send. The data of WRITE requests and
 // DATA replies is counted, never buffered.
 //
+// An operation is reported when its reply is read, with the outcome the
+// server gave, or as incomplete when the stream ends first. Replies are
+// matched to requests as OpenSSH's sftp-server sends them: one reply per
+// request, in the order of the requests, so a reply answers the oldest
+// request awaiting one with its ID. A client reusing an ID therefore gets
+// each request audited with its own reply. The caller must feed each
+// client byte before it forwards it, so that no reply can come before its
+// request: a reply that no request awaits is reported as malformed and
+// dropped, never kept for a later request.
+//
 // A client must not be able to switch the audit off. A packet that cannot
 // be read (too short for its fields, a WRITE handle longer than 256 bytes,
 // a first packet that is not INIT, a request other than WRITE longer than
 // MaxPacket) is reported as a "malformed" operation and skipped, and
 // parsing goes on with the next packet: sftp-server answers some of these
 // (the long handle) with an error status and carries on, so the audit must
-// carry on too. Only a framing that cannot
-// be followed, a packet length of zero or over 16 MiB (sftp-server itself
-// gives up past 256 KiB), stops parsing: it is reported once as an "error"
-// operation, and from then on both writers fail with ErrBroken so that the
-// caller can stop the stream rather than let it go on unaudited.
+// carry on too. Only a framing that cannot be followed, a packet length of
+// zero or over 16 MiB (sftp-server itself gives up past 256 KiB), or more
+// requests awaiting replies than the parser can place, stops parsing: it
+// is reported once as an "error" operation, and from then on both writers
+// fail with ErrBroken so that the caller can stop the stream rather than
+// let it go on unaudited.
+//
+// NewParser is for a stream known to be SFTP (the sftp subsystem).
+// NewProbe is for one that may be (any command): it finds out from the
+// client's first packet, and switches itself off if it is not SFTP.
 package sftpaudit
 
 import (
@@ -28,6 +43,7 @@ import (
 	"io"
 	"slices"
 	"sync"
+	"sync/atomic"
 )
 
 // ErrBroken is returned by a Parser's writers once the stream can no longer
@@ -45,9 +61,20 @@ const maxLength = 16 << 20
 
 // Limits on state kept per stream.
 const (
-	maxPending = 4096 // requests awaiting a reply
+	maxPending = 4096 // requests awaiting a reply, kept whole; as many again are kept only for their place
 	maxHandles = 4096 // open handles
 	maxString  = 4096 // bytes of a path kept
+)
+
+// maxInit is the longest first packet NewProbe takes for an INIT. Clients
+// send 5 bytes (type and version), a few extensions at most.
+const maxInit = 1024
+
+// Protocol versions NewProbe takes in an INIT: those of the drafts that
+// clients speak (3 for OpenSSH, PuTTY and FileZilla; up to 6 for WinSCP).
+const (
+	minProbeVersion = 3
+	maxProbeVersion = 6
 )
 
 // Operation types, as in Op.Type.
@@ -96,8 +123,9 @@ type Op struct {
 	OK      bool
 	Status  uint32
 	Message string
-	// Incomplete says no reply was seen: the stream ended first, or the
-	// reply was not tracked because of the limits.
+	// Incomplete says the outcome is unknown: the stream ended before the
+	// reply, the reply could not be read, or the request was past the
+	// limit on requests awaiting replies (it is then reported when sent).
 	Incomplete bool
 }
 
@@ -166,44 +194,57 @@ type handleInfo struct {
 	dir           bool
 }
 
-// pending is a request awaiting its reply.
-type pending struct {
-	op     Op
-	kind   byte   // request type
-	handle string // for READ and CLOSE
-	emit   bool   // report op when the reply comes
-}
-
 // Parser follows one SFTP session. Its two writers may be used from
 // different goroutines.
 type Parser struct {
+	off     atomic.Bool // the probe found no SFTP: bytes are no longer looked at
 	mu      sync.Mutex
 	emit    func(Op)
-	pend    map[uint32]pending
-	early   map[uint32]replyInfo // replies seen before their requests
+	probing bool // NewProbe, until the client's first packet decides
+	pend    queues
 	handles map[string]*handleInfo
-	broken  bool // the stream could not be followed, or Close was called
+	broken  bool // the stream could not be followed, is not SFTP, or Close was called
 	err     error
 	client  stream
 	server  stream
 }
 
-// NewParser returns a parser calling emit for each completed operation.
-// emit is called synchronously, with the parser locked, from the Write that
-// completes the operation (usually on the server-to-client stream, when the
-// reply arrives): feeding server bytes to the parser before relaying them
-// means each operation is reported before the client sees its outcome.
+// NewParser returns a parser for a stream known to carry SFTP, calling emit
+// for each completed operation. emit is called synchronously, with the
+// parser locked, from the Write that completes the operation (usually on
+// the server-to-client stream, when the reply arrives): feeding server
+// bytes to the parser before relaying them means each operation is
+// reported before the client sees its outcome.
 func NewParser(emit func(Op)) *Parser {
-	p := &Parser{emit: emit, pend: map[uint32]pending{}, early: map[uint32]replyInfo{}, handles: map[string]*handleInfo{}}
+	p := &Parser{emit: emit, pend: queues{byID: map[uint32][]pending{}}, handles: map[string]*handleInfo{}}
 	p.client.fromClient = true
 	return p
 }
 
-// ClientWriter takes the client-to-server bytes. Feeding them before they
-// are forwarded keeps requests ahead of their replies, and audits each one
-// before the server acts on it; a reply seen first is held (within limits)
-// until its request. Write fails with ErrBroken, and only with it, once the
-// stream cannot be followed: the caller should then stop relaying.
+// NewProbe returns a parser for a stream that may carry SFTP, such as an
+// exec channel's, whatever command started the server (sudo with options,
+// env -i, nice, sh -c). The stream is SFTP if the client's first packet is
+// an INIT (at most 1 KiB, version 3 to 6, well-formed extensions) and the
+// server sent nothing before it; from there on the parser is exactly
+// NewParser's. Otherwise it switches itself off: it reports nothing, its
+// writers never fail and return at once, so a stream that is not SFTP
+// (rsync, scp, git, binary data) is neither ended nor slowed.
+//
+// OpenSSH's sftp-server exits unless the first packet is an INIT, so what a
+// real client starts is audited. A client crafting an INIT no real client
+// sends (longer, another version) can still drive a server that accepts it
+// unaudited: use NewParser wherever the stream is known to be SFTP.
+func NewProbe(emit func(Op)) *Parser {
+	p := NewParser(emit)
+	p.probing = true
+	return p
+}
+
+// ClientWriter takes the client-to-server bytes, which must be fed before
+// they are forwarded: the parser then has each request before the server
+// can answer it. Write fails with ErrBroken, and only with it, once the
+// stream cannot be followed: the caller should then stop relaying (the
+// bytes of that Write included).
 func (p *Parser) ClientWriter() io.Writer { return writer{p, &p.client} }
 
 // ServerWriter takes the server-to-client bytes. It fails like ClientWriter.
@@ -215,10 +256,18 @@ type writer struct {
 }
 
 func (w writer) Write(b []byte) (int, error) {
+	if w.p.off.Load() {
+		return len(b), nil
+	}
 	w.p.mu.Lock()
 	defer w.p.mu.Unlock()
 	if w.p.err != nil {
 		return 0, w.p.err
+	}
+	if w.p.probing && !w.s.fromClient && len(b) > 0 {
+		// sftp-server says nothing before the client's INIT, and the
+		// caller feeds client bytes before it forwards them.
+		w.p.switchOff()
 	}
 	if !w.p.broken {
 		w.p.feed(w.s, b)
@@ -226,18 +275,26 @@ func (w writer) Write(b []byte) (int, error) {
 	return len(b), w.p.err
 }
 
-// Close reports what is still open or unanswered as incomplete: handles
-// as "close" with their counts, and requests without replies.
+// switchOff stops a probe whose stream is not SFTP, silently.
+func (p *Parser) switchOff() {
+	p.probing = false
+	p.broken = true
+	p.client.buf, p.server.buf = nil, nil
+	p.off.Store(true)
+}
+
+// Close reports what is still open or unanswered as incomplete: requests
+// without replies, in the order they were sent, then handles as "close"
+// with their counts.
 func (p *Parser) Close() {
 	p.mu.Lock()
 	defer p.mu.Unlock()
-	for _, pd := range sortedPending(p.pend) {
+	for _, pd := range p.pend.drain() {
 		if pd.emit {
 			pd.op.Incomplete = true
 			p.emit(pd.op)
 		}
 	}
-	p.pend = map[uint32]pending{}
 	for _, h := range sortedHandles(p.handles) {
 		if h.dir {
 			continue
@@ -245,21 +302,21 @@ func (p *Parser) Close() {
 		p.emit(Op{Type: OpClose, Path: h.path, BytesRead: h.read, BytesWritten: h.written, Incomplete: true})
 	}
 	p.handles = map[string]*handleInfo{}
-	p.early = map[uint32]replyInfo{}
+	p.probing = false
 	p.broken = true
 }
 
 // stream is the parsing state of one direction.
 type stream struct {
 	fromClient bool
-	hdr        [4 + 1 + 4 + 4 + maxString + 8 + 4]byte
-	n          int    // bytes of hdr or buf filled
-	length     uint32 // current packet length (after the length field)
+	hdr        [5]byte // length and type
+	n          int     // bytes of hdr filled
+	length     uint32  // current packet length (after the length field)
 	typ        byte
 	buf        []byte // whole packet body (after the type byte) when buffered
 	state      int
 	skip       int64 // bytes of the current packet still to skip
-	need       int   // bytes wanted in hdr for the current state
+	need       int   // bytes of the body to buffer
 	started    bool  // first packet seen
 }
 
@@ -301,6 +358,10 @@ func (p *Parser) feed(s *stream, b []byte) {
 			s.length = binary.BigEndian.Uint32(s.hdr[:4])
 			s.typ = s.hdr[4]
 			s.n = 0
+			if p.probing && (s.typ != fxpInit || s.length < 5 || s.length > maxInit) {
+				p.switchOff() // no INIT a client sends
+				return
+			}
 			if s.length == 0 || s.length > maxLength {
 				p.fail(fmt.Sprintf("packet length %d out of range", s.length))
 				return
@@ -328,14 +389,16 @@ func (p *Parser) feed(s *stream, b []byte) {
 				s.skip = body
 				s.buf = s.buf[:0]
 			case body > MaxPacket:
-				// Unparsed: a reply to it is not reported. A request
-				// this long is one sftp-server refuses (past 256 KiB);
-				// a long reply (a NAME of long names) is only skipped.
+				// Skipped but for its ID, which keeps the replies after
+				// it in step. A request this long is one sftp-server
+				// refuses (past 256 KiB); a long reply (a NAME of long
+				// names) is only skipped.
 				if s.fromClient {
 					p.malformed(s.typ, "packet of %d bytes not parsed", s.length)
 				}
-				s.state = stSkip
+				s.state = stDataHdr
 				s.skip = body
+				s.buf = s.buf[:0]
 			default:
 				s.state = stBody
 				s.need = int(body)
@@ -394,12 +457,16 @@ func (p *Parser) feed(s *stream, b []byte) {
 	}
 }
 
-// dataHdrLen is how many bytes of a WRITE or DATA packet are needed to read
-// its header, given what is buffered: WRITE is id, handle string, offset,
-// data length; DATA is id, data length.
+// dataHdrLen is how many bytes of a WRITE or DATA packet, or of another
+// packet too long to parse, are needed to read its header, given what is
+// buffered: WRITE is id, handle string, offset, data length; DATA is id,
+// data length; another packet is read up to its id.
 func (p *Parser) dataHdrLen(s *stream) int {
-	if s.typ == fxpData {
+	switch {
+	case !s.fromClient && s.typ == fxpData:
 		return 8
+	case s.typ != fxpWrite || !s.fromClient:
+		return 4
 	}
 	if len(s.buf) < 8 {
 		return 8
@@ -425,14 +492,25 @@ func (p *Parser) badData(s *stream, format string, args ...any) {
 	}
 }
 
-// dataHeader handles the header of a WRITE or DATA packet, whose data
-// (s.skip bytes from here) is skipped.
+// dataHeader handles the header of a WRITE or DATA packet, or of another
+// packet too long to parse, whose rest (s.skip bytes from here) is skipped.
 func (p *Parser) dataHeader(s *stream) {
 	id := binary.BigEndian.Uint32(s.buf[:4])
+	switch {
+	case s.fromClient && s.typ != fxpWrite:
+		if answered(s.typ) {
+			p.track(id, pending{kind: s.typ}) // already reported
+		}
+		return
+	case !s.fromClient && s.typ != fxpData:
+		p.unanswered(id) // its outcome is not read
+		return
+	}
 	if s.typ == fxpData {
 		n := int64(binary.BigEndian.Uint32(s.buf[4:8]))
 		if n > s.skip {
 			p.malformed(s.typ, "data length %d past the packet", n)
+			p.unanswered(id)
 			return
 		}
 		p.answer(id, replyInfo{typ: fxpData, n: n})
@@ -450,303 +528,6 @@ func (p *Parser) dataHeader(s *stream) {
 		h.written += n
 	}
 	p.track(id, pending{kind: fxpWrite, handle: handle})
-}
-
-// track remembers a request until its reply, within the limit.
-func (p *Parser) track(id uint32, pd pending) {
-	if ri, ok := p.early[id]; ok {
-		delete(p.early, id)
-		p.resolve(pd, ri)
-		return
-	}
-	if len(p.pend) >= maxPending {
-		if pd.emit {
-			pd.op.Incomplete = true
-			p.emit(pd.op)
-		}
-		return
-	}
-	p.pend[id] = pd
-}
-
-// packet handles one whole packet of type s.typ with body b (after the
-// type byte).
-func (p *Parser) packet(s *stream, b []byte) {
-	r := reader{b: b}
-	if s.fromClient {
-		p.request(s.typ, &r)
-	} else {
-		p.reply(s.typ, &r)
-	}
-}
-
-// request handles a client packet. One that cannot be read is reported as
-// malformed, with what could be read of its paths, and its reply is
-// awaited quietly.
-func (p *Parser) request(typ byte, r *reader) {
-	if typ == fxpInit {
-		return
-	}
-	id := r.u32()
-	if r.bad {
-		p.malformed(typ, "no request ID")
-		return
-	}
-	pd := p.requestOp(typ, r)
-	if r.bad {
-		m := Op{Type: OpMalformed, Name: typeName(typ), Path: pd.op.Path, NewPath: pd.op.NewPath,
-			Message: "request too short for its fields"}
-		p.emit(m)
-		pd = pending{kind: typ}
-	}
-	p.track(id, pd)
-}
-
-// requestOp reads the fields of a request after its ID and returns what to
-// await. On a short packet r.bad is set and the fields read so far are in
-// the result.
-func (p *Parser) requestOp(typ byte, r *reader) pending {
-	switch typ {
-	case fxpOpen:
-		path := r.str()
-		flags := r.u32()
-		return pending{kind: typ, op: Op{Type: OpOpen, Path: path, Mode: openMode(flags)}, emit: true}
-	case fxpOpendir:
-		return pending{kind: typ, op: Op{Type: OpOpendir, Path: r.str()}, emit: true}
-	case fxpClose:
-		h := r.rawStr()
-		pd := pending{kind: typ, handle: h}
-		if info := p.handles[h]; info != nil && !info.dir && !r.bad {
-			pd.op = Op{Type: OpClose, Path: info.path}
-			pd.emit = true
-		}
-		return pd
-	case fxpRead:
-		return pending{kind: typ, handle: r.rawStr()}
-	case fxpRemove:
-		return pending{kind: typ, op: Op{Type: OpRemove, Path: r.str()}, emit: true}
-	case fxpMkdir:
-		return pending{kind: typ, op: Op{Type: OpMkdir, Path: r.str()}, emit: true}
-	case fxpRmdir:
-		return pending{kind: typ, op: Op{Type: OpRmdir, Path: r.str()}, emit: true}
-	case fxpSetstat:
-		return pending{kind: typ, op: Op{Type: OpSetstat, Path: r.str()}, emit: true}
-	case fxpFsetstat:
-		h := r.rawStr()
-		path := "(unknown handle)"
-		if info := p.handles[h]; info != nil {
-			path = info.path
-		}
-		return pending{kind: typ, op: Op{Type: OpSetstat, Path: path}, emit: true}
-	case fxpRename:
-		old := r.str()
-		return pending{kind: typ, op: Op{Type: OpRename, Path: old, NewPath: r.str()}, emit: true}
-	case fxpSymlink:
-		// OpenSSH sends targetpath before linkpath, the reverse of the
-		// draft; we follow OpenSSH, the only implementation in use.
-		target := r.str()
-		return pending{kind: typ, op: Op{Type: OpSymlink, Path: r.str(), NewPath: target}, emit: true}
-	case fxpExtended:
-		name := r.str()
-		op := Op{Type: OpExtended, Name: name}
-		switch name {
-		case "posix-rename@openssh.com":
-			op.Type = OpRename
-			op.Path = r.str()
-			op.NewPath = r.str()
-		case "hardlink@openssh.com":
-			op.Type = OpLink
-			op.NewPath = r.str() // old path: the existing file
-			op.Path = r.str()
-		case "statvfs@openssh.com", "fstatvfs@openssh.com", "limits@openssh.com", "expand-path@openssh.com",
-			"home-directory", "fsync@openssh.com", "users-groups-by-id@openssh.com":
-			return pending{kind: typ}
-		default:
-			if !r.bad && len(r.b) > 0 {
-				op.Path = r.str() // most extensions start with a path; best effort
-				r.bad = false
-			}
-		}
-		return pending{kind: typ, op: op, emit: true}
-	default:
-		// Look-ups (stat, realpath, readdir...) change nothing and would
-		// flood the audit log.
-		return pending{kind: typ}
-	}
-}
-
-// replyInfo is what a reply says.
-type replyInfo struct {
-	typ    byte
-	code   uint32 // STATUS
-	msg    string // STATUS
-	handle string // HANDLE
-	n      int64  // DATA length
-}
-
-// reply handles a server packet. One that cannot be read is reported as
-// malformed; its request stays unanswered (reported as incomplete).
-func (p *Parser) reply(typ byte, r *reader) {
-	if typ == fxpVersion {
-		return
-	}
-	id := r.u32()
-	ri := replyInfo{typ: typ}
-	switch typ {
-	case fxpStatus:
-		ri.code = r.u32()
-		if !r.bad && len(r.b) > 0 {
-			ri.msg = r.str()
-			r.bad = false // message and language tag are optional in practice
-		}
-	case fxpHandle:
-		ri.handle = r.rawStr()
-	}
-	if r.bad {
-		p.malformed(typ, "reply too short for its fields")
-		return
-	}
-	p.answer(id, ri)
-}
-
-// answer matches a reply to its request. A reply may be seen before its
-// request when the caller feeds the two directions from different
-// goroutines; it then waits (within the limit) for the request.
-func (p *Parser) answer(id uint32, ri replyInfo) {
-	pd, ok := p.pend[id]
-	if !ok {
-		if len(p.early) < maxPending {
-			p.early[id] = ri
-		}
-		return
-	}
-	delete(p.pend, id)
-	p.resolve(pd, ri)
-}
-
-func (p *Parser) resolve(pd pending, ri replyInfo) {
-	switch ri.typ {
-	case fxpStatus:
-		pd.op.OK = ri.code == 0
-		if ri.code != 0 {
-			pd.op.Status, pd.op.Message = ri.code, ri.msg
-		}
-		if pd.kind == fxpClose {
-			if info := p.handles[pd.handle]; info != nil {
-				pd.op.BytesRead, pd.op.BytesWritten = info.read, info.written
-				delete(p.handles, pd.handle)
-			}
-		}
-	case fxpHandle:
-		if pd.kind == fxpOpen || pd.kind == fxpOpendir {
-			pd.op.OK = true
-			if len(p.handles) < maxHandles {
-				p.handles[ri.handle] = &handleInfo{path: pd.op.Path, dir: pd.kind == fxpOpendir}
-			}
-		}
-	case fxpData:
-		pd.op.OK = true
-		if h := p.handles[pd.handle]; h != nil && pd.kind == fxpRead {
-			h.read += ri.n
-		}
-	default:
-		pd.op.OK = true
-	}
-	if pd.emit {
-		p.emit(pd.op)
-	}
-}
-
-// typeName names an SFTP packet type for a malformed operation.
-func typeName(typ byte) string {
-	names := map[byte]string{
-		fxpInit: "INIT", fxpVersion: "VERSION", fxpOpen: "OPEN", fxpClose: "CLOSE", fxpRead: "READ",
-		fxpWrite: "WRITE", fxpLstat: "LSTAT", fxpFstat: "FSTAT", fxpSetstat: "SETSTAT", fxpFsetstat: "FSETSTAT",
-		fxpOpendir: "OPENDIR", fxpReaddir: "READDIR", fxpRemove: "REMOVE", fxpMkdir: "MKDIR", fxpRmdir: "RMDIR",
-		fxpRealpath: "REALPATH", fxpStat: "STAT", fxpRename: "RENAME", fxpReadlink: "READLINK",
-		fxpSymlink: "SYMLINK", fxpStatus: "STATUS", fxpHandle: "HANDLE", fxpData: "DATA", fxpName: "NAME",
-		fxpAttrs: "ATTRS", fxpExtended: "EXTENDED", fxpExtendedReply: "EXTENDED_REPLY",
-	}
-	if n, ok := names[typ]; ok {
-		return n
-	}
-	return fmt.Sprintf("type %d", typ)
-}
-
-func openMode(flags uint32) string {
-	var m string
-	switch flags & (fxfRead | fxfWrite) {
-	case fxfRead:
-		m = "read"
-	case fxfWrite:
-		m = "write"
-	case fxfRead | fxfWrite:
-		m = "read,write"
-	default:
-		m = "none"
-	}
-	for _, f := range []struct {
-		bit  uint32
-		name string
-	}{{fxfCreat, "create"}, {fxfTrunc, "truncate"}, {fxfAppend, "append"}, {fxfExcl, "excl"}} {
-		if flags&f.bit != 0 {
-			m += "," + f.name
-		}
-	}
-	return m
-}
-
-// reader decodes SSH wire types from a packet body, recording (not
-// panicking on) a short packet.
-type reader struct {
-	b   []byte
-	bad bool
-}
-
-func (r *reader) u32() uint32 {
-	if len(r.b) < 4 {
-		r.bad = true
-		r.b = nil
-		return 0
-	}
-	v := binary.BigEndian.Uint32(r.b)
-	r.b = r.b[4:]
-	return v
-}
-
-// rawStr reads a string whole (handles are at most 256 bytes in the draft).
-func (r *reader) rawStr() string {
-	n := r.u32()
-	if r.bad || uint64(n) > uint64(len(r.b)) {
-		r.bad = true
-		r.b = nil
-		return ""
-	}
-	s := string(r.b[:n])
-	r.b = r.b[n:]
-	return s
-}
-
-// str reads a path, keeping at most maxString bytes of it.
-func (r *reader) str() string {
-	s := r.rawStr()
-	if len(s) > maxString {
-		s = s[:maxString]
-	}
-	return s
-}
-
-func sortedPending(m map[uint32]pending) []pending {
-	ids := make([]uint32, 0, len(m))
-	for id := range m {
-		ids = append(ids, id)
-	}
-	slices.Sort(ids)
-	out := make([]pending, len(ids))
-	for i, id := range ids {
-		out[i] = m[id]
-	}
-	return out
 }
 
 func sortedHandles(m map[string]*handleInfo) []*handleInfo {

@@ -10,6 +10,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"reflect"
+	"strconv"
 	"strings"
 	"sync"
 	"testing"
@@ -167,16 +168,62 @@ func TestParser(t *testing.T) {
 			c(pkt(fxpRemove, 3, "/secret")), s(status(3, 0, ""))),
 			[]Op{{Type: OpMalformed, Name: "SETSTAT", Message: "packet of 263181 bytes not parsed"},
 				{Type: OpRemove, Path: "/secret", OK: true}}},
+		// A reply that cannot be read still answers its request, which
+		// is reported without an outcome; the next reply to its ID is
+		// the next request's.
 		{"fail/short-reply", append(init[:2:2],
 			c(pkt(fxpOpen, 1, "/f", fxfRead, 0)), s(pkt(fxpHandle, 1, uint32(50))),
-			c(pkt(fxpRemove, 3, "/secret")), s(status(3, 0, ""))),
+			c(pkt(fxpRemove, 1, "/secret")), s(status(1, 0, ""))),
 			[]Op{{Type: OpMalformed, Name: "HANDLE", Message: "reply too short for its fields"},
+				{Type: OpOpen, Path: "/f", Mode: "read", Incomplete: true},
 				{Type: OpRemove, Path: "/secret", OK: true}}},
 		{"fail/data-past-packet", append(init[:2:2],
 			c(pkt(fxpRead, 1, "h", uint64(0), 10)), s(pkt(fxpData, 1, uint32(10), []byte("abc"))),
-			c(pkt(fxpRemove, 3, "/secret")), s(status(3, 0, ""))),
+			c(pkt(fxpRemove, 1, "/secret")), s(status(1, 0, ""))),
 			[]Op{{Type: OpMalformed, Name: "DATA", Message: "data length 10 past the packet"},
 				{Type: OpRemove, Path: "/secret", OK: true}}},
+
+		// Request IDs. sftp-server answers requests in order, whatever
+		// their IDs: each reply is the oldest awaiting request's.
+		{"ok/reused-id", append(init[:2:2],
+			c(pkt(fxpRemove, 7, "/a")), c(pkt(fxpRemove, 7, "/b")), c(pkt(fxpRename, 7, "/c", "/d")),
+			s(status(7, 0, "")), s(status(7, 2, "No such file")), s(status(7, 3, "Permission denied"))),
+			[]Op{{Type: OpRemove, Path: "/a", OK: true},
+				{Type: OpRemove, Path: "/b", Status: 2, Message: "No such file"},
+				{Type: OpRename, Path: "/c", NewPath: "/d", Status: 3, Message: "Permission denied"}}},
+		{"ok/reused-id-mixed-replies", append(init[:2:2],
+			c(pkt(fxpOpen, 1, "/f", fxfWrite|fxfCreat, 0)), c(pkt(fxpMkdir, 1, "/dir", 0)), c(pkt(fxpStat, 2, "/f")),
+			s(pkt(fxpHandle, 1, "h")), s(status(1, 0, "")), s(pkt(fxpAttrs, 2, 0)),
+			c(pkt(fxpWrite, 1, "h", uint64(0), "abc")), c(pkt(fxpClose, 1, "h")),
+			s(status(1, 0, "")), s(status(1, 0, ""))),
+			[]Op{{Type: OpOpen, Path: "/f", Mode: "write,create", OK: true},
+				{Type: OpMkdir, Path: "/dir", OK: true},
+				{Type: OpClose, Path: "/f", BytesWritten: 3, OK: true}}},
+		// The review's reproduction: a REMOVE and a STAT with ID 7, both
+		// answered. The REMOVE is audited, and no reply is left over to
+		// give a later, refused REMOVE a success.
+		{"fail/reused-id-reproduction", append(init[:2:2],
+			c(pkt(fxpRemove, 7, "/srv/important")), c(pkt(fxpStat, 7, "/tmp")),
+			s(status(7, 0, "")), s(pkt(fxpAttrs, 7, 0)),
+			c(pkt(fxpRemove, 7, "/srv/protected")), s(status(7, 3, "Permission denied"))),
+			[]Op{{Type: OpRemove, Path: "/srv/important", OK: true},
+				{Type: OpRemove, Path: "/srv/protected", Status: 3, Message: "Permission denied"}}},
+		{"fail/orphan-reply", append(init[:2:2],
+			s(status(9, 0, "")), s(pkt(fxpData, 9, "abc")), s(pkt(fxpHandle, 9, "h")),
+			c(pkt(fxpRemove, 9, "/x")), s(status(9, 3, "Permission denied"))),
+			[]Op{{Type: OpMalformed, Name: "STATUS", Message: "reply to request 9, which awaits none"},
+				{Type: OpMalformed, Name: "DATA", Message: "reply to request 9, which awaits none"},
+				{Type: OpMalformed, Name: "HANDLE", Message: "reply to request 9, which awaits none"},
+				{Type: OpRemove, Path: "/x", Status: 3, Message: "Permission denied"}}},
+		// sftp-server only logs a request of a type it does not know:
+		// awaiting a reply to it would give its ID's next reply to it.
+		{"fail/unknown-type-not-awaited", append(init[:2:2],
+			c(pkt(99, 7, "/x")), c(pkt(fxpStatus, 7, 0)), c(pkt(fxpRemove, 7, "/y")), s(status(7, 0, ""))),
+			[]Op{{Type: OpRemove, Path: "/y", OK: true}}},
+		{"ok/long-reply-keeps-step", append(init[:2:2],
+			c(pkt(fxpReaddir, 3, "h")), s(pkt(fxpName, 3, 1, strings.Repeat("n", MaxPacket), "", 0)),
+			c(pkt(fxpRemove, 3, "/x")), s(status(3, 2, "No such file"))),
+			[]Op{{Type: OpRemove, Path: "/x", Status: 2, Message: "No such file"}}},
 	}
 	for _, tc := range tests {
 		for _, chunk := range []int{1, 3, 7, 4096, 1 << 20} {
@@ -187,6 +234,91 @@ func TestParser(t *testing.T) {
 				t.Errorf("%s, chunks of %d:\n got %+v\nwant %+v", tc.name, chunk, got, tc.want)
 			}
 		}
+	}
+}
+
+// TestProbe: a probe follows a stream whose client opens with an INIT a
+// client sends, exactly like NewParser; any other stream switches it off
+// for good, silently, with writers that never fail.
+func TestProbe(t *testing.T) {
+	init := exchange{c(pkt(fxpInit, 3)), s(pkt(fxpVersion, 3))}
+	remove := exchange{c(pkt(fxpRemove, 1, "/x")), s(status(1, 0, ""))}
+	removed := []Op{{Type: OpRemove, Path: "/x", OK: true}}
+	cat := func(xs ...exchange) exchange {
+		var out exchange
+		for _, x := range xs {
+			out = append(out, x...)
+		}
+		return out
+	}
+	tests := []struct {
+		name string
+		x    exchange
+		want []Op // nil: switched off
+	}{
+		{"ok/sftp", cat(init, remove), removed},
+		{"ok/version-6-with-extensions", cat(exchange{c(pkt(fxpInit, 6, "vendor-id", "x", "a", "")), s(pkt(fxpVersion, 3))}, remove), removed},
+		// From there on, exactly NewParser.
+		{"ok/strict-after-init", cat(init, exchange{c(pkt(fxpOpen, 2, uint32(100))), c([]byte{0, 0, 0, 0, fxpRemove})}),
+			[]Op{{Type: OpMalformed, Name: "OPEN", Message: "request too short for its fields"},
+				{Type: OpError, Message: "packet length 0 out of range"}}},
+		{"off/text", cat(exchange{c([]byte("SSH-2.0-OpenSSH_9.2\r\n")), s([]byte{0, 0, 0, 0})}, init, remove), nil},
+		{"off/not-init", cat(exchange{c(pkt(fxpOpen, 1, "/x", 1, 0)), c([]byte{0, 0, 0, 0})}, remove), nil},
+		{"off/zero-length", exchange{c([]byte{0, 0, 0, 0, fxpInit, 0, 0, 0, 3}), c(pkt(fxpRemove, 1, "/x"))}, nil},
+		{"off/server-first", cat(exchange{s(pkt(fxpVersion, 3))}, init, remove), nil},
+		{"off/server-before-init-ends", cat(exchange{c(pkt(fxpInit, 3)[:6]), s([]byte("x")), c(pkt(fxpInit, 3)[6:])}, remove), nil},
+		{"off/init-too-long", cat(exchange{c(pkt(fxpInit, 3, "e", strings.Repeat("x", maxInit))), s(pkt(fxpVersion, 3))}, remove), nil},
+		{"off/init-too-short", cat(exchange{c(pkt(fxpInit, []byte{0, 3})), s(pkt(fxpVersion, 3))}, remove), nil},
+		{"off/version-0", cat(exchange{c(pkt(fxpInit, 0)), s(pkt(fxpVersion, 3))}, remove), nil},
+		{"off/version-7", cat(exchange{c(pkt(fxpInit, 7)), s(pkt(fxpVersion, 3))}, remove), nil},
+		// A one-image icon of 256 pixels opens with 00 00 01 00 01 00:
+		// a length of 256 and the type of INIT.
+		{"off/icon", exchange{c([]byte{0, 0, 1, 0, 1, 0, 0, 0, 0, 1, 0, 32, 0}), c(bytes.Repeat([]byte{0x89, 'P', 'N', 'G'}, 100))}, nil},
+		{"off/bad-extension", cat(exchange{c(pkt(fxpInit, 3, "name-without-data")), s(pkt(fxpVersion, 3))}, remove), nil},
+	}
+	for _, tc := range tests {
+		for _, chunk := range []int{1, 3, 4096} {
+			var got []Op
+			p := NewProbe(func(op Op) { got = append(got, op) })
+			for _, m := range tc.x {
+				w := p.ServerWriter()
+				if m.client {
+					w = p.ClientWriter()
+				}
+				for b := m.b; len(b) > 0; {
+					n := min(chunk, len(b))
+					if k, err := w.Write(b[:n]); (err != nil || k != n) && tc.want == nil {
+						t.Fatalf("%s, chunks of %d: write: %d, %v; want %d, nil", tc.name, chunk, k, err, n)
+					}
+					b = b[n:]
+				}
+			}
+			p.Close()
+			if off := p.off.Load(); off != (tc.want == nil) {
+				t.Errorf("%s, chunks of %d: switched off: %v; want %v", tc.name, chunk, off, tc.want == nil)
+			}
+			if !reflect.DeepEqual(got, tc.want) {
+				t.Errorf("%s, chunks of %d:\n got %+v\nwant %+v", tc.name, chunk, got, tc.want)
+			}
+		}
+	}
+}
+
+// TestProbeOffCostsNothing: once switched off, a probe keeps no buffer and
+// does not look at the bytes.
+func TestProbeOffCostsNothing(t *testing.T) {
+	p := NewProbe(func(op Op) { t.Errorf("reported %+v", op) })
+	p.ClientWriter().Write([]byte{0, 0, 0, 100, fxpInit, 0, 0})
+	p.ServerWriter().Write([]byte("hello"))
+	if !p.off.Load() || p.client.buf != nil {
+		t.Fatalf("off %v, buffer of %d bytes", p.off.Load(), cap(p.client.buf))
+	}
+	data := make([]byte, 1<<20)
+	if n := testing.AllocsPerRun(100, func() {
+		p.ClientWriter().Write(data)
+		p.ServerWriter().Write(data)
+	}); n != 0 {
+		t.Errorf("%v allocations a write; want 0", n)
 	}
 }
 
@@ -247,14 +379,61 @@ func TestBoundedMemory(t *testing.T) {
 	big := pkt(fxpWrite, 1, "h", uint64(0), string(make([]byte, 10<<20)))
 	w.Write(big)
 	w.Write(pkt(fxpSetstat, 2, strings.Repeat("p", 1<<20)))
-	for i := range 3 * maxPending {
+	for i := range 2*maxPending - 2 { // with the two above, as many as can be awaited
 		w.Write(pkt(fxpStat, uint32(100+i), "/x"))
 	}
-	if cap(p.client.buf) > MaxPacket || len(p.pend) > maxPending {
-		t.Errorf("buffer %d bytes, %d pending requests: not bounded", cap(p.client.buf), len(p.pend))
+	if cap(p.client.buf) > MaxPacket || p.pend.full > maxPending || p.pend.bare > maxPending {
+		t.Errorf("buffer %d bytes, %d+%d pending requests: not bounded", cap(p.client.buf), p.pend.full, p.pend.bare)
 	}
 	if p.broken {
 		t.Errorf("parser gave up on valid input")
+	}
+}
+
+// TestPendingLimit: past maxPending requests awaiting replies, a request
+// is reported when seen, as incomplete, and its place is kept so that
+// later replies still match their own requests; past twice that, the
+// stream cannot be followed.
+func TestPendingLimit(t *testing.T) {
+	var got []Op
+	p := NewParser(func(op Op) { got = append(got, op) })
+	cw, sw := p.ClientWriter(), p.ServerWriter()
+	cw.Write(pkt(fxpInit, 3))
+	sw.Write(pkt(fxpVersion, 3))
+	for i := range maxPending {
+		cw.Write(pkt(fxpStat, uint32(i), "/x"))
+	}
+	cw.Write(pkt(fxpRemove, 7, "/late"))
+	want := []Op{{Type: OpRemove, Path: "/late", Incomplete: true}}
+	if !reflect.DeepEqual(got, want) {
+		t.Fatalf("past the limit: got %+v; want %+v", got, want)
+	}
+	// The first reply frees a place: the next request is kept whole,
+	// behind /late.
+	sw.Write(pkt(fxpAttrs, 0, 0))
+	cw.Write(pkt(fxpRemove, 7, "/next"))
+	for i := 1; i < maxPending; i++ {
+		sw.Write(pkt(fxpAttrs, uint32(i), 0))
+	}
+	sw.Write(status(7, 0, ""))                  // /late's
+	sw.Write(status(7, 3, "Permission denied")) // /next's
+	want = append(want, Op{Type: OpRemove, Path: "/next", Status: 3, Message: "Permission denied"})
+	if !reflect.DeepEqual(got, want) {
+		t.Fatalf("after the replies: got %+v\nwant %+v", got, want)
+	}
+	if p.pend.full != 0 || p.pend.bare != 0 || len(p.pend.byID) != 0 {
+		t.Fatalf("%d+%d requests still awaited, %d IDs", p.pend.full, p.pend.bare, len(p.pend.byID))
+	}
+	for i := range 2 * maxPending {
+		if _, err := cw.Write(pkt(fxpStat, uint32(i), "/x")); err != nil {
+			t.Fatalf("request %d: %v", i, err)
+		}
+	}
+	if _, err := cw.Write(pkt(fxpRemove, 1, "/over")); !errors.Is(err, ErrBroken) {
+		t.Fatalf("request past twice the limit: %v; want ErrBroken", err)
+	}
+	if last := got[len(got)-1]; last.Type != OpError {
+		t.Fatalf("last op %+v; want the error", last)
 	}
 }
 
@@ -286,9 +465,9 @@ func proxy(outPath string) int {
 	wg.Add(1)
 	go func() {
 		defer wg.Done()
-		// Requests reach the server before the parser, so replies often
-		// overtake them: the parser must cope.
-		io.Copy(io.MultiWriter(toServer, p.ClientWriter()), os.Stdin)
+		// Each request reaches the parser before the server, as the
+		// parser requires.
+		io.Copy(io.MultiWriter(p.ClientWriter(), toServer), os.Stdin)
 		toServer.Close()
 	}()
 	// Server bytes reach the parser before the client.
@@ -367,10 +546,12 @@ func TestRealOpenSSH(t *testing.T) {
 	}
 }
 
-// FuzzParser feeds arbitrary bytes to both directions: no panic, no
-// unbounded state, an error is reported at most once, nothing is reported
-// after it but what Close finds open, and the writers fail only with
-// ErrBroken, and only once the error is reported.
+// FuzzParser feeds arbitrary bytes to both directions, to a parser or (odd
+// chunk values) a probe: no panic, no unbounded state, an error is
+// reported at most once, nothing is reported after it but what Close finds
+// open, and the writers fail only with ErrBroken, and only once the error
+// is reported. A probe that switched off reports nothing at all, and Close
+// leaves no request awaited.
 func FuzzParser(f *testing.F) {
 	f.Add(pkt(fxpInit, 3), pkt(fxpVersion, 3), uint8(3))
 	f.Add(append(pkt(fxpInit, 3), pkt(fxpOpen, 1, "/f", fxfWrite, 0)...), append(pkt(fxpVersion, 3), pkt(fxpHandle, 1, "h")...), uint8(1))
@@ -379,8 +560,9 @@ func FuzzParser(f *testing.F) {
 	f.Add(append(pkt(fxpInit, 3), pkt(fxpWrite, 2, strings.Repeat("h", 257), uint64(0), "data")...), append(pkt(fxpVersion, 3), status(2, 4, "")...), uint8(64))
 	f.Fuzz(func(t *testing.T, client, server []byte, chunk uint8) {
 		n := int(chunk%64) + 1
-		errs, closing := 0, false
-		p := NewParser(func(op Op) {
+		errs, closing, reported := 0, false, 0
+		emit := func(op Op) {
+			reported++
 			if errs > 0 && !closing {
 				t.Fatalf("%+v reported after the error", op)
 			}
@@ -390,7 +572,11 @@ func FuzzParser(f *testing.F) {
 			if len(op.Path) > maxString || len(op.NewPath) > maxString {
 				t.Fatalf("path of %d bytes kept", len(op.Path))
 			}
-		})
+		}
+		p := NewParser(emit)
+		if chunk%2 == 1 {
+			p = NewProbe(emit)
+		}
 		write := func(w io.Writer, b []byte) {
 			if _, err := w.Write(b); err != nil && (!errors.Is(err, ErrBroken) || errs != 1) {
 				t.Fatalf("write: %v after %d errors", err, errs)
@@ -404,13 +590,26 @@ func FuzzParser(f *testing.F) {
 			write(p.ServerWriter(), server[:k])
 			server = server[k:]
 		}
+		awaited := 0
+		for _, l := range p.pend.byID {
+			awaited += len(l)
+		}
+		if awaited != p.pend.full+p.pend.bare {
+			t.Fatalf("%d requests awaited, %d+%d counted", awaited, p.pend.full, p.pend.bare)
+		}
+		if p.pend.full > maxPending || p.pend.bare > maxPending || len(p.handles) > maxHandles || cap(p.client.buf) > MaxPacket || cap(p.server.buf) > MaxPacket {
+			t.Fatal("state not bounded")
+		}
 		closing = true
 		p.Close()
 		if errs > 1 {
 			t.Fatalf("%d errors reported", errs)
 		}
-		if len(p.pend) > maxPending || len(p.handles) > maxHandles || cap(p.client.buf) > MaxPacket || cap(p.server.buf) > MaxPacket {
-			t.Fatal("state not bounded")
+		if p.off.Load() && reported > 0 {
+			t.Fatalf("a probe switched off reported %d operations", reported)
+		}
+		if len(p.pend.byID) != 0 || p.pend.full != 0 || p.pend.bare != 0 {
+			t.Fatal("requests still awaited after Close")
 		}
 	})
 }
@@ -426,7 +625,7 @@ func FuzzParserFramed(f *testing.F) {
 		n := int(chunk%64) + 1
 		// data is a series of bodies, each preceded by its length byte.
 		var stream []byte
-		for len(data) > 0 {
+		for packets := 0; len(data) > 0 && packets < maxPending; packets++ {
 			l := min(int(data[0]), len(data)-1)
 			body := data[1 : 1+l]
 			data = data[1+l:]
@@ -459,6 +658,81 @@ func FuzzParserFramed(f *testing.F) {
 		p.Close()
 		if !seen {
 			t.Fatal("a REMOVE after the fuzzed packets was not audited")
+		}
+	})
+}
+
+// FuzzParserIDs plays requests and in-order replies with few, reused IDs,
+// as sftp-server answers them, plus replies no request awaits: every
+// REMOVE is reported exactly once, with the outcome of its own reply (or
+// as incomplete if it had none), and every reply without a request is
+// reported as malformed.
+func FuzzParserIDs(f *testing.F) {
+	// IDs are b&3; b>>6 picks REMOVE, STAT or a status of code (b>>2)&3.
+	f.Add([]byte{0x03, 0x43, 0x83, 0x83, 0x03, 0x8f}) // the review's reproduction
+	f.Add([]byte{0x80, 0x01, 0x01, 0x81, 0x85})       // an orphan; two REMOVEs with one ID, answered
+	f.Add([]byte{0x02, 0x83, 0x82, 0x42})             // an orphan between a request and its reply
+	f.Fuzz(func(t *testing.T, script []byte) {
+		type req struct {
+			path   string // "" for a STAT, which is not reported
+			status uint32
+			done   bool
+		}
+		var reqs []*req
+		queue := map[uint32][]*req{} // awaiting, oldest first
+		orphans, malformed := 0, 0
+		got := map[string][]Op{}
+		p := NewParser(func(op Op) {
+			switch op.Type {
+			case OpRemove:
+				got[op.Path] = append(got[op.Path], op)
+			case OpMalformed:
+				malformed++
+			default:
+				t.Fatalf("unexpected %+v", op)
+			}
+		})
+		cw, sw := p.ClientWriter(), p.ServerWriter()
+		cw.Write(pkt(fxpInit, 3))
+		sw.Write(pkt(fxpVersion, 3))
+		for i, b := range script {
+			id := uint32(b & 3)
+			switch b >> 6 {
+			case 0: // REMOVE
+				r := &req{path: "/r" + strconv.Itoa(i)}
+				reqs = append(reqs, r)
+				queue[id] = append(queue[id], r)
+				cw.Write(pkt(fxpRemove, id, r.path))
+			case 1: // STAT
+				queue[id] = append(queue[id], &req{})
+				cw.Write(pkt(fxpStat, id, "/s"))
+			default: // a status for the oldest request with this ID, if any
+				code := uint32(b>>2) & 3
+				sw.Write(status(id, code, "m"))
+				if len(queue[id]) == 0 {
+					orphans++
+					continue
+				}
+				r := queue[id][0]
+				queue[id] = queue[id][1:]
+				r.status, r.done = code, true
+			}
+		}
+		p.Close()
+		for _, r := range reqs {
+			want := Op{Type: OpRemove, Path: r.path, Incomplete: !r.done}
+			if r.done {
+				want.OK = r.status == 0
+				if r.status != 0 {
+					want.Status, want.Message = r.status, "m"
+				}
+			}
+			if ops := got[r.path]; len(ops) != 1 || ops[0] != want {
+				t.Fatalf("%s reported as %+v; want %+v", r.path, ops, want)
+			}
+		}
+		if malformed != orphans {
+			t.Fatalf("%d malformed reported; want %d orphan replies", malformed, orphans)
 		}
 	})
 }

@@ -1,0 +1,254 @@
+package sftpaudit
+
+import (
+	"encoding/binary"
+	"fmt"
+)
+
+// packet handles one whole packet of type s.typ with body b (after the
+// type byte).
+func (p *Parser) packet(s *stream, b []byte) {
+	r := reader{b: b}
+	if s.fromClient {
+		p.request(s.typ, &r)
+	} else {
+		p.reply(s.typ, &r)
+	}
+}
+
+// request handles a client packet. One that cannot be read is reported as
+// malformed, with what could be read of its paths, and its reply is
+// awaited quietly. One of a type sftp-server does not answer is not
+// awaited.
+func (p *Parser) request(typ byte, r *reader) {
+	if typ == fxpInit {
+		if p.probing {
+			p.probeInit(r)
+		}
+		return
+	}
+	id := r.u32()
+	if r.bad {
+		p.malformed(typ, "no request ID")
+		return
+	}
+	if !answered(typ) {
+		return
+	}
+	pd := p.requestOp(typ, r)
+	if r.bad {
+		m := Op{Type: OpMalformed, Name: typeName(typ), Path: pd.op.Path, NewPath: pd.op.NewPath,
+			Message: "request too short for its fields"}
+		p.emit(m)
+		pd = pending{kind: typ}
+	}
+	p.track(id, pd)
+}
+
+// probeInit decides a probe on the body of the client's first packet, an
+// INIT of a length a client sends: it is SFTP if the body is a version
+// that clients speak and well-formed extension pairs.
+func (p *Parser) probeInit(r *reader) {
+	v := r.u32()
+	for len(r.b) > 0 && !r.bad {
+		r.rawStr() // name
+		r.rawStr() // data
+	}
+	if r.bad || v < minProbeVersion || v > maxProbeVersion {
+		p.switchOff()
+		return
+	}
+	p.probing = false
+}
+
+// requestOp reads the fields of a request after its ID and returns what to
+// await. On a short packet r.bad is set and the fields read so far are in
+// the result.
+func (p *Parser) requestOp(typ byte, r *reader) pending {
+	switch typ {
+	case fxpOpen:
+		path := r.str()
+		flags := r.u32()
+		return pending{kind: typ, op: Op{Type: OpOpen, Path: path, Mode: openMode(flags)}, emit: true}
+	case fxpOpendir:
+		return pending{kind: typ, op: Op{Type: OpOpendir, Path: r.str()}, emit: true}
+	case fxpClose:
+		h := r.rawStr()
+		pd := pending{kind: typ, handle: h}
+		if info := p.handles[h]; info != nil && !info.dir && !r.bad {
+			pd.op = Op{Type: OpClose, Path: info.path}
+			pd.emit = true
+		}
+		return pd
+	case fxpRead:
+		return pending{kind: typ, handle: r.rawStr()}
+	case fxpRemove:
+		return pending{kind: typ, op: Op{Type: OpRemove, Path: r.str()}, emit: true}
+	case fxpMkdir:
+		return pending{kind: typ, op: Op{Type: OpMkdir, Path: r.str()}, emit: true}
+	case fxpRmdir:
+		return pending{kind: typ, op: Op{Type: OpRmdir, Path: r.str()}, emit: true}
+	case fxpSetstat:
+		return pending{kind: typ, op: Op{Type: OpSetstat, Path: r.str()}, emit: true}
+	case fxpFsetstat:
+		h := r.rawStr()
+		path := "(unknown handle)"
+		if info := p.handles[h]; info != nil {
+			path = info.path
+		}
+		return pending{kind: typ, op: Op{Type: OpSetstat, Path: path}, emit: true}
+	case fxpRename:
+		old := r.str()
+		return pending{kind: typ, op: Op{Type: OpRename, Path: old, NewPath: r.str()}, emit: true}
+	case fxpSymlink:
+		// OpenSSH sends targetpath before linkpath, the reverse of the
+		// draft; we follow OpenSSH, the only implementation in use.
+		target := r.str()
+		return pending{kind: typ, op: Op{Type: OpSymlink, Path: r.str(), NewPath: target}, emit: true}
+	case fxpExtended:
+		name := r.str()
+		op := Op{Type: OpExtended, Name: name}
+		switch name {
+		case "posix-rename@openssh.com":
+			op.Type = OpRename
+			op.Path = r.str()
+			op.NewPath = r.str()
+		case "hardlink@openssh.com":
+			op.Type = OpLink
+			op.NewPath = r.str() // old path: the existing file
+			op.Path = r.str()
+		case "statvfs@openssh.com", "fstatvfs@openssh.com", "limits@openssh.com", "expand-path@openssh.com",
+			"home-directory", "fsync@openssh.com", "users-groups-by-id@openssh.com":
+			return pending{kind: typ}
+		default:
+			if !r.bad && len(r.b) > 0 {
+				op.Path = r.str() // most extensions start with a path; best effort
+				r.bad = false
+			}
+		}
+		return pending{kind: typ, op: op, emit: true}
+	default:
+		// Look-ups (stat, realpath, readdir...) change nothing and would
+		// flood the audit log.
+		return pending{kind: typ}
+	}
+}
+
+// replyInfo is what a reply says.
+type replyInfo struct {
+	typ    byte
+	code   uint32 // STATUS
+	msg    string // STATUS
+	handle string // HANDLE
+	n      int64  // DATA length
+}
+
+// reply handles a server packet. One that cannot be read is reported as
+// malformed, and the request it answers (if its ID can be read) as
+// incomplete.
+func (p *Parser) reply(typ byte, r *reader) {
+	if typ == fxpVersion {
+		return
+	}
+	id := r.u32()
+	if r.bad {
+		p.malformed(typ, "reply too short for its fields")
+		return
+	}
+	ri := replyInfo{typ: typ}
+	switch typ {
+	case fxpStatus:
+		ri.code = r.u32()
+		if !r.bad && len(r.b) > 0 {
+			ri.msg = r.str()
+			r.bad = false // message and language tag are optional in practice
+		}
+	case fxpHandle:
+		ri.handle = r.rawStr()
+	}
+	if r.bad {
+		p.malformed(typ, "reply too short for its fields")
+		p.unanswered(id)
+		return
+	}
+	p.answer(id, ri)
+}
+
+// typeName names an SFTP packet type for a malformed operation.
+func typeName(typ byte) string {
+	names := map[byte]string{
+		fxpInit: "INIT", fxpVersion: "VERSION", fxpOpen: "OPEN", fxpClose: "CLOSE", fxpRead: "READ",
+		fxpWrite: "WRITE", fxpLstat: "LSTAT", fxpFstat: "FSTAT", fxpSetstat: "SETSTAT", fxpFsetstat: "FSETSTAT",
+		fxpOpendir: "OPENDIR", fxpReaddir: "READDIR", fxpRemove: "REMOVE", fxpMkdir: "MKDIR", fxpRmdir: "RMDIR",
+		fxpRealpath: "REALPATH", fxpStat: "STAT", fxpRename: "RENAME", fxpReadlink: "READLINK",
+		fxpSymlink: "SYMLINK", fxpStatus: "STATUS", fxpHandle: "HANDLE", fxpData: "DATA", fxpName: "NAME",
+		fxpAttrs: "ATTRS", fxpExtended: "EXTENDED", fxpExtendedReply: "EXTENDED_REPLY",
+	}
+	if n, ok := names[typ]; ok {
+		return n
+	}
+	return fmt.Sprintf("type %d", typ)
+}
+
+func openMode(flags uint32) string {
+	var m string
+	switch flags & (fxfRead | fxfWrite) {
+	case fxfRead:
+		m = "read"
+	case fxfWrite:
+		m = "write"
+	case fxfRead | fxfWrite:
+		m = "read,write"
+	default:
+		m = "none"
+	}
+	for _, f := range []struct {
+		bit  uint32
+		name string
+	}{{fxfCreat, "create"}, {fxfTrunc, "truncate"}, {fxfAppend, "append"}, {fxfExcl, "excl"}} {
+		if flags&f.bit != 0 {
+			m += "," + f.name
+		}
+	}
+	return m
+}
+
+// reader decodes SSH wire types from a packet body, recording (not
+// panicking on) a short packet.
+type reader struct {
+	b   []byte
+	bad bool
+}
+
+func (r *reader) u32() uint32 {
+	if len(r.b) < 4 {
+		r.bad = true
+		r.b = nil
+		return 0
+	}
+	v := binary.BigEndian.Uint32(r.b)
+	r.b = r.b[4:]
+	return v
+}
+
+// rawStr reads a string whole (handles are at most 256 bytes in the draft).
+func (r *reader) rawStr() string {
+	n := r.u32()
+	if r.bad || uint64(n) > uint64(len(r.b)) {
+		r.bad = true
+		r.b = nil
+		return ""
+	}
+	s := string(r.b[:n])
+	r.b = r.b[n:]
+	return s
+}
+
+// str reads a path, keeping at most maxString bytes of it.
+func (r *reader) str() string {
+	s := r.rawStr()
+	if len(s) > maxString {
+		s = s[:maxString]
+	}
+	return s
+}
