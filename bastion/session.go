@@ -425,9 +425,9 @@ func shellName(s string) bool {
 }
 
 // auditSFTP records one SFTP operation seen in the stream. A malformed
-// packet is audited as an error and parsing goes on; a stream that cannot
-// be followed is audited as an error, logged, and the session is ended by
-// the relay (see sftpLost).
+// reply is audited as an error and parsing goes on; a malformed request,
+// or a stream that cannot be followed, is audited as an error and logged,
+// and the relay ends the session (see sftpLost).
 func (se *session) auditSFTP(op sftpaudit.Op) {
 	t := se.t
 	f := map[string]string{"session": se.id, "op": op.Type, "path": op.Path, "login": t.info.login, "host": t.info.host}
@@ -452,7 +452,7 @@ func (se *session) auditSFTP(op sftpaudit.Op) {
 	case op.Type == sftpaudit.OpError || op.Type == sftpaudit.OpMalformed:
 		outcome, reason = audit.OutcomeError, recording.Escape(op.Message, 200)
 		if op.Type == sftpaudit.OpError {
-			t.srv.logger().Error("bastion: SFTP stream cannot be audited", "session", se.id, "err", op.Message)
+			t.srv.logger().Error("bastion: SFTP stream refused", "session", se.id, "err", op.Message)
 		}
 	case !op.OK && !op.Incomplete:
 		outcome, reason = audit.OutcomeError, op.Message
@@ -550,11 +550,13 @@ func (se *session) recordingFailed() {
 }
 
 // sftpLost ends a session whose SFTP stream can no longer be followed (a
-// packet length no SFTP peer sends, or more requests awaiting replies than
-// the parser can place): from there on its file operations would go
-// unaudited. The parser has already audited why.
+// packet length no SFTP peer sends, more requests awaiting replies than
+// the parser can place, or a request it cannot read exactly, which
+// sftp-server would complete with bytes of the next packet): from there on
+// its file operations would go unaudited. The request that did it was not
+// forwarded; the parser has already audited why.
 func (se *session) sftpLost() {
-	se.t.srv.logger().Error("bastion: SFTP audit lost; ending session", "session", se.id)
+	se.t.srv.logger().Error("bastion: SFTP stream cannot be audited; ending session", "session", se.id)
 	se.stop("its SFTP operations can no longer be audited")
 }
 

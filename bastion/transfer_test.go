@@ -304,12 +304,16 @@ func readSFTP(t *testing.T, r io.Reader) (byte, []byte) {
 	return b[0], b[1:]
 }
 
-// TestSFTPAuditNotSwitchedOff: a malformed SFTP request (a WRITE handle
-// over 256 bytes, which sftp-server refuses and carries on) is audited and
-// later operations still are; a framing that cannot be followed is audited
-// and ends the session. Alike for the subsystem, an exec of sftp-server
-// and an exec found to be SFTP by its first packet.
-func TestSFTPAuditNotSwitchedOff(t *testing.T) {
+// TestSFTPMalformedRequestEndsSession: a client request that cannot be
+// read exactly is audited and ends the session before the server sees it.
+// The short REMOVE is why: its path's length counts one byte more than the
+// packet holds, so sftp-server would take the first byte of the next
+// packet's length, a NUL, as the end of the path, remove the victim, and
+// only then exit for having read past the packet. A WRITE handle over 256
+// bytes and a length no SFTP peer sends end the session too, the packet
+// after them (a REMOVE of the victim) unseen. Alike for the subsystem, an
+// exec of sftp-server and an exec found to be SFTP by its first packet.
+func TestSFTPMalformedRequestEndsSession(t *testing.T) {
 	e := newEnv(t, envOptions{})
 	k, cert := e.issue(certOptions{})
 	cl, err := e.xclient(e.login+"@web1", certSigner(t, k, cert))
@@ -317,79 +321,100 @@ func TestSFTPAuditNotSwitchedOff(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer cl.Close()
-	for i, start := range []func(*ssh.Session) error{
-		func(s *ssh.Session) error { return s.RequestSubsystem("sftp") },
-		func(s *ssh.Session) error { return s.Start(sftpServerPath) },
-		func(s *ssh.Session) error { return s.Start("env -i " + sftpServerPath) },
-	} {
-		victim := filepath.Join(t.TempDir(), "victim")
-		if err := os.WriteFile(victim, []byte("x"), 0o600); err != nil {
-			t.Fatal(err)
+	forms := []struct {
+		name  string
+		start func(*ssh.Session) error
+	}{
+		{"subsystem", func(s *ssh.Session) error { return s.RequestSubsystem("sftp") }},
+		{"exec", func(s *ssh.Session) error { return s.Start(sftpServerPath) }},
+		{"probed", func(s *ssh.Session) error { return s.Start("env -i " + sftpServerPath) }},
+	}
+	inputs := []struct {
+		name    string
+		packets func(victim string) []byte
+		ops     []string // types of the SFTP audit events
+		reason  string   // in the first event's reason
+	}{
+		{"short-remove", func(victim string) []byte {
+			short := sftpPacket(fxpRemoveT, uint32(1), victim)
+			binary.BigEndian.PutUint32(short[9:], uint32(len(victim)+1))
+			return append(short, sftpPacket(fxpStatT, uint32(2), "/")...)
+		}, []string{"malformed", "error"}, "request too short for its fields"},
+		{"long-write-handle", func(victim string) []byte {
+			return append(sftpPacket(fxpWriteT, uint32(1), strings.Repeat("h", 300), uint64(0), "data"),
+				sftpPacket(fxpRemoveT, uint32(2), victim)...)
+		}, []string{"malformed", "error"}, "handle of 300 bytes"},
+		{"framing", func(victim string) []byte {
+			return append([]byte{0xff, 0xff, 0xff, 0xff, fxpRemoveT}, sftpPacket(fxpRemoveT, uint32(2), victim)...)
+		}, []string{"error"}, "out of range"},
+	}
+	ended := func() int {
+		n := 0
+		for _, ev := range e.audits(audit.TypeSessionEnd) {
+			if strings.Contains(ev.Reason, "SFTP operations can no longer be audited") {
+				n++
+			}
 		}
-		audited := len(e.audits(audit.TypeSFTP))
-		s, err := cl.NewSession()
-		if err != nil {
-			t.Fatal(err)
-		}
-		// Pipes, not writers: x/crypto copies to writers only for exec
-		// and shell, not for a subsystem.
-		stdin, _ := s.StdinPipe()
-		stdout, _ := s.StdoutPipe()
-		errPipe, _ := s.StderrPipe()
-		var stderr syncBuffer
-		stderrDone := make(chan struct{})
-		go func() { io.Copy(&stderr, errPipe); close(stderrDone) }()
-		if err := start(s); err != nil {
-			t.Fatal(err)
-		}
-		stdin.Write(sftpPacket(fxpInitT, uint32(3)))
-		if typ, _ := readSFTP(t, stdout); typ != fxpVersionT {
-			t.Fatalf("got packet type %d; want VERSION", typ)
-		}
-		stdin.Write(sftpPacket(fxpWriteT, uint32(1), strings.Repeat("h", 300), uint64(0), "data"))
-		if typ, body := readSFTP(t, stdout); typ != fxpStatusT || binary.BigEndian.Uint32(body[4:]) == 0 {
-			t.Fatalf("got packet type %d %q; want an error status", typ, body)
-		}
-		stdin.Write(sftpPacket(fxpRemoveT, uint32(2), victim))
-		if typ, body := readSFTP(t, stdout); typ != fxpStatusT || binary.BigEndian.Uint32(body[4:]) != 0 {
-			t.Fatalf("got packet type %d %q; want OK", typ, body)
-		}
-		if _, err := os.Stat(victim); !os.IsNotExist(err) {
-			t.Fatalf("victim not removed: %v", err)
-		}
-		evs := e.audits(audit.TypeSFTP)[audited:]
-		if len(evs) != 2 || evs[0].Fields["op"] != "malformed" || evs[0].Outcome != audit.OutcomeError ||
-			!strings.Contains(evs[0].Reason, "handle of 300 bytes") ||
-			evs[1].Fields["op"] != "remove" || evs[1].Fields["path"] != victim || evs[1].Outcome != audit.OutcomeOK {
-			t.Fatalf("sftp audit %+v; want the malformed WRITE, then the remove", evs)
-		}
-
-		// A length no SFTP peer sends: the audit cannot follow, the
-		// session ends.
-		stdin.Write([]byte{0xff, 0xff, 0xff, 0xff, fxpRemoveT})
-		done := make(chan struct{})
-		go func() { io.Copy(io.Discard, stdout); <-stderrDone; close(done) }()
-		select {
-		case <-done:
-		case <-time.After(10 * time.Second):
-			t.Fatal("session still running after its SFTP stream was lost")
-		}
-		s.Close()
-		waitFor(t, 5*time.Second, "the session's end", func() bool {
-			n := 0
-			for _, ev := range e.audits(audit.TypeSessionEnd) {
-				if strings.Contains(ev.Reason, "SFTP operations can no longer be audited") {
-					n++
+		return n
+	}
+	for _, form := range forms {
+		for _, in := range inputs {
+			name := form.name + "/" + in.name
+			victim := filepath.Join(t.TempDir(), "victim")
+			if err := os.WriteFile(victim, []byte("x"), 0o600); err != nil {
+				t.Fatal(err)
+			}
+			audited, endedBefore := len(e.audits(audit.TypeSFTP)), ended()
+			s, err := cl.NewSession()
+			if err != nil {
+				t.Fatal(err)
+			}
+			// Pipes, not writers: x/crypto copies to writers only for
+			// exec and shell, not for a subsystem.
+			stdin, _ := s.StdinPipe()
+			stdout, _ := s.StdoutPipe()
+			errPipe, _ := s.StderrPipe()
+			var stderr syncBuffer
+			stderrDone := make(chan struct{})
+			go func() { io.Copy(&stderr, errPipe); close(stderrDone) }()
+			if err := form.start(s); err != nil {
+				t.Fatal(err)
+			}
+			stdin.Write(sftpPacket(fxpInitT, uint32(3)))
+			if typ, _ := readSFTP(t, stdout); typ != fxpVersionT {
+				t.Fatalf("%s: got packet type %d; want VERSION", name, typ)
+			}
+			stdin.Write(in.packets(victim))
+			done := make(chan struct{})
+			var out bytes.Buffer
+			go func() { io.Copy(&out, stdout); <-stderrDone; close(done) }()
+			select {
+			case <-done:
+			case <-time.After(10 * time.Second):
+				t.Fatalf("%s: session still running after a malformed request", name)
+			}
+			s.Close()
+			if out.Len() != 0 {
+				t.Errorf("%s: the server answered %q; want nothing", name, out.Bytes())
+			}
+			if !strings.Contains(stderr.String(), "can no longer be audited") {
+				t.Errorf("%s: stderr %q; want the reason", name, stderr.String())
+			}
+			waitFor(t, 5*time.Second, name+": the session's end", func() bool { return ended() == endedBefore+1 })
+			if _, err := os.Stat(victim); err != nil {
+				t.Errorf("%s: victim: %v; want it untouched", name, err)
+			}
+			evs := e.audits(audit.TypeSFTP)[audited:]
+			var ops []string
+			for _, ev := range evs {
+				ops = append(ops, ev.Fields["op"])
+				if ev.Outcome != audit.OutcomeError {
+					t.Errorf("%s: sftp event %+v; want an error", name, ev)
 				}
 			}
-			return n == i+1
-		})
-		evs = e.audits(audit.TypeSFTP)
-		if last := evs[len(evs)-1]; last.Fields["op"] != "error" || last.Outcome != audit.OutcomeError {
-			t.Fatalf("last sftp audit %+v; want the error", last)
-		}
-		if !strings.Contains(stderr.String(), "can no longer be audited") {
-			t.Errorf("form %d: stderr %q; want the reason", i, stderr.String())
+			if strings.Join(ops, " ") != strings.Join(in.ops, " ") || !strings.Contains(evs[0].Reason, in.reason) {
+				t.Fatalf("%s: sftp audit %+v; want %v, the first for %q", name, evs, in.ops, in.reason)
+			}
 		}
 	}
 }

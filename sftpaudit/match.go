@@ -109,7 +109,7 @@ func (p *Parser) track(id uint32, pd pending) {
 func (p *Parser) answer(id uint32, ri replyInfo) {
 	pd, ok := p.pend.pop(id)
 	if !ok {
-		p.malformed(ri.typ, "reply to request %d, which awaits none", id)
+		p.emit(Op{Type: OpMalformed, Name: typeName(ri.typ), Message: fmt.Sprintf("reply to request %d, which awaits none", id)})
 		return
 	}
 	p.resolve(pd, ri)

@@ -10,37 +10,38 @@ import (
 func (p *Parser) packet(s *stream, b []byte) {
 	r := reader{b: b}
 	if s.fromClient {
-		p.request(s.typ, &r)
+		p.request(s, &r)
 	} else {
-		p.reply(s.typ, &r)
+		p.reply(s, &r)
 	}
 }
 
-// request handles a client packet. One that cannot be read is reported as
-// malformed, with what could be read of its paths, and its reply is
-// awaited quietly. One of a type sftp-server does not answer is not
-// awaited.
-func (p *Parser) request(typ byte, r *reader) {
+// request handles a client packet. One too short for the fields
+// sftp-server reads before acting is reported as malformed, with what
+// could be read of its paths, and stops the stream. One of a type
+// sftp-server does not answer is not awaited.
+func (p *Parser) request(s *stream, r *reader) {
+	typ := s.typ
 	if typ == fxpInit {
 		if p.probing {
 			p.probeInit(r)
+		} else if r.u32(); r.bad {
+			p.malformed(s, Op{}, "no version")
 		}
 		return
 	}
 	id := r.u32()
 	if r.bad {
-		p.malformed(typ, "no request ID")
+		p.malformed(s, Op{}, "no request ID")
 		return
 	}
 	if !answered(typ) {
-		return
+		return // sftp-server only logs it
 	}
 	pd := p.requestOp(typ, r)
 	if r.bad {
-		m := Op{Type: OpMalformed, Name: typeName(typ), Path: pd.op.Path, NewPath: pd.op.NewPath,
-			Message: "request too short for its fields"}
-		p.emit(m)
-		pd = pending{kind: typ}
+		p.malformed(s, Op{Path: pd.op.Path, NewPath: pd.op.NewPath}, "request too short for its fields")
+		return
 	}
 	p.track(id, pd)
 }
@@ -61,9 +62,10 @@ func (p *Parser) probeInit(r *reader) {
 	p.probing = false
 }
 
-// requestOp reads the fields of a request after its ID and returns what to
-// await. On a short packet r.bad is set and the fields read so far are in
-// the result.
+// requestOp reads the fields of a request after its ID, as sftp-server
+// reads them but for attributes (see the package doc), and returns what to
+// await. On a short packet r.bad is set and the paths read so far are in
+// the result. WRITE is not parsed here (see dataHeader).
 func (p *Parser) requestOp(typ byte, r *reader) pending {
 	switch typ {
 	case fxpOpen:
@@ -81,7 +83,10 @@ func (p *Parser) requestOp(typ byte, r *reader) pending {
 		}
 		return pd
 	case fxpRead:
-		return pending{kind: typ, handle: r.rawStr()}
+		h := r.rawStr()
+		r.u64() // offset
+		r.u32() // length
+		return pending{kind: typ, handle: h}
 	case fxpRemove:
 		return pending{kind: typ, op: Op{Type: OpRemove, Path: r.str()}, emit: true}
 	case fxpMkdir:
@@ -96,6 +101,9 @@ func (p *Parser) requestOp(typ byte, r *reader) pending {
 		if info := p.handles[h]; info != nil {
 			path = info.path
 		}
+		if r.bad {
+			path = ""
+		}
 		return pending{kind: typ, op: Op{Type: OpSetstat, Path: path}, emit: true}
 	case fxpRename:
 		old := r.str()
@@ -106,32 +114,55 @@ func (p *Parser) requestOp(typ byte, r *reader) pending {
 		target := r.str()
 		return pending{kind: typ, op: Op{Type: OpSymlink, Path: r.str(), NewPath: target}, emit: true}
 	case fxpExtended:
-		name := r.str()
-		op := Op{Type: OpExtended, Name: name}
-		switch name {
-		case "posix-rename@openssh.com":
-			op.Type = OpRename
-			op.Path = r.str()
-			op.NewPath = r.str()
-		case "hardlink@openssh.com":
-			op.Type = OpLink
-			op.NewPath = r.str() // old path: the existing file
-			op.Path = r.str()
-		case "statvfs@openssh.com", "fstatvfs@openssh.com", "limits@openssh.com", "expand-path@openssh.com",
-			"home-directory", "fsync@openssh.com", "users-groups-by-id@openssh.com":
-			return pending{kind: typ}
-		default:
-			if !r.bad && len(r.b) > 0 {
-				op.Path = r.str() // most extensions start with a path; best effort
-				r.bad = false
-			}
-		}
-		return pending{kind: typ, op: op, emit: true}
+		return extendedOp(r)
 	default:
-		// Look-ups (stat, realpath, readdir...) change nothing and would
-		// flood the audit log.
+		// Look-ups change nothing and would flood the audit log; their
+		// path or handle is read all the same.
+		r.strBytes()
 		return pending{kind: typ}
 	}
+}
+
+// extendedOp reads an EXTENDED request after its ID: its name, then the
+// fields of the extensions sftp-server knows, as OpenSSH's PROTOCOL file
+// defines them. Others sftp-server refuses without reading further.
+func extendedOp(r *reader) pending {
+	name := r.str()
+	pd := pending{kind: fxpExtended, op: Op{Type: OpExtended, Name: name}, emit: true}
+	switch name {
+	case "posix-rename@openssh.com":
+		pd.op.Type = OpRename
+		pd.op.Path = r.str()
+		pd.op.NewPath = r.str()
+	case "hardlink@openssh.com":
+		pd.op.Type = OpLink
+		pd.op.NewPath = r.str() // old path: the existing file
+		pd.op.Path = r.str()
+	case "lsetstat@openssh.com":
+		pd.op.Path = r.str() // then attributes
+	case "copy-data":
+		pd.op.Path = r.str() // the handle read from, as for an unknown name
+		r.u64()              // read offset
+		r.u64()              // read length
+		r.strBytes()         // handle written to
+		r.u64()              // write offset
+	case "statvfs@openssh.com", "expand-path@openssh.com", "fstatvfs@openssh.com", "fsync@openssh.com",
+		"home-directory":
+		r.strBytes() // a path, a handle or a user name
+		return pending{kind: fxpExtended}
+	case "users-groups-by-id@openssh.com":
+		r.strBytes() // user IDs
+		r.strBytes() // group IDs
+		return pending{kind: fxpExtended}
+	case "limits@openssh.com":
+		return pending{kind: fxpExtended}
+	default:
+		if !r.bad && len(r.b) > 0 {
+			pd.op.Path = r.str() // most extensions start with a path; best effort
+			r.bad = false
+		}
+	}
+	return pd
 }
 
 // replyInfo is what a reply says.
@@ -146,13 +177,14 @@ type replyInfo struct {
 // reply handles a server packet. One that cannot be read is reported as
 // malformed, and the request it answers (if its ID can be read) as
 // incomplete.
-func (p *Parser) reply(typ byte, r *reader) {
+func (p *Parser) reply(s *stream, r *reader) {
+	typ := s.typ
 	if typ == fxpVersion {
 		return
 	}
 	id := r.u32()
 	if r.bad {
-		p.malformed(typ, "reply too short for its fields")
+		p.malformed(s, Op{}, "reply too short for its fields")
 		return
 	}
 	ri := replyInfo{typ: typ}
@@ -167,7 +199,7 @@ func (p *Parser) reply(typ byte, r *reader) {
 		ri.handle = r.rawStr()
 	}
 	if r.bad {
-		p.malformed(typ, "reply too short for its fields")
+		p.malformed(s, Op{}, "reply too short for its fields")
 		p.unanswered(id)
 		return
 	}
@@ -231,24 +263,38 @@ func (r *reader) u32() uint32 {
 	return v
 }
 
-// rawStr reads a string whole (handles are at most 256 bytes in the draft).
-func (r *reader) rawStr() string {
+func (r *reader) u64() uint64 {
+	if len(r.b) < 8 {
+		r.bad = true
+		r.b = nil
+		return 0
+	}
+	v := binary.BigEndian.Uint64(r.b)
+	r.b = r.b[8:]
+	return v
+}
+
+// strBytes reads a string and returns its bytes, not copied.
+func (r *reader) strBytes() []byte {
 	n := r.u32()
 	if r.bad || uint64(n) > uint64(len(r.b)) {
 		r.bad = true
 		r.b = nil
-		return ""
+		return nil
 	}
-	s := string(r.b[:n])
+	b := r.b[:n]
 	r.b = r.b[n:]
-	return s
+	return b
 }
+
+// rawStr reads a string whole (handles are at most 256 bytes in the draft).
+func (r *reader) rawStr() string { return string(r.strBytes()) }
 
 // str reads a path, keeping at most maxString bytes of it.
 func (r *reader) str() string {
-	s := r.rawStr()
-	if len(s) > maxString {
-		s = s[:maxString]
+	b := r.strBytes()
+	if len(b) > maxString {
+		b = b[:maxString]
 	}
-	return s
+	return string(b)
 }

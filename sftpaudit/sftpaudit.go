@@ -18,18 +18,35 @@
 // request: a reply that no request awaits is reported as malformed and
 // dropped, never kept for a later request.
 //
-// A client must not be able to switch the audit off. A packet that cannot
-// be read (too short for its fields, a WRITE handle longer than 256 bytes,
-// a first packet that is not INIT, a request other than WRITE longer than
-// MaxPacket) is reported as a "malformed" operation and skipped, and
-// parsing goes on with the next packet: sftp-server answers some of these
-// (the long handle) with an error status and carries on, so the audit must
-// carry on too. Only a framing that cannot be followed, a packet length of
-// zero or over 16 MiB (sftp-server itself gives up past 256 KiB), or more
-// requests awaiting replies than the parser can place, stops parsing: it
-// is reported once as an "error" operation, and from then on both writers
-// fail with ErrBroken so that the caller can stop the stream rather than
-// let it go on unaudited.
+// A client must not be able to switch the audit off, nor to make the
+// server act on anything but what is audited. OpenSSH's sftp-server reads
+// a request's fields from its input queue, which may already hold the next
+// packet, and checks only after acting that it did not read past the
+// packet, then exits: a REMOVE whose path runs one byte past its packet
+// removes the path ended by the NUL that starts the next packet's length.
+// So a client request that cannot be read exactly stops the stream before
+// the server has it: a packet with no request ID, one too short for a field
+// sftp-server reads before acting, a WRITE whose handle is over 256 bytes
+// or whose data runs past the packet, a first packet that is not INIT, a
+// request other than WRITE longer than MaxPacket. It is reported as a
+// "malformed" operation, with the paths that could be read, and then the
+// stream stops as below, in the Write that holds the end of the packet (of
+// its header, for a WRITE or a packet too long to parse), so that the
+// caller never forwards it. Bytes after the fields are allowed, as
+// sftp-server skips them and later drafts add optional fields; so are the
+// attributes of OPEN, SETSTAT, MKDIR and the like, which are not read: the
+// audit does not report them, and their layout depends on the version. The
+// fields of an extended request are read for the names sftp-server knows,
+// not for others, which it refuses unread.
+//
+// A reply that cannot be read is reported as malformed and skipped, and
+// parsing goes on with the next packet: the server has acted already.
+// Parsing stops too on a framing that cannot be followed, a packet length
+// of zero or over 16 MiB (sftp-server itself gives up past 256 KiB), or
+// more requests awaiting replies than the parser can place. Whatever
+// stopped it is reported once as an "error" operation, and from then on
+// both writers fail with ErrBroken so that the caller can stop the stream
+// rather than let it go on unaudited.
 //
 // NewParser is for a stream known to be SFTP (the sftp subsystem).
 // NewProbe is for one that may be (any command): it finds out from the
@@ -47,12 +64,13 @@ import (
 )
 
 // ErrBroken is returned by a Parser's writers once the stream can no longer
-// be followed (see the package doc): nothing after that point is audited.
+// be followed, or the client sent a request that cannot be read exactly
+// (see the package doc): nothing after that point is audited.
 var ErrBroken = errors.New("sftpaudit: stream cannot be followed")
 
 // MaxPacket is the longest packet buffered for parsing: the largest READ or
-// WRITE OpenSSH uses (256 KiB) plus headers. Longer packets other than
-// WRITE and DATA are skipped, a request reported as malformed.
+// WRITE OpenSSH uses (256 KiB) plus headers. A longer request other than
+// WRITE is malformed; a longer reply other than DATA is skipped.
 const MaxPacket = 256<<10 + 1024
 
 // maxLength is the largest packet length accepted at all; anything longer
@@ -90,8 +108,9 @@ const (
 	OpLink     = "link"
 	OpOpendir  = "opendir"
 	OpExtended = "extended"
-	// OpMalformed is a packet that could not be read and was skipped;
-	// Name is its type (e.g. "WRITE") and Message what was wrong.
+	// OpMalformed is a packet that could not be read: a reply is
+	// skipped, a request stops the stream (an OpError follows). Name is
+	// its type (e.g. "WRITE") and Message what was wrong.
 	OpMalformed = "malformed"
 	// OpError says the stream could not be followed from here on; Message
 	// says why.
@@ -328,7 +347,8 @@ const (
 	stSkip           // skipping bytes
 )
 
-// fail stops parsing for good: the framing cannot be followed.
+// fail stops parsing for good: the stream cannot be followed, or must not
+// reach the server.
 func (p *Parser) fail(why string) {
 	if p.broken {
 		return
@@ -338,10 +358,16 @@ func (p *Parser) fail(why string) {
 	p.emit(Op{Type: OpError, Message: why})
 }
 
-// malformed reports a packet of type typ that could not be read; the caller
-// skips it and parsing goes on.
-func (p *Parser) malformed(typ byte, format string, args ...any) {
-	p.emit(Op{Type: OpMalformed, Name: typeName(typ), Message: fmt.Sprintf(format, args...)})
+// malformed reports s's current packet, which could not be read, as op
+// with what could be read of it (paths). A reply is skipped and parsing
+// goes on. A request stops the stream, so that the caller does not forward
+// it: sftp-server would read past it (see the package doc).
+func (p *Parser) malformed(s *stream, op Op, format string, args ...any) {
+	op.Type, op.Name, op.Message = OpMalformed, typeName(s.typ), fmt.Sprintf(format, args...)
+	p.emit(op)
+	if s.fromClient {
+		p.fail("malformed " + op.Name + " request")
+	}
 }
 
 // feed parses b incrementally.
@@ -373,9 +399,11 @@ func (p *Parser) feed(s *stream, b []byte) {
 					want = fxpVersion
 				}
 				if s.typ != want {
-					// sftp-server exits on it; the packets that reach it
-					// first are still audited.
-					p.malformed(s.typ, "first packet has type %d, want %d", s.typ, want)
+					// sftp-server exits on a request before INIT.
+					p.malformed(s, Op{}, "first packet has type %d, want %d", s.typ, want)
+					if p.broken {
+						return
+					}
 				}
 			}
 			body := int64(s.length) - 1
@@ -389,12 +417,13 @@ func (p *Parser) feed(s *stream, b []byte) {
 				s.skip = body
 				s.buf = s.buf[:0]
 			case body > MaxPacket:
-				// Skipped but for its ID, which keeps the replies after
-				// it in step. A request this long is one sftp-server
-				// refuses (past 256 KiB); a long reply (a NAME of long
-				// names) is only skipped.
+				// A request this long is one sftp-server refuses (past
+				// 256 KiB). A long reply (a NAME of long names) is
+				// skipped but for its ID, which keeps the replies after
+				// it in step.
 				if s.fromClient {
-					p.malformed(s.typ, "packet of %d bytes not parsed", s.length)
+					p.malformed(s, Op{}, "packet of %d bytes not parsed", s.length)
+					return
 				}
 				s.state = stDataHdr
 				s.skip = body
@@ -423,7 +452,8 @@ func (p *Parser) feed(s *stream, b []byte) {
 			want := p.dataHdrLen(s)
 			if want < 0 {
 				// sftp-server refuses a handle this long with an error
-				// status and carries on: so does the parser.
+				// status, but the parser cannot keep it to count the
+				// data written through it.
 				p.badData(s, "handle of %d bytes", binary.BigEndian.Uint32(s.buf[4:8]))
 				continue
 			}
@@ -457,10 +487,10 @@ func (p *Parser) feed(s *stream, b []byte) {
 	}
 }
 
-// dataHdrLen is how many bytes of a WRITE or DATA packet, or of another
-// packet too long to parse, are needed to read its header, given what is
+// dataHdrLen is how many bytes of a WRITE or DATA packet, or of a reply
+// too long to parse, are needed to read its header, given what is
 // buffered: WRITE is id, handle string, offset, data length; DATA is id,
-// data length; another packet is read up to its id.
+// data length; another reply is read up to its id.
 func (p *Parser) dataHdrLen(s *stream) int {
 	switch {
 	case !s.fromClient && s.typ == fxpData:
@@ -478,38 +508,28 @@ func (p *Parser) dataHdrLen(s *stream) int {
 	return 8 + hl + 8 + 4
 }
 
-// badData reports a WRITE or DATA packet whose header cannot be read and
-// skips the rest of it. A WRITE's reply, if its ID was read, is awaited
-// quietly: the request is already reported.
+// badData reports a WRITE or DATA packet whose header cannot be read: a
+// WRITE stops the stream, the rest of a DATA is skipped.
 func (p *Parser) badData(s *stream, format string, args ...any) {
-	p.malformed(s.typ, format, args...)
-	if s.fromClient && len(s.buf) >= 4 {
-		p.track(binary.BigEndian.Uint32(s.buf[:4]), pending{kind: s.typ})
-	}
+	p.malformed(s, Op{}, format, args...)
 	s.state = stSkip
 	if s.skip == 0 {
 		s.state = stLength
 	}
 }
 
-// dataHeader handles the header of a WRITE or DATA packet, or of another
-// packet too long to parse, whose rest (s.skip bytes from here) is skipped.
+// dataHeader handles the header of a WRITE or DATA packet, or of a reply
+// too long to parse, whose rest (s.skip bytes from here) is skipped.
 func (p *Parser) dataHeader(s *stream) {
 	id := binary.BigEndian.Uint32(s.buf[:4])
-	switch {
-	case s.fromClient && s.typ != fxpWrite:
-		if answered(s.typ) {
-			p.track(id, pending{kind: s.typ}) // already reported
-		}
-		return
-	case !s.fromClient && s.typ != fxpData:
+	if !s.fromClient && s.typ != fxpData {
 		p.unanswered(id) // its outcome is not read
 		return
 	}
 	if s.typ == fxpData {
 		n := int64(binary.BigEndian.Uint32(s.buf[4:8]))
 		if n > s.skip {
-			p.malformed(s.typ, "data length %d past the packet", n)
+			p.malformed(s, Op{}, "data length %d past the packet", n)
 			p.unanswered(id)
 			return
 		}
@@ -520,8 +540,8 @@ func (p *Parser) dataHeader(s *stream) {
 	handle := string(s.buf[8 : 8+hl])
 	n := int64(binary.BigEndian.Uint32(s.buf[8+hl+8:]))
 	if n > s.skip {
-		p.malformed(s.typ, "data length %d past the packet", n)
-		p.track(id, pending{kind: fxpWrite})
+		// sftp-server would write the bytes of the packets after it.
+		p.malformed(s, Op{}, "data length %d past the packet", n)
 		return
 	}
 	if h := p.handles[handle]; h != nil {
