@@ -169,10 +169,10 @@ func TestExecInputHead(t *testing.T) {
 	}
 	for _, record := range []bool{false, true} {
 		roles := defaultRoles
-		want := []byte{}
+		want, wantSum := []byte{}, ""
 		if record {
 			roles = recordInputRoles
-			want = data[:recording.DefaultBulkHead]
+			want, wantSum = data[:recording.DefaultBulkHead], sha(data)
 		}
 		e := newEnv(t, envOptions{policy: roles})
 		c := e.client(e.issue(certOptions{}))
@@ -187,14 +187,16 @@ func TestExecInputHead(t *testing.T) {
 		if !bytes.Equal(cf.in, want) {
 			t.Errorf("record_input %v: input events: %d bytes; want exactly the first %d", record, len(cf.in), len(want))
 		}
-		if s := cf.end.Stdin; s.Bytes != int64(len(data)) || s.Kept != int64(len(want)) || s.SHA256 != sha(data) {
+		// The input's digest only with its head: unsalted, it would give
+		// a short input (a password) away.
+		if s := cf.end.Stdin; s.Bytes != int64(len(data)) || s.Kept != int64(len(want)) || s.SHA256 != wantSum {
 			t.Errorf("record_input %v: end record stdin %+v", record, s)
 		}
 		rows, err := e.store.Recordings(context.Background(), store.RecordingFilter{})
 		if err != nil {
 			t.Fatal(err)
 		}
-		if rows[0].InputRecorded != record || rows[0].StdinSHA256 != sha(data) {
+		if rows[0].InputRecorded != record || rows[0].StdinSHA256 != wantSum {
 			t.Errorf("record_input %v: index row input recorded %v, stdin sha256 %q", record, rows[0].InputRecorded, rows[0].StdinSHA256)
 		}
 	}

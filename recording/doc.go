@@ -55,9 +55,10 @@
 // pty. Without record_input no input event is written: input holds
 // passwords typed without echo (on a terminal, or to sudo -S), files
 // uploaded by sftp, scp or rsync (private keys, .env files) and scripts
-// piped into ssh -T. Its byte count is kept always, and on exec and
-// subsystem channels without a pty its SHA-256 too, since neither reveals
-// the content. The header's sallyport.input says whether input events are
+// piped into ssh -T. Its byte count is kept always; its SHA-256 (on exec
+// and subsystem channels without a pty) only with record_input, since an
+// unsalted digest of a short input, a password, can be found from a
+// dictionary. The header's sallyport.input says whether input events are
 // present, and its bulk_head (0 when absent) how much of each kept stream
 // a bulk channel keeps.
 //
@@ -67,8 +68,8 @@
 // keeps a bounded, cheap, faithful record: the command (header), the first
 // Options.BulkHead bytes (64 KiB) of stdout and of stderr as ordinary "o"
 // events (and of stdin as "i" events when record_input asks), the byte
-// count and SHA-256 of each stream (stdout, stderr, stdin) in the "end"
-// record, and "progress" counts once per flush interval while data flows.
+// count and SHA-256 of each stream (stdout, stderr, and stdin when
+// record_input asks) in the "end" record, and "progress" counts once per flush interval while data flows.
 // Output past the head is counted and hashed, never stored. SHA-256 runs on a
 // goroutine of the session's own, beside the relay rather than on it: Write
 // copies the data into a bounded queue (at most 256 KiB in flight per

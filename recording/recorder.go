@@ -241,7 +241,12 @@ func (rc *Recorder) Start(ctx context.Context, m Meta) (*Session, error) {
 	if m.bulk() {
 		s.bulk = true
 		for i := range s.streams {
-			s.streams[i].hash = sha256.New()
+			// Input is hashed only when it is recorded: an unsalted
+			// digest of a short input (a password piped to sudo -S)
+			// would give it away to a dictionary.
+			if i != streamIn || m.RecordInput {
+				s.streams[i].hash = sha256.New()
+			}
 		}
 	}
 	hdr, err := s.header()
@@ -459,7 +464,9 @@ func (s *Session) writeBulk(stream uint8, p []byte) (int, error) {
 	if err != nil {
 		return 0, err
 	}
-	h.write(stream, p)
+	if st.hash != nil {
+		h.write(stream, p)
+	}
 	return len(p), nil
 }
 
@@ -484,7 +491,7 @@ func (s *Session) countBulk(stream uint8, p []byte) (*hasher, error) {
 	st := &s.streams[stream]
 	st.bytes += int64(len(p))
 	if stream == streamIn && !s.meta.RecordInput {
-		return s.hasher, nil // counted here, hashed by the caller
+		return s.hasher, nil // counted only
 	}
 	room := int64(s.rc.opts.BulkHead) - st.kept
 	if room <= 0 {
@@ -702,7 +709,7 @@ type StreamSummary struct {
 	// Kept is how many of them are in the recording's events.
 	Kept int64 `json:"kept"`
 	// SHA256 is the hex SHA-256 of all Bytes; "" for channels kept in full
-	// (a pty, or a shell).
+	// (a pty, or a shell), and for input that is not recorded.
 	SHA256 string `json:"sha256,omitempty"`
 }
 

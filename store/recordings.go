@@ -42,8 +42,8 @@ type Recording struct {
 	// (stdout and stderr).
 	BytesIn, BytesOut int64
 	// StdoutSHA256 and StdinSHA256 are hex SHA-256 digests of whole
-	// streams of an exec or subsystem channel without a pty, kept whether
-	// or not the input is recorded; "" otherwise.
+	// streams of an exec or subsystem channel without a pty, the input's
+	// only when it is recorded; "" otherwise.
 	StdoutSHA256, StdinSHA256 string
 	// ExitStatus is the command's exit status; -1 means none.
 	ExitStatus int
