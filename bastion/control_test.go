@@ -286,11 +286,13 @@ func TestNewChannelRechecked(t *testing.T) {
 				}
 				if !tc.endsLive {
 					// Nor does a re-evaluation end it.
-					e.srv.Reevaluate("test")
+					if n := e.srv.ReevaluateNow(context.Background(), "test"); n != 0 {
+						t.Fatalf("re-evaluation ended %d connections; want none", n)
+					}
 					select {
 					case <-done:
 						t.Fatalf("the first session ended: %s", stderr.String())
-					case <-time.After(time.Second):
+					case <-time.After(500 * time.Millisecond):
 					}
 				} else {
 					select {

@@ -161,12 +161,15 @@ func TestStartupLimits(t *testing.T) {
 	})
 	t.Run("burst", func(t *testing.T) {
 		// Stock clients from one address, more at once than may be in
-		// their handshake (ansible with many forks): all get in.
+		// their handshake (ansible with many forks): all get in. Two
+		// idle connections hold both slots first, so the clients must
+		// wait for them.
 		e := newEnv(t, envOptions{configure: func(s *Server) { s.MaxStartupsPerSource = 2 }})
+		held := []net.Conn{holdRaw(t, "127.0.0.1", e.addr), holdRaw(t, "127.0.0.1", e.addr)}
 		c := e.client(e.issue(certOptions{}))
 		var wg sync.WaitGroup
-		errs := make(chan string, 4)
-		for i := range 4 {
+		errs := make(chan string, 2)
+		for i := range 2 {
 			wg.Add(1)
 			go func() {
 				defer wg.Done()
@@ -175,6 +178,10 @@ func TestStartupLimits(t *testing.T) {
 					errs <- fmt.Sprintf("client %d: code %d stdout %q stderr %q", i, r.code, r.stdout, r.stderr)
 				}
 			}()
+		}
+		time.Sleep(500 * time.Millisecond)
+		for _, nc := range held {
+			nc.Close()
 		}
 		wg.Wait()
 		close(errs)
@@ -225,8 +232,31 @@ func TestStartupLimits(t *testing.T) {
 		if got != nil || rl == nil || why != "too many connections not yet authenticated" {
 			t.Fatalf("got %v, %v, %q; want refused after the deadline", got != nil, rl != nil, why)
 		}
+		// As many may wait as may be in their handshake; one more is
+		// refused at once.
+		waiter := make(chan func(), 1)
+		go func() {
+			got, _, _ := e.srv.startup(context.Background(), &net.TCPAddr{IP: net.ParseIP("127.0.0.10"), Port: 1})
+			waiter <- got
+		}()
+		waitFor(t, 5*time.Second, "a connection waiting", func() bool {
+			e.srv.startMu.Lock()
+			defer e.srv.startMu.Unlock()
+			return e.srv.nwaiting == 1
+		})
+		start := time.Now()
+		ctx2, cancel2 := context.WithTimeout(context.Background(), 10*time.Second)
+		defer cancel2()
+		if got, _, why := e.srv.startup(ctx2, &net.TCPAddr{IP: net.ParseIP("127.0.0.11"), Port: 1}); got != nil || why == "" || time.Since(start) > 5*time.Second {
+			t.Fatalf("a second waiter: got a slot %v, %q after %v; want refused at once", got != nil, why, time.Since(start))
+		}
 		release()
 		release() // more than once is harmless
+		second := <-waiter
+		if second == nil {
+			t.Fatal("the waiting connection got no slot when the first was released")
+		}
+		second()
 		if got, _, _ := e.srv.startup(context.Background(), a); got == nil {
 			t.Fatal("no slot after the first was released")
 		}

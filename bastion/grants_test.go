@@ -265,3 +265,70 @@ func TestTargetRefusesSessionCA(t *testing.T) {
 		return n == 2
 	})
 }
+
+// TestExpiredCertificateChannels: once the certificate has expired, new
+// channels are refused, audited once per connection and not counted
+// toward closing it, so a live session goes on; a connection left with
+// nothing open is ended, so that a multiplexing master gives way.
+func TestExpiredCertificateChannels(t *testing.T) {
+	e := newEnv(t, envOptions{configure: func(s *Server) { s.SweepInterval = time.Hour }})
+	t.Cleanup(func() { e.offset.Store(0) })
+	key, cert := e.issue(certOptions{ttl: time.Minute})
+	cl, err := e.xclient(e.login+"@web1", certSigner(t, key, cert))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer cl.Close()
+	live, err := cl.NewSession()
+	if err != nil {
+		t.Fatal(err)
+	}
+	stdout, err := live.StdoutPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := live.Start("echo started; exec sleep 3"); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := stdout.Read(make([]byte, 8)); err != nil {
+		t.Fatal(err)
+	}
+	e.offset.Store(int64(2 * time.Minute))
+	for i := range 2 * maxRefusals {
+		if _, err := cl.Dial("tcp", "127.0.0.1:9"); err == nil || !strings.Contains(err.Error(), "has expired") {
+			t.Fatalf("forward %d after expiry: %v; want refused as expired", i, err)
+		}
+	}
+	// The live session goes on to its end.
+	liveDone := make(chan error, 1)
+	go func() { liveDone <- live.Wait() }()
+	n := 0
+	for _, ev := range e.audits(audit.TypeDeny) {
+		if strings.Contains(ev.Reason, "has expired") {
+			n++
+		}
+	}
+	if n != 1 {
+		t.Fatalf("%d expiry refusals audited; want 1 per connection", n)
+	}
+	select {
+	case err := <-liveDone:
+		if err != nil {
+			t.Fatalf("live session: %v; want it to end by itself", err)
+		}
+	case <-time.After(20 * time.Second):
+		t.Fatal("live session still running")
+	}
+	// With nothing open, the next refusal ends the connection.
+	waitFor(t, 5*time.Second, "the session's end", func() bool { return len(e.audits(audit.TypeSessionEnd)) == 1 })
+	if s, err := cl.NewSession(); err == nil {
+		_ = s.Run("true")
+	}
+	closed := make(chan struct{})
+	go func() { _ = cl.Wait(); close(closed) }()
+	select {
+	case <-closed:
+	case <-time.After(10 * time.Second):
+		t.Fatal("connection with nothing open still up after an expired certificate's refusal")
+	}
+}

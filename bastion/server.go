@@ -140,10 +140,11 @@ type Server struct {
 	// DefaultMaxConnections.
 	MaxConnections int
 	// MaxStartups bounds concurrent connections in their handshake (not
-	// yet authenticated), like OpenSSH's MaxStartups. A new connection
-	// beyond it waits, before the bastion says anything, for a slot to
-	// free, at most HandshakeTimeout. Waiting connections count against
-	// MaxConnections. Zero means DefaultMaxStartups.
+	// yet authenticated), like OpenSSH's MaxStartups. As many more may
+	// wait, before the bastion says anything, for a slot to free, at most
+	// HandshakeTimeout; beyond that new connections are closed at once.
+	// Waiting connections count against MaxConnections. Zero means
+	// DefaultMaxStartups.
 	MaxStartups int
 	// MaxStartupsPerSource bounds the connections in their handshake from
 	// one source, an IPv4 address or an IPv6 /64 (OpenSSH's
@@ -196,6 +197,7 @@ type Server struct {
 	startups  int                // connections in their handshake
 	sources   map[netip.Addr]int // of those, per source (see sourceOf)
 	waiting   map[netip.Addr]int // connections waiting for a slot, per source
+	nwaiting  int                // and in all
 	startFree chan struct{}      // closed, and replaced, when a slot frees
 
 	// Refusals at accept are logged at most once per acceptLogInterval
@@ -410,8 +412,8 @@ func (s *Server) Serve(l net.Listener) error {
 // authentication (or ended), which may be called more than once; or nil,
 // with the refusal's log and cause, when the connection is refused: its
 // source already has as many connections waiting as it may have in their
-// handshake, or no slot freed in time (nil and no log when the server
-// is closing).
+// handshake, as many wait in all as may be in their handshake, or no slot
+// freed in time (nil and no log when the server is closing).
 func (s *Server) startup(ctx context.Context, remote net.Addr) (authenticated func(), rl *refusalLog, why string) {
 	src, bySource := sourceOf(remote)
 	limit, perSource := intOr(s.MaxStartups, DefaultMaxStartups), intOr(s.MaxStartupsPerSource, DefaultMaxStartupsPerSource)
@@ -423,9 +425,14 @@ func (s *Server) startup(ctx context.Context, remote net.Addr) (authenticated fu
 			if bySource && s.waiting[src] >= perSource {
 				return nil, &s.sourceLog, "too many connections not yet authenticated from one source"
 			}
+			if s.nwaiting >= limit {
+				return nil, &s.startupsLog, "too many connections not yet authenticated"
+			}
 			waited = true
 			s.waiting[src]++
+			s.nwaiting++
 			defer func() {
+				s.nwaiting--
 				if s.waiting[src]--; s.waiting[src] <= 0 {
 					delete(s.waiting, src)
 				}

@@ -43,6 +43,7 @@ type targetConn struct {
 	ended      bool
 	endReason  string
 	agentAsked atomic.Bool
+	expired    atomic.Bool // a channel was refused for the certificate's expiry
 }
 
 func newID() string {
@@ -287,14 +288,23 @@ func (s *Server) admitChannel(ctx context.Context, t *targetConn, nc ssh.NewChan
 	}
 	// A live session outlives its certificate, as with OpenSSH (a
 	// break-glass one does not: see decideBreakGlass), but new work needs
-	// a valid one. Only this channel is refused.
+	// a valid one. Only this channel is refused, audited once per
+	// connection and not charged to it: forwards and agent use of a live
+	// session keep asking. A connection with nothing open is ended, so
+	// that a ControlMaster gives way to a new connection with the new
+	// certificate.
 	if err := s.checkCert(t.info.cert, t.info.login, t.conn.RemoteAddr()); err != nil {
 		reason := denialReason(err)
-		_ = s.auditDeny(ctx, t.info, t.conn.RemoteAddr(), reason)
+		if !t.expired.Swap(true) {
+			_ = s.auditDenial(ctx, t.info, t.conn.RemoteAddr(), reason)
+		}
 		if nc.ChannelType() == "session" {
 			refuseSession(nc, reason)
 		} else {
 			_ = nc.Reject(ssh.Prohibited, reason)
+		}
+		if !t.hasOpenChannels() {
+			t.end(reason)
 		}
 		return false
 	}
