@@ -114,7 +114,7 @@ func (p *Parser) requestOp(typ byte, r *reader) pending {
 		target := r.str()
 		return pending{kind: typ, op: Op{Type: OpSymlink, Path: r.str(), NewPath: target}, emit: true}
 	case fxpExtended:
-		return extendedOp(r)
+		return p.extendedOp(r)
 	default:
 		// Look-ups change nothing and would flood the audit log; their
 		// path or handle is read all the same.
@@ -126,7 +126,7 @@ func (p *Parser) requestOp(typ byte, r *reader) pending {
 // extendedOp reads an EXTENDED request after its ID: its name, then the
 // fields of the extensions sftp-server knows, as OpenSSH's PROTOCOL file
 // defines them. Others sftp-server refuses without reading further.
-func extendedOp(r *reader) pending {
+func (p *Parser) extendedOp(r *reader) pending {
 	name := r.str()
 	pd := pending{kind: fxpExtended, op: Op{Type: OpExtended, Name: name}, emit: true}
 	switch name {
@@ -141,11 +141,15 @@ func extendedOp(r *reader) pending {
 	case "lsetstat@openssh.com":
 		pd.op.Path = r.str() // then attributes
 	case "copy-data":
-		pd.op.Path = r.str() // the handle read from, as for an unknown name
-		r.u64()              // read offset
-		r.u64()              // read length
-		r.strBytes()         // handle written to
-		r.u64()              // write offset
+		// A copy between two open handles, inside the server: Path is the
+		// file read from and NewPath the one written to, by the paths the
+		// handles were opened with (the raw handle when unknown). The
+		// bytes copied pass through no packet and are not counted.
+		pd.op.Path = p.handlePath(r.str()) // handle read from
+		r.u64()                            // read offset
+		r.u64()                            // read length
+		pd.op.NewPath = p.handlePath(r.str())
+		r.u64() // write offset
 	case "statvfs@openssh.com", "expand-path@openssh.com", "fstatvfs@openssh.com", "fsync@openssh.com",
 		"home-directory":
 		r.strBytes() // a path, a handle or a user name
@@ -297,4 +301,13 @@ func (r *reader) str() string {
 		b = b[:maxString]
 	}
 	return string(b)
+}
+
+// handlePath is the path the open handle h was opened with, or h itself
+// when the parser does not know it.
+func (p *Parser) handlePath(h string) string {
+	if info := p.handles[h]; info != nil {
+		return info.path
+	}
+	return h
 }
