@@ -278,7 +278,7 @@ func TestMalformedRequestStops(t *testing.T) {
 		{"fail/short-hardlink", init, pkt(fxpExtended, 1, "hardlink@openssh.com", "/a"), malformed("EXTENDED", "", "/a", short)},
 		{"fail/short-lsetstat", init, pkt(fxpExtended, 1, "lsetstat@openssh.com", uint32(9)), malformed("EXTENDED", "", "", short)},
 		{"fail/short-copy-data", init, pkt(fxpExtended, 1, "copy-data", "h1", uint64(0), uint64(0), "h2"),
-			malformed("EXTENDED", "h1", "", short)},
+			malformed("EXTENDED", "h1", "h2", short)},
 		{"fail/short-statvfs", init, pkt(fxpExtended, 1, "statvfs@openssh.com", uint32(9)), malformed("EXTENDED", "", "", short)},
 		{"fail/short-write", init, pkt(fxpWrite, 1), malformed("WRITE", "", "", "packet too short for its header")},
 		// sftp-server refuses a WRITE handle of 256 bytes or more, but
