@@ -231,32 +231,7 @@ func TestSFTPServerExec(t *testing.T) {
 		if _, err := os.Stat(moved); !os.IsNotExist(err) {
 			t.Fatalf("%s: %s still there (%v)", f.name, moved, err)
 		}
-		want := map[string]bool{
-			"open " + up: false,
-			"close " + up + " " + strconv.Itoa(len(data)): false,
-			"rename " + up + " " + moved:                  false,
-			"remove " + moved:                             false,
-		}
-		waitFor(t, 5*time.Second, f.name+": the SFTP audit records", func() bool {
-			for _, ev := range e.audits(audit.TypeSFTP) {
-				k := ev.Fields["op"] + " " + ev.Fields["path"]
-				switch ev.Fields["op"] {
-				case "close":
-					k += " " + ev.Fields["bytes_written"]
-				case "rename":
-					k += " " + ev.Fields["new_path"]
-				}
-				if _, ok := want[k]; ok && ev.Outcome == audit.OutcomeOK {
-					want[k] = true
-				}
-			}
-			for _, seen := range want {
-				if !seen {
-					return false
-				}
-			}
-			return true
-		})
+		sftpOps(t, e, f.name, "open "+up, "close "+up+" "+strconv.Itoa(len(data)), "rename "+up+" "+moved, "remove "+moved)
 	}
 	// It was the exec form, not the subsystem.
 	for _, ev := range e.audits(audit.TypeExec) {
