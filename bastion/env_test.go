@@ -382,6 +382,30 @@ func waitFor(t testing.TB, d time.Duration, what string, cond func() bool) {
 
 // xclient connects with the x/crypto client as user, authenticating with
 // the given signers in order.
+// webClient issues a certificate with o and logs in with it, as the
+// target's login on web1, with x/crypto's client; the connection is closed
+// at the end of the test.
+func (e *env) webClient(o certOptions) *ssh.Client {
+	e.t.Helper()
+	k, cert := e.issue(o)
+	cl, err := e.xclient(e.login+"@web1", certSigner(e.t, k, cert))
+	if err != nil {
+		e.t.Fatal(err)
+	}
+	e.t.Cleanup(func() { cl.Close() })
+	return cl
+}
+
+// webSession opens a session on a new webClient connection.
+func (e *env) webSession(o certOptions) *ssh.Session {
+	e.t.Helper()
+	s, err := e.webClient(o).NewSession()
+	if err != nil {
+		e.t.Fatal(err)
+	}
+	return s
+}
+
 func (e *env) xclient(user string, signers ...ssh.Signer) (*ssh.Client, error) {
 	cl, _, err := e.xclientBanner(user, signers...)
 	return cl, err

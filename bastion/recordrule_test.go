@@ -207,16 +207,7 @@ func TestExecInputHead(t *testing.T) {
 // not recorded.
 func TestWindowSizeOutOfRange(t *testing.T) {
 	e := newEnv(t, envOptions{})
-	k, cert := e.issue(certOptions{})
-	cl, err := e.xclient(e.login+"@web1", certSigner(t, k, cert))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer cl.Close()
-	s, err := cl.NewSession()
-	if err != nil {
-		t.Fatal(err)
-	}
+	s := e.webSession(certOptions{})
 	if err := s.RequestPty("xterm", 0, 0, ssh.TerminalModes{ssh.ECHO: 0}); err != nil {
 		t.Fatalf("pty with size 0x0: %v", err)
 	}

@@ -23,23 +23,14 @@ import (
 
 func TestExitSignal(t *testing.T) {
 	e := newEnv(t, envOptions{})
-	k, c := e.issue(certOptions{})
-	cl, err := e.xclient(e.login+"@web1", certSigner(t, k, c))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer cl.Close()
-	s, err := cl.NewSession()
-	if err != nil {
-		t.Fatal(err)
-	}
-	err = s.Run("kill -KILL $$")
+	s := e.webSession(certOptions{})
+	err := s.Run("kill -KILL $$")
 	var ee *ssh.ExitError
 	if !errors.As(err, &ee) || ee.Signal() != "KILL" {
 		t.Fatalf("got %v; want exit signal KILL", err)
 	}
 	// The real client reports a signal death as 255, as with sshd alone.
-	oc := e.client(k, c)
+	oc := e.client(e.issue(certOptions{}))
 	if r := oc.ssh(nil, oc.direct(e.login, "web1"), "kill -TERM $$"); r.code != 255 {
 		t.Fatalf("got code %d; want 255 (stderr %q)", r.code, r.stderr)
 	}
@@ -173,16 +164,7 @@ func TestSFTPServerCommand(t *testing.T) {
 // message to the user.
 func TestSubsystemNameEscaped(t *testing.T) {
 	e := newEnv(t, envOptions{})
-	k, c := e.issue(certOptions{})
-	cl, err := e.xclient(e.login+"@web1", certSigner(t, k, c))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer cl.Close()
-	s, err := cl.NewSession()
-	if err != nil {
-		t.Fatal(err)
-	}
+	s := e.webSession(certOptions{})
 	errPipe, _ := s.StderrPipe()
 	var stderr syncBuffer
 	go io.Copy(&stderr, errPipe)

@@ -263,12 +263,7 @@ func TestExecNotSFTP(t *testing.T) {
 // as refused. Through the subsystem and through a probed exec.
 func TestSFTPReusedIDs(t *testing.T) {
 	e := newEnv(t, envOptions{})
-	k, cert := e.issue(certOptions{})
-	cl, err := e.xclient(e.login+"@web1", certSigner(t, k, cert))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer cl.Close()
+	cl := e.webClient(certOptions{})
 	for _, form := range []struct {
 		name  string
 		start func(*ssh.Session) error

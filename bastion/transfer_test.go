@@ -150,12 +150,7 @@ func TestLocalForward(t *testing.T) {
 
 func TestEnvAndSignals(t *testing.T) {
 	e := newEnv(t, envOptions{})
-	k, cert := e.issue(certOptions{})
-	cl, err := e.xclient(e.login+"@web1", certSigner(t, k, cert))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer cl.Close()
+	cl := e.webClient(certOptions{})
 	s, err := cl.NewSession()
 	if err != nil {
 		t.Fatal(err)
@@ -290,12 +285,7 @@ func readSFTP(t *testing.T, r io.Reader) (byte, []byte) {
 // exec of sftp-server and an exec found to be SFTP by its first packet.
 func TestSFTPMalformedRequestEndsSession(t *testing.T) {
 	e := newEnv(t, envOptions{})
-	k, cert := e.issue(certOptions{})
-	cl, err := e.xclient(e.login+"@web1", certSigner(t, k, cert))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer cl.Close()
+	cl := e.webClient(certOptions{})
 	forms := []struct {
 		name  string
 		start func(*ssh.Session) error
