@@ -293,7 +293,15 @@ func TestExpiredCertificateChannels(t *testing.T) {
 	if _, err := stdout.Read(make([]byte, 8)); err != nil {
 		t.Fatal(err)
 	}
+	// A session channel opened before expiry starts nothing after it.
+	early, err := cl.NewSession()
+	if err != nil {
+		t.Fatal(err)
+	}
 	e.offset.Store(int64(2 * time.Minute))
+	if out, err := early.CombinedOutput("echo ran"); err == nil || strings.Contains(string(out), "ran") || !strings.Contains(string(out), "has expired") {
+		t.Fatalf("exec on a channel opened before expiry: %q, %v; want refused as expired", out, err)
+	}
 	for i := range 2 * maxRefusals {
 		if _, err := cl.Dial("tcp", "127.0.0.1:9"); err == nil || !strings.Contains(err.Error(), "has expired") {
 			t.Fatalf("forward %d after expiry: %v; want refused as expired", i, err)

@@ -286,6 +286,15 @@ func (se *session) begin(r *ssh.Request) bool {
 	if se.isStarted() {
 		return false
 	}
+	// A channel opened before the certificate expired starts nothing
+	// after (see admitChannel).
+	if err := s.checkCert(t.info.cert, t.info.login, t.conn.RemoteAddr()); err != nil {
+		reason := denialReason(err)
+		if !t.expired.Swap(true) {
+			_ = s.auditDenial(context.Background(), t.info, t.conn.RemoteAddr(), reason)
+		}
+		return se.refuse(r, "%s", reason)
+	}
 	tm := t.currentTerms()
 	kind, command, subsystem := r.Type, "", ""
 	switch r.Type {
