@@ -63,14 +63,14 @@ func (p *Parser) probeInit(r *reader) {
 }
 
 // requestOp reads the fields of a request after its ID, as sftp-server
-// reads them but for attributes (see the package doc), and returns what to
-// await. On a short packet r.bad is set and the paths read so far are in
+// reads them (see the package doc), and returns what to await. On a short packet r.bad is set and the paths read so far are in
 // the result. WRITE is not parsed here (see dataHeader).
 func (p *Parser) requestOp(typ byte, r *reader) pending {
 	switch typ {
 	case fxpOpen:
 		path := r.str()
 		flags := r.u32()
+		r.attrs()
 		return pending{kind: typ, op: Op{Type: OpOpen, Path: path, Mode: openMode(flags)}, emit: true}
 	case fxpOpendir:
 		return pending{kind: typ, op: Op{Type: OpOpendir, Path: r.str()}, emit: true}
@@ -90,11 +90,15 @@ func (p *Parser) requestOp(typ byte, r *reader) pending {
 	case fxpRemove:
 		return pending{kind: typ, op: Op{Type: OpRemove, Path: r.str()}, emit: true}
 	case fxpMkdir:
-		return pending{kind: typ, op: Op{Type: OpMkdir, Path: r.str()}, emit: true}
+		pd := pending{kind: typ, op: Op{Type: OpMkdir, Path: r.str()}, emit: true}
+		r.attrs()
+		return pd
 	case fxpRmdir:
 		return pending{kind: typ, op: Op{Type: OpRmdir, Path: r.str()}, emit: true}
 	case fxpSetstat:
-		return pending{kind: typ, op: Op{Type: OpSetstat, Path: r.str()}, emit: true}
+		pd := pending{kind: typ, op: Op{Type: OpSetstat, Path: r.str()}, emit: true}
+		r.attrs()
+		return pd
 	case fxpFsetstat:
 		h := r.rawStr()
 		path := "(unknown handle)"
@@ -104,6 +108,7 @@ func (p *Parser) requestOp(typ byte, r *reader) pending {
 		if r.bad {
 			path = ""
 		}
+		r.attrs()
 		return pending{kind: typ, op: Op{Type: OpSetstat, Path: path}, emit: true}
 	case fxpRename:
 		old := r.str()
@@ -139,7 +144,8 @@ func (p *Parser) extendedOp(r *reader) pending {
 		pd.op.NewPath = r.str() // old path: the existing file
 		pd.op.Path = r.str()
 	case "lsetstat@openssh.com":
-		pd.op.Path = r.str() // then attributes
+		pd.op.Path = r.str()
+		r.attrs()
 	case "copy-data":
 		// A copy between two open handles, inside the server: Path is the
 		// file read from and NewPath the one written to, by the paths the
@@ -289,6 +295,44 @@ func (r *reader) strBytes() []byte {
 	b := r.b[:n]
 	r.b = r.b[n:]
 	return b
+}
+
+// Attribute flags of SFTP version 3, the one OpenSSH speaks.
+const (
+	attrSize        = 0x00000001
+	attrUIDGID      = 0x00000002
+	attrPermissions = 0x00000004
+	attrACModTime   = 0x00000008
+	attrExtended    = 0x80000000
+)
+
+// attrs reads file attributes as sftp-server decodes them (decode_attrib
+// in OpenSSH's sftp-common.c), without keeping them: a block cut short
+// would make sftp-server take a mode or owner from the next packet.
+func (r *reader) attrs() {
+	flags := r.u32()
+	if flags&attrSize != 0 {
+		r.u64()
+	}
+	if flags&attrUIDGID != 0 {
+		r.u32()
+		r.u32()
+	}
+	if flags&attrPermissions != 0 {
+		r.u32()
+	}
+	if flags&attrACModTime != 0 {
+		r.u32()
+		r.u32()
+	}
+	if flags&attrExtended != 0 {
+		// Each pair takes at least 8 bytes, so a short block ends the
+		// loop long before a large count would.
+		for n := r.u32(); n > 0 && !r.bad; n-- {
+			r.strBytes() // type
+			r.strBytes() // data
+		}
+	}
 }
 
 // rawStr reads a string whole (handles are at most 256 bytes in the draft).

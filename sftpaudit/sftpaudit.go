@@ -32,10 +32,11 @@
 // "malformed" operation, with the paths that could be read, and then the
 // stream stops as below, in the Write that holds the end of the packet (of
 // its header, for a WRITE or a packet too long to parse), so that the
-// caller never forwards it. Bytes after the fields are allowed, as
-// sftp-server skips them and later drafts add optional fields; so are the
-// attributes of OPEN, SETSTAT, MKDIR and the like, which are not read: the
-// audit does not report them, and their layout depends on the version. The
+// caller never forwards it. The attributes of OPEN, SETSTAT, MKDIR and the
+// like are read as version 3 (the one OpenSSH speaks) lays them out, though
+// not reported: cut short, they would give sftp-server a mode or owner
+// from the next packet. Bytes after the fields are allowed, as
+// sftp-server skips them and later drafts add optional fields. The
 // fields of an extended request are read for the names sftp-server knows,
 // not for others, which it refuses unread.
 //

@@ -124,6 +124,10 @@ func TestParser(t *testing.T) {
 				{Type: OpSymlink, Path: "/link", NewPath: "target", OK: true},
 				{Type: OpSetstat, Path: "/d", OK: true},
 				{Type: OpLink, Path: "/e", NewPath: "/d", Name: "hardlink@openssh.com", OK: true}}},
+		{"ok/open-with-every-attribute", append(init[:2:2],
+			c(pkt(fxpOpen, 1, "/full", uint32(fxfWrite|fxfCreat), uint32(attrSize|attrUIDGID|attrPermissions|attrACModTime|attrExtended),
+				uint64(5), uint32(0), uint32(0), uint32(0o644), uint32(1), uint32(2), uint32(1), "type", "data")), s(pkt(fxpHandle, 1, "h1"))),
+			[]Op{{Type: OpOpen, Path: "/full", Mode: "write,create", OK: true}}},
 		{"ok/copy-data", append(init[:2:2],
 			c(pkt(fxpOpen, 1, "/src", fxfRead, 0)), s(pkt(fxpHandle, 1, "h1")),
 			c(pkt(fxpOpen, 2, "/dst", fxfWrite|fxfCreat, 0)), s(pkt(fxpHandle, 2, "h2")),
@@ -279,6 +283,13 @@ func TestMalformedRequestStops(t *testing.T) {
 		{"fail/short-lsetstat", init, pkt(fxpExtended, 1, "lsetstat@openssh.com", uint32(9)), malformed("EXTENDED", "", "", short)},
 		{"fail/short-copy-data", init, pkt(fxpExtended, 1, "copy-data", "h1", uint64(0), uint64(0), "h2"),
 			malformed("EXTENDED", "h1", "h2", short)},
+		// Attributes cut short: sftp-server would take the rest from
+		// the next packet.
+		{"fail/open-attrs-cut", init, pkt(fxpOpen, 1, "/x", uint32(fxfWrite), uint32(attrPermissions)), malformed("OPEN", "/x", "", short)},
+		{"fail/setstat-times-cut", init, pkt(fxpSetstat, 1, "/d", uint32(attrACModTime), uint32(5)), malformed("SETSTAT", "/d", "", short)},
+		{"fail/mkdir-extension-cut", init, pkt(fxpMkdir, 1, "/d", uint32(attrExtended), uint32(1), "type"), malformed("MKDIR", "/d", "", short)},
+		{"fail/lsetstat-owner-cut", init, pkt(fxpExtended, 1, "lsetstat@openssh.com", "/l", uint32(attrUIDGID), uint32(0)),
+			malformed("EXTENDED", "/l", "", short)},
 		{"fail/short-statvfs", init, pkt(fxpExtended, 1, "statvfs@openssh.com", uint32(9)), malformed("EXTENDED", "", "", short)},
 		{"fail/short-write", init, pkt(fxpWrite, 1), malformed("WRITE", "", "", "packet too short for its header")},
 		// sftp-server refuses a WRITE handle of 256 bytes or more, but
