@@ -311,6 +311,7 @@ func (s *Server) admitChannel(ctx context.Context, t *targetConn, nc ssh.NewChan
 	rs := newRevocationSet(revs)
 	reason := s.reauthorise(t, &rs)
 	if reason == "" {
+		t.c.touch() // opening a session or forward is activity
 		return true
 	}
 	_ = s.auditDeny(ctx, t.info, t.conn.RemoteAddr(), reason)
