@@ -429,7 +429,7 @@ func TestEndStalledSessions(t *testing.T) {
 		t.Fatalf("ended %d connections; want %d", n, conns)
 	}
 	took := time.Since(start)
-	const bound = 4 * time.Second // told one by one, at least 8s
+	const bound = 6 * time.Second // told one by one, at least 8s; at once, about 1s
 	for i, done := range dones {
 		select {
 		case <-done:
