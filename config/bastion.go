@@ -42,13 +42,13 @@ type BastionLimits struct {
 	// HandshakeTimeout bounds key exchange and authentication (default
 	// 30s).
 	HandshakeTimeout time.Duration `yaml:"handshake_timeout"`
-	// IdleTimeout ends a connection that moved no data for this long
-	// (default 30m).
+	// IdleTimeout ends a connection that opened no session or forward and
+	// moved no data through one for this long (default 30m).
 	IdleTimeout time.Duration `yaml:"idle_timeout"`
 	// MaxConnections bounds concurrent connections (default 1000).
 	MaxConnections int `yaml:"max_connections"`
-	// MaxStartups bounds connections that have not finished
-	// authentication (default 128).
+	// MaxStartups bounds connections in their handshake (default 128); as
+	// many more may wait for a slot.
 	MaxStartups int `yaml:"max_startups"`
 	// MaxStartupsPerSource bounds those from one IPv4 address or IPv6 /64
 	// (default 32).
