@@ -64,6 +64,12 @@ func (c *serverConn) serve() {
 	_ = c.nc.SetDeadline(time.Time{})
 	defer sc.Close()
 	info := sc.Permissions.ExtraData[authKey{}].(*authInfo)
+	if !s.addUserConn(info.identity) {
+		s.refuseConn(sc, chans, reqs, info, deadline, fmt.Sprintf("too many connections for %s (at most %d)",
+			info.identity, intOr(s.MaxConnectionsPerUser, DefaultMaxConnectionsPerUser)))
+		return
+	}
+	defer s.removeUserConn(info.identity)
 	stop := c.watch(sc)
 	defer stop()
 	if info.host != "" {
@@ -72,6 +78,25 @@ func (c *serverConn) serve() {
 	}
 	go s.refuseGlobal(reqs, info, sc.RemoteAddr())
 	s.serveCarrier(c, sc, chans, info)
+}
+
+// refuseConn refuses an authenticated connection: it is audited, and the
+// first channel the client opens is refused with reason, which stock ssh
+// shows in one line; then the connection is closed, at the latest at
+// deadline (a channel-less client waits no longer than a handshake).
+func (s *Server) refuseConn(sc *ssh.ServerConn, chans <-chan ssh.NewChannel, reqs <-chan *ssh.Request, info *authInfo, deadline time.Time, reason string) {
+	s.logger().Info("bastion: connection refused", "identity", info.identity, "remote", sc.RemoteAddr().String(), "reason", reason)
+	_ = s.auditDeny(context.Background(), info, sc.RemoteAddr(), reason)
+	go ssh.DiscardRequests(reqs)
+	timer := time.AfterFunc(time.Until(deadline), func() { sc.Close() })
+	defer timer.Stop()
+	if nc, ok := <-chans; ok {
+		_ = nc.Reject(ssh.ResourceShortage, reason)
+	}
+	sc.Close()
+	for nc := range chans {
+		_ = nc.Reject(ssh.ResourceShortage, reason)
+	}
 }
 
 // close ends the connection, telling every session why.

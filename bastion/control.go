@@ -37,6 +37,26 @@ func (s *Server) addSession(identity string) bool {
 	return true
 }
 
+// addUserConn counts an authenticated connection of identity against
+// MaxConnectionsPerUser; removeUserConn undoes it.
+func (s *Server) addUserConn(identity string) bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.userConns[identity] >= intOr(s.MaxConnectionsPerUser, DefaultMaxConnectionsPerUser) {
+		return false
+	}
+	s.userConns[identity]++
+	return true
+}
+
+func (s *Server) removeUserConn(identity string) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.userConns[identity]--; s.userConns[identity] <= 0 {
+		delete(s.userConns, identity)
+	}
+}
+
 func (s *Server) removeSession(identity string) {
 	s.mu.Lock()
 	defer s.mu.Unlock()

@@ -118,9 +118,11 @@
 // others out. A connection over a bound waits for a slot instead of being
 // refused, so that a burst of logins from one machine (ansible with many
 // forks) gets through; a source may have only as many waiting as in their
-// handshake. A connection whose
-// requests are refused too often (a burst of 16, then one a minute) is
-// closed, and audited once, instead of filling the audit trail.
+// handshake. One identity may hold at most MaxConnectionsPerUser
+// authenticated connections; one more is refused, with its reason on the
+// first channel it opens. A connection whose requests are refused too
+// often (a burst of 16, then one a minute) is closed, and audited once,
+// instead of filling the audit trail.
 //
 // # Recording
 //

@@ -585,3 +585,41 @@ func TestConfiguredRequestsNotCounted(t *testing.T) {
 		t.Fatalf("audited %d agent and %d X11 refusals; want %d each (one per session)", agent, x11, sessions)
 	}
 }
+
+// TestConnectionsPerUser: one identity holds at most MaxConnectionsPerUser
+// authenticated connections; one more is refused with the reason on its
+// first channel, audited, and others are not affected.
+func TestConnectionsPerUser(t *testing.T) {
+	e := newEnv(t, envOptions{configure: func(s *Server) { s.MaxConnectionsPerUser = 2 }})
+	key, cert := e.issue(certOptions{})
+	held := []*ssh.Client{}
+	for range 2 {
+		cl, err := e.xclient(e.login+"@web1", certSigner(t, key, cert))
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer cl.Close()
+		held = append(held, cl)
+	}
+	c := e.client(key, cert)
+	const want = "too many connections for github:1001 (at most 2)"
+	for _, args := range [][]string{c.direct(e.login, "web1"), c.jump(e.login, "web1")} {
+		r := c.ssh(nil, args, "true")
+		if r.code != 255 || !strings.Contains(r.stderr, want) {
+			t.Fatalf("third connection: code %d stderr %q; want refused with %q", r.code, r.stderr, want)
+		}
+	}
+	if d := e.lastDeny(); d != want {
+		t.Fatalf("last deny %q; want %q", d, want)
+	}
+	// Another person is not affected.
+	rc := e.client(e.issue(certOptions{githubID: 1002, login: "rita"}))
+	if r := rc.ssh(nil, rc.direct(e.login, "web1"), "echo in"); r.code != 0 || r.stdout != "in\n" {
+		t.Fatalf("another user: code %d stdout %q stderr %q", r.code, r.stdout, r.stderr)
+	}
+	// A slot comes back when a connection ends.
+	held[0].Close()
+	waitFor(t, 5*time.Second, "a connection slot for alice again", func() bool {
+		return c.ssh(nil, c.direct(e.login, "web1"), "true").code == 0
+	})
+}

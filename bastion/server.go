@@ -60,8 +60,10 @@ const (
 	DefaultMaxStartupsPerSource = 32
 	DefaultMaxChannelsPerConn   = 32
 	DefaultMaxSessionsPerUser   = 64
-	DefaultSweepInterval        = 30 * time.Second
-	DefaultHostCertTTL          = 24 * time.Hour
+	// DefaultMaxConnectionsPerUser leaves room for ansible's many forks.
+	DefaultMaxConnectionsPerUser = 128
+	DefaultSweepInterval         = 30 * time.Second
+	DefaultHostCertTTL           = 24 * time.Hour
 	// SessionCertTTL is the lifetime of the certificates the bastion mints
 	// toward targets: long enough to authenticate, useless afterwards.
 	SessionCertTTL = 2 * time.Minute
@@ -161,6 +163,10 @@ type Server struct {
 	// MaxSessionsPerUser bounds concurrent session channels per identity
 	// across all connections; zero means DefaultMaxSessionsPerUser.
 	MaxSessionsPerUser int
+	// MaxConnectionsPerUser bounds one identity's authenticated
+	// connections, so that one member (or one stolen key) cannot hold
+	// every MaxConnections slot; zero means DefaultMaxConnectionsPerUser.
+	MaxConnectionsPerUser int
 	// SweepInterval is how often live sessions are re-authorised even
 	// without a Reevaluate call; zero means DefaultSweepInterval. Values
 	// over a minute are capped at a minute.
@@ -188,6 +194,7 @@ type Server struct {
 	done      chan struct{} // closed by Shutdown/Close
 	nconns    atomic.Int64
 	sessions  map[string]int // open session channels per identity
+	userConns map[string]int // authenticated connections per identity
 	live      map[*targetConn]struct{}
 	wake      chan string // Reevaluate requests
 	sweeping  bool
@@ -256,6 +263,7 @@ func (s *Server) init() error {
 		s.waiting = map[netip.Addr]int{}
 		s.startFree = make(chan struct{})
 		s.sessions = map[string]int{}
+		s.userConns = map[string]int{}
 		s.live = map[*targetConn]struct{}{}
 		s.done = make(chan struct{})
 		s.wake = make(chan string, 1)

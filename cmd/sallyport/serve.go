@@ -214,18 +214,19 @@ func serveBastion(cfg *config.Config, dir *identity.Directory, logger *slog.Logg
 	}
 	l := cfg.BastionLimits
 	srv := &bastion.Server{
-		HostKey:              key,
-		HostNames:            cfg.BastionNames,
-		Logger:               logger,
-		HandshakeTimeout:     l.HandshakeTimeout,
-		IdleTimeout:          l.IdleTimeout,
-		MaxConnections:       l.MaxConnections,
-		MaxStartups:          l.MaxStartups,
-		MaxStartupsPerSource: l.MaxStartupsPerSource,
-		MaxChannelsPerConn:   l.MaxChannelsPerConnection,
-		MaxSessionsPerUser:   l.MaxSessionsPerUser,
-		SweepInterval:        l.ReauthorizeInterval,
-		HostCertTTL:          l.HostCertTTL,
+		HostKey:               key,
+		HostNames:             cfg.BastionNames,
+		Logger:                logger,
+		HandshakeTimeout:      l.HandshakeTimeout,
+		IdleTimeout:           l.IdleTimeout,
+		MaxConnections:        l.MaxConnections,
+		MaxStartups:           l.MaxStartups,
+		MaxStartupsPerSource:  l.MaxStartupsPerSource,
+		MaxChannelsPerConn:    l.MaxChannelsPerConnection,
+		MaxSessionsPerUser:    l.MaxSessionsPerUser,
+		MaxConnectionsPerUser: l.MaxConnectionsPerUser,
+		SweepInterval:         l.ReauthorizeInterval,
+		HostCertTTL:           l.HostCertTTL,
 	}
 	ln, err := net.Listen("tcp", cfg.BastionListen)
 	if err != nil {
