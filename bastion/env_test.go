@@ -73,6 +73,21 @@ type env struct {
 	login  string // the account on the target: the user running the test
 }
 
+// randomFile writes n random bytes to a new file and returns its path and
+// contents.
+func randomFile(t testing.TB, n int) (string, []byte) {
+	t.Helper()
+	data := make([]byte, n)
+	if _, err := rand.Read(data); err != nil {
+		t.Fatal(err)
+	}
+	path := filepath.Join(t.TempDir(), "src.bin")
+	if err := os.WriteFile(path, data, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	return path, data
+}
+
 func newSigner(t testing.TB) (ed25519.PrivateKey, ssh.Signer) {
 	t.Helper()
 	_, k, err := ed25519.GenerateKey(rand.Reader)

@@ -73,14 +73,7 @@ func sftpOps(t *testing.T, e *env, what string, want ...string) {
 func TestSFTPExecProbed(t *testing.T) {
 	e := newEnv(t, envOptions{})
 	c := e.client(e.issue(certOptions{}))
-	src := filepath.Join(t.TempDir(), "src.bin")
-	data := make([]byte, 100<<10+3)
-	if _, err := rand.Read(data); err != nil {
-		t.Fatal(err)
-	}
-	if err := os.WriteFile(src, data, 0o644); err != nil {
-		t.Fatal(err)
-	}
+	src, data := randomFile(t, 100<<10+3)
 	commands := []struct{ name, command string }{
 		{"env", "env -i " + sftpServerPath},
 		{"sh", "sh -c 'exec " + sftpServerPath + "'"},

@@ -3,7 +3,6 @@ package bastion
 import (
 	"bufio"
 	"bytes"
-	"crypto/rand"
 	"encoding/binary"
 	"io"
 	"net"
@@ -25,14 +24,7 @@ import (
 func TestFileTransfers(t *testing.T) {
 	e := newEnv(t, envOptions{})
 	c := e.client(e.issue(certOptions{}))
-	src := filepath.Join(t.TempDir(), "src.bin")
-	data := make([]byte, 3<<20+17)
-	if _, err := rand.Read(data); err != nil {
-		t.Fatal(err)
-	}
-	if err := os.WriteFile(src, data, 0o644); err != nil {
-		t.Fatal(err)
-	}
+	src, data := randomFile(t, 3<<20+17)
 	remoteDir := t.TempDir() // the target runs on this machine
 	forms := []struct {
 		name   string
@@ -198,14 +190,7 @@ func TestEnvAndSignals(t *testing.T) {
 func TestSFTPServerExec(t *testing.T) {
 	e := newEnv(t, envOptions{})
 	c := e.client(e.issue(certOptions{}))
-	src := filepath.Join(t.TempDir(), "src.bin")
-	data := make([]byte, 100<<10+3)
-	if _, err := rand.Read(data); err != nil {
-		t.Fatal(err)
-	}
-	if err := os.WriteFile(src, data, 0o644); err != nil {
-		t.Fatal(err)
-	}
+	src, data := randomFile(t, 100<<10+3)
 	remoteDir := t.TempDir()
 	forms := []struct {
 		name   string

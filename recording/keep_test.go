@@ -6,7 +6,6 @@ import (
 	"crypto/sha256"
 	"encoding/hex"
 	"errors"
-	"io"
 	"math/rand/v2"
 	"os"
 	"strings"
@@ -16,28 +15,8 @@ import (
 // eventsOf returns the bytes of the events of type typ of a recording.
 func eventsOf(t testing.TB, path, typ string) []byte {
 	t.Helper()
-	f, err := os.Open(path)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer f.Close()
-	rd, err := NewReader(f)
-	if err != nil {
-		t.Fatal(err)
-	}
-	var out []byte
-	for {
-		e, err := rd.Next()
-		if err == io.EOF {
-			return out
-		}
-		if err != nil {
-			t.Fatal(err)
-		}
-		if e.Type == typ {
-			out = append(out, DecodeBytes(e.Data)...)
-		}
-	}
+	out, _ := readEvents(t, path, typ)
+	return out
 }
 
 // TestWhatIsKept checks the rule of the package doc for each kind of

@@ -103,6 +103,13 @@ func mustWrite(t testing.TB, w io.Writer, s string) {
 // outputOf returns the bytes of the "o" events of a recording.
 func outputOf(t testing.TB, path string) ([]byte, *Reader) {
 	t.Helper()
+	return readEvents(t, path, "o")
+}
+
+// readEvents returns the bytes of the events of type typ of a recording,
+// and the reader, at its end.
+func readEvents(t testing.TB, path, typ string) ([]byte, *Reader) {
+	t.Helper()
 	f, err := os.Open(path)
 	if err != nil {
 		t.Fatal(err)
@@ -121,7 +128,7 @@ func outputOf(t testing.TB, path string) ([]byte, *Reader) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		if e.Type == "o" {
+		if e.Type == typ {
 			out = append(out, DecodeBytes(e.Data)...)
 		}
 	}

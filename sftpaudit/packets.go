@@ -262,32 +262,10 @@ type reader struct {
 	bad bool
 }
 
-func (r *reader) u32() uint32 {
-	if len(r.b) < 4 {
-		r.bad = true
-		r.b = nil
-		return 0
-	}
-	v := binary.BigEndian.Uint32(r.b)
-	r.b = r.b[4:]
-	return v
-}
-
-func (r *reader) u64() uint64 {
-	if len(r.b) < 8 {
-		r.bad = true
-		r.b = nil
-		return 0
-	}
-	v := binary.BigEndian.Uint64(r.b)
-	r.b = r.b[8:]
-	return v
-}
-
-// strBytes reads a string and returns its bytes, not copied.
-func (r *reader) strBytes() []byte {
-	n := r.u32()
-	if r.bad || uint64(n) > uint64(len(r.b)) {
+// take returns the next n bytes, not copied, or nil and sets r.bad when
+// fewer are left.
+func (r *reader) take(n uint64) []byte {
+	if r.bad || n > uint64(len(r.b)) {
 		r.bad = true
 		r.b = nil
 		return nil
@@ -295,6 +273,26 @@ func (r *reader) strBytes() []byte {
 	b := r.b[:n]
 	r.b = r.b[n:]
 	return b
+}
+
+func (r *reader) u32() uint32 {
+	if b := r.take(4); b != nil {
+		return binary.BigEndian.Uint32(b)
+	}
+	return 0
+}
+
+func (r *reader) u64() uint64 {
+	if b := r.take(8); b != nil {
+		return binary.BigEndian.Uint64(b)
+	}
+	return 0
+}
+
+// strBytes reads a string and returns its bytes, not copied.
+func (r *reader) strBytes() []byte {
+	n := r.u32()
+	return r.take(uint64(n))
 }
 
 // Attribute flags of SFTP version 3, the one OpenSSH speaks.
