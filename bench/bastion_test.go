@@ -290,6 +290,100 @@ func (r *rig) throughput(p path, up bool) float64 {
 	return float64(n) / (1 << 20) / d.Seconds()
 }
 
+// cpuSeconds is the user and system CPU time the process pid has used.
+func cpuSeconds(pid int) float64 {
+	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
+	if err != nil {
+		return 0
+	}
+	// The fields after the command name, which is in parentheses:
+	// utime and stime are the 14th and 15th fields of the line.
+	f := strings.Fields(string(b[bytes.LastIndexByte(b, ')')+1:]))
+	if len(f) < 13 {
+		return 0
+	}
+	ut, _ := strconv.ParseFloat(f[11], 64)
+	st, _ := strconv.ParseFloat(f[12], 64)
+	return (ut + st) / 100 // USER_HZ is 100 on Linux
+}
+
+// throughputs moves sizeMiB each way on every path, reps times, and prints
+// each path's median against OpenSSH, then what recording costs: the ratio
+// of throughput with recording on to off, and the bastion's CPU time per
+// GiB each way.
+//
+// Runs are interleaved across paths so that a change in the machine's load
+// affects every path alike. A form's recording-on and recording-off runs
+// follow each other, in alternating order, and the cost is the median of
+// the ratios of those pairs, so that slow drifts in load cancel out.
+func (r *rig) throughputs(ps map[string]path) {
+	fmt.Printf("\nThroughput, %d MiB each way, default ciphers (median of %d), MiB/s:\n", *sizeMiB, *reps)
+	type pd struct {
+		key string
+		up  bool
+	}
+	rate, cpu := map[pd][]float64{}, map[pd][]float64{}
+	run := func(key string, up bool) {
+		pid := 0
+		if strings.HasPrefix(key, "ours-") {
+			pid = r.procs[r.mode(key)].Process.Pid
+		}
+		c0 := cpuSeconds(pid)
+		rate[pd{key, up}] = append(rate[pd{key, up}], r.throughput(ps[key], up))
+		if pid != 0 {
+			cpu[pd{key, up}] = append(cpu[pd{key, up}], (cpuSeconds(pid)-c0)*1024/float64(*sizeMiB))
+		}
+	}
+	for i := range *reps {
+		for _, up := range []bool{false, true} {
+			run("openssh-jump", up)
+			run("direct", up)
+			for _, form := range []string{"ours-jump", "ours-user"} {
+				pair := []string{form, form + "-norec"}
+				if i%2 == 1 {
+					pair[0], pair[1] = pair[1], pair[0]
+				}
+				for _, key := range pair {
+					run(key, up)
+				}
+			}
+		}
+	}
+	dirName := func(up bool) string {
+		if up {
+			return "upload (client→target)"
+		}
+		return "download (target→client)"
+	}
+	for _, key := range []string{"openssh-jump", "ours-jump", "ours-user", "ours-jump-norec", "ours-user-norec", "direct"} {
+		for _, up := range []bool{false, true} {
+			m, base := median(rate[pd{key, up}]), median(rate[pd{"openssh-jump", up}])
+			fmt.Printf("  %-48s %-26s %8.1f  %.2f× OpenSSH ProxyJump\n", ps[key].name, dirName(up), m, m/base)
+		}
+	}
+	fmt.Printf("\nRecording cost: throughput with recording on ÷ off (median of %d paired runs), and the bastion's CPU seconds per GiB (median):\n", *reps)
+	for _, form := range []string{"ours-jump", "ours-user"} {
+		for _, up := range []bool{false, true} {
+			on, off := rate[pd{form, up}], rate[pd{form + "-norec", up}]
+			ratios := make([]float64, len(on))
+			for i := range on {
+				ratios[i] = on[i] / off[i]
+			}
+			name := strings.TrimSuffix(ps[form].name, " (recording on)")
+			fmt.Printf("  %-34s %-26s %.3f  (CPU s/GiB: on %.2f, off %.2f)\n", name, dirName(up), median(ratios),
+				median(cpu[pd{form, up}]), median(cpu[pd{form + "-norec", up}]))
+		}
+	}
+}
+
+// mode is the index in r.procs of the bastion that serves path key.
+func (r *rig) mode(key string) int {
+	if strings.HasSuffix(key, "-norec") {
+		return 1
+	}
+	return 0
+}
+
 type countWriter struct{ n int64 }
 
 func (c *countWriter) Write(p []byte) (int, error) { c.n += int64(len(p)); return len(p), nil }
@@ -527,32 +621,7 @@ func BenchmarkBastion(b *testing.B) {
 	}
 	for b.Loop() {
 		if only("throughput") {
-			fmt.Printf("\nThroughput, %d MiB each way, default ciphers (median of %d), MiB/s:\n", *sizeMiB, *reps)
-			// Runs are interleaved across paths so that a change in the
-			// machine's load affects every path alike.
-			keys := []string{"openssh-jump", "ours-jump", "ours-user", "ours-jump-norec", "ours-user-norec", "direct"}
-			type pd struct {
-				key string
-				up  bool
-			}
-			xs := map[pd][]float64{}
-			for range *reps {
-				for _, key := range keys {
-					for _, up := range []bool{false, true} {
-						xs[pd{key, up}] = append(xs[pd{key, up}], r.throughput(ps[key], up))
-					}
-				}
-			}
-			for _, key := range keys {
-				for _, up := range []bool{false, true} {
-					m, base := median(xs[pd{key, up}]), median(xs[pd{"openssh-jump", up}])
-					dir := "download (target→client)"
-					if up {
-						dir = "upload (client→target)"
-					}
-					fmt.Printf("  %-48s %-26s %8.1f  %.2f× OpenSSH ProxyJump\n", ps[key].name, dir, m, m/base)
-				}
-			}
+			r.throughputs(ps)
 		}
 		order := []string{"openssh-jump", "direct", "ours-jump", "ours-user"}
 		var sel []path
