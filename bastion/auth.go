@@ -456,10 +456,6 @@ func certPermissions(cert *ssh.Certificate) policy.Permissions {
 // audit, on a connection being closed for too many of them.
 var errTooManyRefusals = errors.New("too many refused requests on the connection")
 
-// auditDeny records a refusal. On a user connection past its budget of
-// refusals (maxRefusals), the first refusal over is audited as the reason
-// the connection is closed, the connection is closed, and later ones are
-// not audited.
 // spendRefusal charges one refusal to info's connection. The first one
 // over the budget gets the reason to audit and close set: the caller
 // audits it, then calls close, which ends the connection on another
@@ -479,7 +475,9 @@ func (s *Server) spendRefusal(info *authInfo, remote net.Addr, reason string) (a
 }
 
 // auditDeny audits a refusal and charges it to the connection's refusal
-// budget (see spendRefusal).
+// budget (maxRefusals, see spendRefusal): on a connection past it, the
+// first refusal over is audited as the reason the connection is closed,
+// and later ones are not audited.
 func (s *Server) auditDeny(ctx context.Context, info *authInfo, remote net.Addr, reason string) error {
 	reason, ok, closeConn := s.spendRefusal(info, remote, reason)
 	if !ok {

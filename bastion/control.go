@@ -27,43 +27,49 @@ func (s *Server) removeLive(t *targetConn) {
 	s.mu.Unlock()
 }
 
-func (s *Server) addSession(identity string) bool {
+// take counts one more of identity's connections, sessions or forwards in
+// m, unless identity already holds limit; give undoes it.
+func (s *Server) take(m map[string]int, identity string, limit int) bool {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	if s.sessions[identity] >= intOr(s.MaxSessionsPerUser, DefaultMaxSessionsPerUser) {
+	if m[identity] >= limit {
 		return false
 	}
-	s.sessions[identity]++
+	m[identity]++
 	return true
 }
+
+func (s *Server) give(m map[string]int, identity string) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if m[identity]--; m[identity] <= 0 {
+		delete(m, identity)
+	}
+}
+
+// addSession counts a session channel of identity against
+// MaxSessionsPerUser; removeSession undoes it.
+func (s *Server) addSession(identity string) bool {
+	return s.take(s.sessions, identity, intOr(s.MaxSessionsPerUser, DefaultMaxSessionsPerUser))
+}
+
+func (s *Server) removeSession(identity string) { s.give(s.sessions, identity) }
 
 // addUserConn counts an authenticated connection of identity against
 // MaxConnectionsPerUser; removeUserConn undoes it.
 func (s *Server) addUserConn(identity string) bool {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	if s.userConns[identity] >= intOr(s.MaxConnectionsPerUser, DefaultMaxConnectionsPerUser) {
-		return false
-	}
-	s.userConns[identity]++
-	return true
+	return s.take(s.userConns, identity, intOr(s.MaxConnectionsPerUser, DefaultMaxConnectionsPerUser))
 }
 
-func (s *Server) removeUserConn(identity string) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	if s.userConns[identity]--; s.userConns[identity] <= 0 {
-		delete(s.userConns, identity)
-	}
+func (s *Server) removeUserConn(identity string) { s.give(s.userConns, identity) }
+
+// addUserForward counts a port forward of identity against
+// MaxForwardsPerUser; removeUserForward undoes it.
+func (s *Server) addUserForward(identity string) bool {
+	return s.take(s.forwards, identity, intOr(s.MaxForwardsPerUser, DefaultMaxForwardsPerUser))
 }
 
-func (s *Server) removeSession(identity string) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	if s.sessions[identity]--; s.sessions[identity] <= 0 {
-		delete(s.sessions, identity)
-	}
-}
+func (s *Server) removeUserForward(identity string) { s.give(s.forwards, identity) }
 
 // Reevaluate asks the server to check every live connection against the
 // current policy, directory and revocations, and to end those no longer

@@ -151,6 +151,47 @@ func TestLimits(t *testing.T) {
 			t.Fatalf("got code %d stderr %q", r.code, r.stderr)
 		}
 	})
+	t.Run("forwards-per-user", func(t *testing.T) {
+		e := newEnv(t, envOptions{configure: func(s *Server) { s.MaxForwardsPerUser = 1 }})
+		key, cert := e.issue(certOptions{})
+		dest := "127.0.0.1:" + strconv.Itoa(e.target.Port)
+		var cls [2]*ssh.Client
+		for i := range cls {
+			cl, err := e.xclient(e.login+"@web1", certSigner(t, key, cert))
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer cl.Close()
+			cls[i] = cl
+		}
+		// A forward held open on one connection counts against a new one
+		// on another.
+		first, err := cls[0].Dial("tcp", dest)
+		if err != nil {
+			t.Fatalf("first forward: %v", err)
+		}
+		if _, err := cls[1].Dial("tcp", dest); err == nil || !strings.Contains(err.Error(), "too many open port forwards") {
+			t.Fatalf("second forward: %v; want refused", err)
+		}
+		waitFor(t, 5*time.Second, "the refusal's audit record", func() bool {
+			for _, ev := range e.audits(audit.TypeDeny) {
+				if strings.Contains(ev.Reason, "too many open port forwards") {
+					return true
+				}
+			}
+			return false
+		})
+		// Closing the first forward frees its place.
+		first.Close()
+		waitFor(t, 5*time.Second, "a forward after the first closed", func() bool {
+			c, err := cls[1].Dial("tcp", dest)
+			if err != nil {
+				return false
+			}
+			c.Close()
+			return true
+		})
+	})
 	t.Run("channels-per-connection", func(t *testing.T) {
 		e := newEnv(t, envOptions{configure: func(s *Server) { s.MaxChannelsPerConn = 2 }})
 		key, cert := e.issue(certOptions{})

@@ -60,6 +60,7 @@ const (
 	DefaultMaxStartupsPerSource = 32
 	DefaultMaxChannelsPerConn   = 32
 	DefaultMaxSessionsPerUser   = 64
+	DefaultMaxForwardsPerUser   = 64
 	// DefaultMaxConnectionsPerUser leaves room for ansible's many forks.
 	DefaultMaxConnectionsPerUser = 128
 	DefaultSweepInterval         = 30 * time.Second
@@ -163,6 +164,13 @@ type Server struct {
 	// MaxSessionsPerUser bounds concurrent session channels per identity
 	// across all connections; zero means DefaultMaxSessionsPerUser.
 	MaxSessionsPerUser int
+	// MaxForwardsPerUser bounds concurrent port forwards (ssh -L) per
+	// identity across all connections; zero means
+	// DefaultMaxForwardsPerUser. Every open session or forward may hold
+	// up to 4 MiB of data a slow peer has not yet taken (x/crypto's 2 MiB
+	// channel window each way), so these two limits bound what one
+	// person can make the bastion hold.
+	MaxForwardsPerUser int
 	// MaxConnectionsPerUser bounds one identity's authenticated
 	// connections, so that one member (or one stolen key) cannot hold
 	// every MaxConnections slot; zero means DefaultMaxConnectionsPerUser.
@@ -195,6 +203,7 @@ type Server struct {
 	nconns    atomic.Int64
 	sessions  map[string]int // open session channels per identity
 	userConns map[string]int // authenticated connections per identity
+	forwards  map[string]int // open port forwards per identity
 	live      map[*targetConn]struct{}
 	wake      chan string // Reevaluate requests
 	sweeping  bool
@@ -264,6 +273,7 @@ func (s *Server) init() error {
 		s.startFree = make(chan struct{})
 		s.sessions = map[string]int{}
 		s.userConns = map[string]int{}
+		s.forwards = map[string]int{}
 		s.live = map[*targetConn]struct{}{}
 		s.done = make(chan struct{})
 		s.wake = make(chan string, 1)

@@ -499,7 +499,16 @@ func (s *Server) openForward(ctx context.Context, t *targetConn, nc ssh.NewChann
 		_ = nc.Reject(ssh.ResourceShortage, "too many channels on this connection")
 		return
 	}
+	if !s.addUserForward(t.info.identity) {
+		t.c.releaseChannel()
+		t.removeForward()
+		reason := fmt.Sprintf("too many open port forwards for %s (at most %d)", t.info.identity, intOr(s.MaxForwardsPerUser, DefaultMaxForwardsPerUser))
+		_ = s.auditDeny(ctx, t.info, t.conn.RemoteAddr(), reason)
+		_ = nc.Reject(ssh.ResourceShortage, reason)
+		return
+	}
 	release := func() {
+		s.removeUserForward(t.info.identity)
 		t.c.releaseChannel()
 		t.removeForward()
 	}

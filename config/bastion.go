@@ -59,6 +59,9 @@ type BastionLimits struct {
 	// MaxSessionsPerUser bounds one person's concurrent sessions across
 	// connections (default 64).
 	MaxSessionsPerUser int `yaml:"max_sessions_per_user"`
+	// MaxForwardsPerUser bounds one person's concurrent port forwards
+	// across connections (default 64).
+	MaxForwardsPerUser int `yaml:"max_forwards_per_user"`
 	// MaxConnectionsPerUser bounds one person's authenticated connections
 	// (default 128).
 	MaxConnectionsPerUser int `yaml:"max_connections_per_user"`
@@ -91,7 +94,7 @@ func (c *Config) validateBastion(v *validator) {
 	}
 	l := c.BastionLimits
 	if l.HandshakeTimeout < 0 || l.IdleTimeout < 0 || l.ReauthorizeInterval < 0 || l.RevocationPoll < 0 || l.HostCertTTL < 0 ||
-		l.MaxConnections < 0 || l.MaxStartups < 0 || l.MaxStartupsPerSource < 0 || l.MaxChannelsPerConnection < 0 || l.MaxSessionsPerUser < 0 || l.MaxConnectionsPerUser < 0 {
+		l.MaxConnections < 0 || l.MaxStartups < 0 || l.MaxStartupsPerSource < 0 || l.MaxChannelsPerConnection < 0 || l.MaxSessionsPerUser < 0 || l.MaxForwardsPerUser < 0 || l.MaxConnectionsPerUser < 0 {
 		v.errorf("bastion_limits", "bastion_limits must not be negative")
 	}
 	if l.ReauthorizeInterval > time.Minute {

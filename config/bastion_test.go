@@ -57,6 +57,7 @@ func TestBastionInvalid(t *testing.T) {
 		{"fail/bad-name", minimal + "bastion_names: [ok.example.org, \"bad name\"]\n", "cfg.yaml:7: bastion_names"},
 		{"fail/negative-limit", minimal + "bastion_limits: {max_connections: -1}\n", "cfg.yaml:7: bastion_limits must not be negative"},
 		{"fail/negative-startups", minimal + "bastion_limits: {max_startups_per_source: -1}\n", "cfg.yaml:7: bastion_limits must not be negative"},
+		{"fail/negative-forwards", minimal + "bastion_limits: {max_forwards_per_user: -1}\n", "cfg.yaml:7: bastion_limits must not be negative"},
 		{"fail/slow-reauthorization", minimal + "bastion_limits:\n  reauthorize_interval: 2m\n", "cfg.yaml:8: bastion_limits.reauthorize_interval"},
 		{"fail/host-cert-ttl", minimal + "bastion_limits: {host_cert_ttl: 1m}\n", "bastion_limits.host_cert_ttl"},
 		{"fail/unknown-limit", minimal + "bastion_limits: {max_users: 3}\n", `unknown setting "max_users"`},

@@ -224,6 +224,7 @@ func serveBastion(cfg *config.Config, dir *identity.Directory, logger *slog.Logg
 		MaxStartupsPerSource:  l.MaxStartupsPerSource,
 		MaxChannelsPerConn:    l.MaxChannelsPerConnection,
 		MaxSessionsPerUser:    l.MaxSessionsPerUser,
+		MaxForwardsPerUser:    l.MaxForwardsPerUser,
 		MaxConnectionsPerUser: l.MaxConnectionsPerUser,
 		SweepInterval:         l.ReauthorizeInterval,
 		HostCertTTL:           l.HostCertTTL,
