@@ -120,7 +120,11 @@
 // forks) gets through; a source may have only as many waiting as in their
 // handshake. One identity may hold at most MaxConnectionsPerUser
 // authenticated connections; one more is refused, with its reason on the
-// first channel it opens. A connection whose requests are refused too
+// first channel it opens. Sessions and port forwards are bounded per
+// identity across connections (MaxSessionsPerUser, MaxForwardsPerUser):
+// each may hold up to x/crypto's 2 MiB channel window each way of data a
+// slow peer has not taken, so these bound what one person can make the
+// bastion hold. A connection whose requests are refused too
 // often (a burst of 16, then one a minute) is closed, and audited once,
 // instead of filling the audit trail.
 //
