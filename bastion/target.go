@@ -276,7 +276,6 @@ const storeTimeout = 5 * time.Second
 // the channel, audited, and ended with every session on it; if the
 // revocations cannot be read, or the certificate has expired, only the
 // channel is refused. It reports whether nc may be opened.
-
 func (s *Server) admitChannel(ctx context.Context, t *targetConn, nc ssh.NewChannel) bool {
 	lctx, cancel := context.WithTimeout(ctx, storeTimeout)
 	revs, err := s.Store.Revocations(lctx)
