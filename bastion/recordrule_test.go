@@ -159,6 +159,35 @@ func TestShellWithoutPTYRecordedInFull(t *testing.T) {
 	}
 }
 
+// TestPTYWithoutReplyRecordedInFull: a pty requested without asking for a
+// reply is still a pty on the target, so the session is recorded in full,
+// not by the bulk rule for commands without one.
+func TestPTYWithoutReplyRecordedInFull(t *testing.T) {
+	e := newEnv(t, envOptions{})
+	ch, reqs, err := e.webClient(certOptions{}).OpenChannel("session", nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	go ssh.DiscardRequests(reqs)
+	if _, err := ch.SendRequest("pty-req", false, ssh.Marshal(ptyRequest{Term: "xterm", Cols: 80, Rows: 24})); err != nil {
+		t.Fatal(err)
+	}
+	cmd := "tty; head -c 100000 /dev/zero | tr '\\0' a; echo; echo tail-kept"
+	if ok, err := ch.SendRequest("exec", true, ssh.Marshal(struct{ Command string }{cmd})); err != nil || !ok {
+		t.Fatalf("exec: %v %v", ok, err)
+	}
+	out, _ := io.ReadAll(ch)
+	ch.Close()
+	if !bytes.HasPrefix(out, []byte("/dev/pts/")) {
+		t.Fatalf("the target gave no pty: %.40q", out)
+	}
+	cf := e.recordings(1)[0]
+	if !cf.header.Sallyport.PTY || cf.header.Sallyport.BulkHead != 0 || !strings.Contains(string(cf.out), "tail-kept") || len(cf.out) < 100000 {
+		t.Fatalf("recording: pty %v, bulk head %d, %d bytes kept, tail kept %v; want the pty session in full",
+			cf.header.Sallyport.PTY, cf.header.Sallyport.BulkHead, len(cf.out), strings.Contains(string(cf.out), "tail-kept"))
+	}
+}
+
 // TestExecInputHead: an exec channel without a pty keeps the first 64 KiB
 // of its input, and not more, only when record_input is on; without it no
 // input is kept, but its byte count and SHA-256 are.

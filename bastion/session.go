@@ -247,7 +247,10 @@ func (se *session) ptyReq(r *ssh.Request) (bool, error) {
 	if err := ssh.Unmarshal(r.Payload, &p); err != nil {
 		return false, nil
 	}
-	ok, err := se.forward(r)
+	// The target's answer is asked for even when the client did not ask:
+	// a pty the target allocated decides how the session is recorded, and
+	// SendRequest without a reply reports false whatever the target did.
+	ok, err := se.up.SendRequest(r.Type, true, r.Payload)
 	if ok && err == nil {
 		// A size that cannot be recorded (zero means "use the pixel size"
 		// in RFC 4254) is recorded as the recorder's default.
