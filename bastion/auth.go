@@ -415,15 +415,14 @@ func (s *Server) decideTunnel(carrier *authInfo, host string, remote net.Addr) e
 			first = err
 		}
 	}
-	others := info.cert.ValidPrincipals[1:]
-	if len(others) == 0 {
-		return first
+	// The login asked for on the inner connection is not known yet: name
+	// the certificate's logins, all of which were tried.
+	logins, more := info.cert.ValidPrincipals, ""
+	if len(logins) > 5 {
+		logins, more = logins[:5], fmt.Sprintf(" and %d more", len(logins)-5)
 	}
-	more := ""
-	if len(others) > 5 {
-		others, more = others[:5], fmt.Sprintf(" and %d more", len(others)-5)
-	}
-	return deny("%v; no other login of certificate serial %d (%s%s) is granted on %s either", first, info.cert.Serial, strings.Join(others, ", "), more, host)
+	return deny("ProxyJump to %s refused: none of the logins of certificate serial %d (%s%s) is granted there (%v)",
+		host, info.cert.Serial, strings.Join(logins, ", "), more, denialReason(first))
 }
 
 // denialReason is the reason of a refusal from admit, decide or

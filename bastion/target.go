@@ -76,7 +76,7 @@ func (s *Server) serveTarget(c *serverConn, sc *ssh.ServerConn, chans <-chan ssh
 		up, nc, err := s.dialTarget(ctx, t, info.terms)
 		t.up, t.upNC, t.upErr = up, nc, err
 		if err != nil {
-			s.logger().Info("bastion: cannot connect to target", "host", info.host, "err", err)
+			s.logger().Warn("bastion: cannot connect to target", "host", info.host, "err", err)
 			// Audited before anyone is told, so that the record is
 			// there even if the user then leaves at once.
 			if !errors.Is(err, errDialAbandoned) && ctx.Err() == nil {
@@ -127,6 +127,9 @@ func (s *Server) auditTargetFailure(t *targetConn, remote net.Addr, err error) e
 	}
 	f := certFields(t.info.cert, remote)
 	f["connection"] = t.id
+	// The user is told the cause in a few words; the trail keeps the
+	// detail (address, resolver or handshake error) for whoever fixes it.
+	f["error"] = err.Error()
 	return s.audit(context.Background(), audit.Event{
 		Type:    audit.TypeDeny,
 		Actor:   actor(t.info),

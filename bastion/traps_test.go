@@ -120,7 +120,7 @@ func TestRefusals(t *testing.T) {
 		{"fail/bad-user-name", c, func(c *client) []string { return c.direct(e.login, "web1@x") }, "more than one '@'", false},
 		{"fail/jump-host-not-in-policy", c, func(c *client) []string { return c.jump(e.login, "web2") }, `no host named "web2" in the policy`, true},
 		{"fail/jump-principal-not-granted", c, func(c *client) []string { return c.jump("deploy", "web1") }, `grants principal "deploy"`, true},
-		{"fail/target-unreachable", c, func(c *client) []string { return c.direct(e.login, "web9") }, "cannot reach web9", false},
+		{"fail/target-unreachable", c, func(c *client) []string { return c.direct(e.login, "web9") }, "cannot reach web9 (connection refused: is its sshd running?)", false},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			r := tc.c.ssh(nil, tc.args(tc.c), "true")

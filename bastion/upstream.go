@@ -11,6 +11,7 @@ import (
 	"slices"
 	"strings"
 	"sync/atomic"
+	"syscall"
 	"time"
 
 	"golang.org/x/crypto/ssh"
@@ -76,6 +77,23 @@ func (e *targetError) Error() string {
 }
 
 func (e *targetError) Unwrap() error { return e.Err }
+
+// dialCause says in a few words, without the address, why a connection to
+// a target failed, for the user's message; "" when it is not clear.
+func dialCause(err error) string {
+	var dnsErr *net.DNSError
+	switch {
+	case errors.As(err, &dnsErr):
+		return " (its address in the policy does not resolve)"
+	case errors.Is(err, syscall.ECONNREFUSED):
+		return " (connection refused: is its sshd running?)"
+	case errors.Is(err, context.DeadlineExceeded) || isTimeout(err):
+		return " (no answer in time)"
+	case errors.Is(err, syscall.EHOSTUNREACH) || errors.Is(err, syscall.ENETUNREACH):
+		return " (no route to it)"
+	}
+	return ""
+}
 
 // dialTarget connects to the target of t as t's login, with a fresh
 // ephemeral key and a session certificate minted for this connection. The
@@ -182,7 +200,7 @@ func (s *Server) dialUpstream(ctx context.Context, host, addr, login string, pre
 		if ctx.Err() != nil {
 			return nil, nil, errDialAbandoned
 		}
-		return nil, nil, &targetError{fmt.Sprintf("cannot reach %s", host), err}
+		return nil, nil, &targetError{fmt.Sprintf("cannot reach %s%s", host, dialCause(err)), err}
 	}
 	hs := durationOr(s.HandshakeTimeout, DefaultHandshakeTimeout)
 	_ = nc.SetDeadline(time.Now().Add(hs))
@@ -241,7 +259,7 @@ func (s *Server) dialUpstream(ctx context.Context, host, addr, login string, pre
 		case keyOK.Load():
 			// The target's host key was trusted, so what failed is the
 			// bastion's authentication.
-			return nil, nil, &targetError{fmt.Sprintf("%s refused the bastion's session certificate for %q (does its sshd trust the session CA?)", host, login), err}
+			return nil, nil, &targetError{fmt.Sprintf("%s refused the bastion's session certificate for %q (does its sshd trust the session CA, and is there an account %q?)", host, login, login), err}
 		}
 		return nil, nil, &targetError{fmt.Sprintf("SSH handshake with %s failed", host), err}
 	}
