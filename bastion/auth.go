@@ -125,7 +125,7 @@ func (s *Server) checkIssuer(cert *ssh.Certificate) error {
 		return errors.New("certificate refused: it is signed by a certificate, not by a CA key")
 	}
 	if !bytes.Equal(cert.SignatureKey.Marshal(), s.userCA.Marshal()) {
-		return fmt.Errorf("certificate refused: it is signed by %s %s, not by the Sallyport user CA",
+		return fmt.Errorf("certificate refused: it is signed by %s %s, not by the Sallyport user CA (sign in again with 'sallyport login')",
 			cert.SignatureKey.Type(), ssh.FingerprintSHA256(cert.SignatureKey))
 	}
 	if cert.CertType != ssh.UserCert {

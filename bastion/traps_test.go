@@ -114,7 +114,7 @@ func TestRefusals(t *testing.T) {
 		{"fail/host-not-in-policy", c, func(c *client) []string { return c.direct(e.login, "web2") }, `no host named "web2" in the policy`, true},
 		{"fail/principal-not-granted", c, func(c *client) []string { return c.direct("deploy", "web1") }, `grants principal "deploy"`, true},
 		{"fail/login-not-in-certificate", c, func(c *client) []string { return c.direct("nobody", "web1") }, `not valid for login "nobody"`, true},
-		{"fail/wrong-ca", e.client(foreignKey, fc), func(c *client) []string { return c.direct(e.login, "web1") }, "not by the Sallyport user CA", false},
+		{"fail/wrong-ca", e.client(foreignKey, fc), func(c *client) []string { return c.direct(e.login, "web1") }, "not by the Sallyport user CA (sign in again with 'sallyport login')", false},
 		{"fail/revoked", e.client(revKey, revCert), func(c *client) []string { return c.direct(e.login, "web1") }, `revoked ("laptop lost")`, true},
 		{"fail/not-a-member", e.client(goneKey, goneCert), func(c *client) []string { return c.direct(e.login, "web1") }, "not a current member", true},
 		{"fail/bad-user-name", c, func(c *client) []string { return c.direct(e.login, "web1@x") }, "more than one '@'", false},
