@@ -31,9 +31,13 @@
 // block (lines and byte offsets) whose digest does not match. The chain alone
 // only localises damage (anyone can recompute SHA-256): authenticity comes
 // from signatures with the CA key given as Options.Signer. The final digest
-// is always signed, and a chain line is signed as a checkpoint whenever
-// SignInterval has passed since the last signature, so a recording cut short
-// by a crash is still authenticated up to its last checkpoint. The signed
+// is always signed, and the chain line of a timed flush is signed as a
+// checkpoint once SignInterval has passed since the last signature; if the
+// last chain line written is unsigned and nothing new has come, a timed flush
+// then writes a signed chain line over an empty block. So everything on disk
+// is signed at most SignInterval and a flush interval after it was written,
+// and a recording cut short by a crash is authenticated up to its last
+// checkpoint, which is at most that far behind its end. The signed
 // message is "sallyport-recording-v1\x00" + ("final"|"checkpoint") + "\x00" +
 // ID + "\x00" + block number + "\x00" + hex digest; the domain prefix keeps
 // it from being mistaken for an SSH certificate or authentication signature.
@@ -92,9 +96,13 @@
 // A recording that cannot be started (folder missing or unwritable, disk
 // full, index unavailable) makes Recorder.Start fail: the bastion must refuse
 // the session. A recording that fails while the session runs (write or fsync
-// error) closes Session.Failed() and makes every later Write return an error
-// wrapping ErrFailed: the bastion must end the session, telling the user
-// why. A session is never left running unrecorded. A terminal size the
+// error, or its file removed or replaced) closes Session.Failed() and makes
+// every later Write return an error wrapping ErrFailed: the bastion must end
+// the session, telling the user why, and the index row gets the reason and no
+// digest. Writes to a removed file (its folder deleted, say) still succeed,
+// so every timed flush, and Close before it calls the recording complete,
+// checks that the open file still has a name and is the one at its path. A
+// session is never left running unrecorded. A terminal size the
 // client sends that cannot be recorded (zero, or over MaxTermSize) is not a
 // failure: Start uses 80x24 and Resize skips the event, returning an error
 // that wraps ErrSize. Writes never block on a

@@ -53,6 +53,10 @@ var errClosed = errors.New("recording: write after close")
 // could not be written. The bastion must then end the session.
 var ErrFailed = errors.New("recording failed")
 
+// errFileGone is wrapped by the failure of a recording whose file was
+// removed or replaced while it was written.
+var errFileGone = errors.New("recording file removed or replaced")
+
 // ErrSize is wrapped by the error Resize returns for a terminal size it does
 // not record (zero or over MaxTermSize). The recording is unharmed: the
 // session goes on.
@@ -94,7 +98,10 @@ type Options struct {
 	// Meta.RecordInput is set); 0 means DefaultBulkHead.
 	BulkHead int
 	// SignInterval is the least time between signed checkpoints; 0 means
-	// DefaultSignInterval. The final digest is always signed.
+	// DefaultSignInterval. The first timed flush past it signs whatever is
+	// unsigned, over an empty block if nothing new was written, so nothing
+	// stays unsigned for longer than SignInterval and a flush. The final
+	// digest is always signed.
 	SignInterval time.Duration
 }
 
@@ -347,6 +354,8 @@ type Session struct {
 	out       []byte
 	chain     chainState
 	lastSig   time.Time
+	unsigned  bool // the last chain record written is not signed
+	unsynced  bool // a block was written since the last fsync
 	fileBytes int64
 	lastProg  [numStreams]int64
 }
@@ -640,27 +649,82 @@ func (s *Session) flush(timed bool) {
 		out = s.appendRecord(out, now, "progress", progress{Stdout: counts[streamOut], Stderr: counts[streamErr], Stdin: counts[streamIn]})
 	}
 	s.spare, s.spareEvs = pend[:0], evs[:0]
-	if len(out) == 0 {
+	// A timed flush signs its block once SignInterval has passed since the
+	// last signature, and signs an empty block when the last one written
+	// went unsigned: output followed by silence is authenticated within
+	// SignInterval and a flush, not left unsigned until the next output.
+	sign := false
+	if timed && (len(out) > 0 || s.unsigned) {
+		sign = s.rc.opts.Now().Sub(s.lastSig) >= s.rc.opts.SignInterval
+	}
+	if len(out) > 0 || sign {
+		if err := s.writeBlock(out, now, sign, timed); err != nil {
+			s.fail(err)
+			return
+		}
+	} else {
 		s.out = out
-		return
+		// A block written early, by a burst of output, is made durable
+		// by the next tick even if nothing followed it.
+		if timed && s.unsynced {
+			if err := s.f.Sync(); err != nil {
+				s.fail(err)
+				return
+			}
+			s.unsynced = false
+		}
 	}
-	sign := timed && s.rc.opts.Now().Sub(s.lastSig) >= s.rc.opts.SignInterval
-	out, err := s.appendChain(out, s.start.Add(now), sign)
-	s.out = out
-	if err != nil {
-		s.fail(err)
-		return
-	}
-	if _, err := s.f.Write(out); err != nil {
-		s.fail(err)
-		return
-	}
-	s.fileBytes += int64(len(out))
 	if timed {
-		if err := s.f.Sync(); err != nil {
+		if err := s.checkFile(); err != nil {
 			s.fail(err)
 		}
 	}
+}
+
+// writeBlock closes the block out with its chain line and writes it in one
+// call, fsyncing when sync is set.
+func (s *Session) writeBlock(out []byte, t time.Duration, sign, sync bool) error {
+	out, err := s.appendChain(out, s.start.Add(t), sign)
+	s.out = out
+	if err != nil {
+		return err
+	}
+	if _, err := s.f.Write(out); err != nil {
+		return err
+	}
+	s.fileBytes += int64(len(out))
+	s.unsigned = !sign
+	s.unsynced = !sync
+	if sync {
+		return s.f.Sync()
+	}
+	return nil
+}
+
+// checkFile fails if the recording file is no longer at its path: writes
+// and fsyncs to an open file that was removed (with its folder, say)
+// succeed, and the session would go on unrecorded. It costs one fstat and
+// one stat, so it runs on timed flushes and at Close, not on every write.
+func (s *Session) checkFile() error {
+	sf, ok := s.f.(interface{ Stat() (os.FileInfo, error) })
+	if !ok {
+		return nil // a test's stand-in for the file
+	}
+	open, err := sf.Stat()
+	if err != nil {
+		return err
+	}
+	if n, ok := linkCount(open); ok && n == 0 {
+		return fmt.Errorf("%w: %s was removed", errFileGone, s.path)
+	}
+	at, err := os.Stat(s.path)
+	if err != nil {
+		return fmt.Errorf("%w: %w", errFileGone, err)
+	}
+	if !os.SameFile(open, at) {
+		return fmt.Errorf("%w: %s is another file", errFileGone, s.path)
+	}
+	return nil
 }
 
 func appendEventStart(b []byte, t time.Duration, kind string) []byte {
@@ -816,6 +880,8 @@ func (s *Session) Close(ctx context.Context, end End) (Summary, error) {
 			if _, err := s.f.Write(out); err != nil {
 				s.fail(err)
 			} else if err := s.f.Sync(); err != nil {
+				s.fail(err)
+			} else if err := s.checkFile(); err != nil {
 				s.fail(err)
 			} else {
 				s.fileBytes += int64(len(out))
