@@ -31,7 +31,9 @@
 // block (lines and byte offsets) whose digest does not match. The chain alone
 // only localises damage (anyone can recompute SHA-256): authenticity comes
 // from signatures with the CA key given as Options.Signer. The final digest
-// is always signed, and the chain line of a timed flush is signed as a
+// is always signed, and so is block 0 (the header), by Start: Verify reports
+// a missing signature there as an alteration. The chain line of a timed flush
+// is signed as a
 // checkpoint once SignInterval has passed since the last signature; if the
 // last chain line written is unsigned and nothing new has come, a timed flush
 // then writes a signed chain line over an empty block. So everything on disk
@@ -110,6 +112,10 @@
 // Write waits for the disk (back-pressure on the relay) rather than grow.
 //
 // # Replay
+//
+// Of a channel kept by the bulk rule (no pty), Play shows the kept head only
+// if it is UTF-8 text without NUL bytes, and otherwise one line with the
+// command, the bytes each way and their SHA-256.
 //
 // Play and SafeWriter neutralise what a recorded program could do to the
 // viewer's terminal while keeping the stored bytes unchanged: every OSC

@@ -1,12 +1,14 @@
 package recording
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
 	"fmt"
 	"io"
 	"strings"
 	"time"
+	"unicode/utf8"
 )
 
 // PlayOptions configures Play.
@@ -21,11 +23,19 @@ type PlayOptions struct {
 	// Notes, if not nil, receives a line per Sallyport record worth telling
 	// the viewer (output kept only in part, how the session ended).
 	Notes io.Writer
+	// NoReset leaves out the reset at the end (SafeWriter.Reset), for w
+	// that is not a terminal, such as a file or a pipe; false resets.
+	NoReset bool
 }
 
 // Play writes the output events of rd to w at their recorded pace, through
-// a SafeWriter, and restores the terminal at the end (also when ctx ends).
-// Stored bytes that are not UTF-8 are shown as U+FFFD.
+// a SafeWriter, and restores the terminal at the end (also when ctx ends)
+// unless opts.NoReset is set. Stored bytes that are not UTF-8 are shown as
+// U+FFFD. Of an exec or subsystem channel without a pty (the header's
+// command set and pty false), whose recording keeps only the head of its
+// output, the head is shown only if it is text (UTF-8 without NUL bytes):
+// otherwise (a file copied by scp or sftp) one line instead names the
+// command, the bytes each way and their SHA-256.
 func Play(ctx context.Context, w io.Writer, rd *Reader, opts PlayOptions) (err error) {
 	if opts.Speed < 0 {
 		return fmt.Errorf("recording: play: negative speed %v", opts.Speed)
@@ -40,12 +50,41 @@ func Play(ctx context.Context, w io.Writer, rd *Reader, opts PlayOptions) (err e
 		opts.Sleep = sleep
 	}
 	sw := NewSafeWriter(w)
-	defer func() {
-		if rerr := sw.Reset(); err == nil {
-			err = rerr
-		}
-	}()
+	if !opts.NoReset {
+		defer func() {
+			if rerr := sw.Reset(); err == nil {
+				err = rerr
+			}
+		}()
+	}
 	var last float64
+	show := func(e Event) error {
+		d := time.Duration((e.Time - last) * float64(time.Second))
+		last = max(last, e.Time)
+		if opts.IdleLimit > 0 && d > opts.IdleLimit {
+			d = opts.IdleLimit
+		}
+		d = time.Duration(float64(d) / opts.Speed)
+		if d > 0 {
+			if err := opts.Sleep(ctx, d); err != nil {
+				return err
+			}
+		}
+		if _, err := sw.Write(displayText(e.Data)); err != nil {
+			return fmt.Errorf("recording: play: %w", err)
+		}
+		return nil
+	}
+	note := func(e Event) {
+		if opts.Notes != nil {
+			if note := noteFor(e.Data, rd.Header); note != "" {
+				fmt.Fprintln(opts.Notes, note)
+			}
+		}
+	}
+	if h := rd.Header; h.Sallyport != nil && !h.Sallyport.PTY && h.Command != "" {
+		return playBulk(w, rd, show, note)
+	}
 	for {
 		e, err := rd.Next()
 		if err == io.EOF {
@@ -56,28 +95,105 @@ func Play(ctx context.Context, w io.Writer, rd *Reader, opts PlayOptions) (err e
 		}
 		switch e.Type {
 		case "o":
-			d := time.Duration((e.Time - last) * float64(time.Second))
-			last = max(last, e.Time)
-			if opts.IdleLimit > 0 && d > opts.IdleLimit {
-				d = opts.IdleLimit
-			}
-			d = time.Duration(float64(d) / opts.Speed)
-			if d > 0 {
-				if err := opts.Sleep(ctx, d); err != nil {
-					return err
-				}
-			}
-			if _, err := sw.Write(displayText(e.Data)); err != nil {
-				return fmt.Errorf("recording: play: %w", err)
+			if err := show(e); err != nil {
+				return err
 			}
 		case "sallyport":
-			if opts.Notes != nil {
-				if note := noteFor(e.Data, rd.Header); note != "" {
-					fmt.Fprintln(opts.Notes, note)
-				}
-			}
+			note(e)
 		}
 	}
+}
+
+// maxBulkPlay bounds the output of a bulk channel that Play holds while it
+// finds out whether it is text: well over the heads of stdout and stderr
+// that the bastion keeps (DefaultBulkHead each). More is not text.
+const maxBulkPlay = 1 << 20
+
+// playBulk plays the recording of an exec or subsystem channel without a
+// pty: its output events if they are all text, else a line summing it up
+// (to w, not through the SafeWriter: it is Sallyport's own, escaped).
+func playBulk(w io.Writer, rd *Reader, show func(Event) error, note func(Event)) error {
+	var out []Event
+	held, text := 0, true
+	var end *Event
+	for {
+		e, err := rd.Next()
+		if err == io.EOF {
+			break
+		}
+		if err != nil {
+			return fmt.Errorf("recording: play: %w", err)
+		}
+		switch {
+		case e.Type == "o" && text:
+			held += len(e.Data)
+			if held > maxBulkPlay || !isText(DecodeBytes(e.Data)) {
+				text, out = false, nil
+				continue
+			}
+			out = append(out, e)
+		case e.Type == "sallyport" && strings.HasPrefix(e.Data, "end "):
+			end = &e
+		}
+	}
+	if text {
+		for _, e := range out {
+			if err := show(e); err != nil {
+				return err
+			}
+		}
+	} else if _, err := fmt.Fprintln(w, binarySummary(rd.Header, end)); err != nil {
+		return fmt.Errorf("recording: play: %w", err)
+	}
+	if end != nil {
+		note(*end)
+	}
+	return nil
+}
+
+// isText reports whether b is UTF-8 without NUL bytes, allowing an
+// incomplete character at its end (where a head may cut one).
+func isText(b []byte) bool {
+	if bytes.IndexByte(b, 0) >= 0 {
+		return false
+	}
+	for i := len(b) - 1; i >= 0 && i > len(b)-utf8.UTFMax; i-- {
+		if utf8.RuneStart(b[i]) {
+			if !utf8.FullRune(b[i:]) {
+				b = b[:i]
+			}
+			break
+		}
+	}
+	return utf8.Valid(b)
+}
+
+// binarySummary is the line shown instead of a bulk channel's output that
+// is not text: the command, the bytes each way and their SHA-256 from the
+// end record (end; nil if there is none).
+func binarySummary(h Header, end *Event) string {
+	var b strings.Builder
+	fmt.Fprintf(&b, "[sallyport: binary output not shown: %s", Escape(h.Command, 256))
+	var rec endRecord
+	if end == nil || json.Unmarshal([]byte(strings.TrimPrefix(end.Data, "end ")), &rec) != nil {
+		b.WriteString("; no end record, so no byte counts or SHA-256]")
+		return b.String()
+	}
+	fmt.Fprintf(&b, "; %d bytes out", rec.Stdout.Bytes+rec.Stderr.Bytes)
+	for _, s := range []struct {
+		name string
+		sum  StreamSummary
+	}{{"stdout", rec.Stdout}, {"stderr", rec.Stderr}} {
+		if s.sum.SHA256 != "" && s.sum.Bytes > 0 {
+			fmt.Fprintf(&b, ", %s sha256 %s", s.name, Escape(s.sum.SHA256, 64))
+		}
+	}
+	fmt.Fprintf(&b, "; %d bytes in", rec.Stdin.Bytes)
+	if rec.Stdin.SHA256 != "" {
+		fmt.Fprintf(&b, ", sha256 %s", Escape(rec.Stdin.SHA256, 64))
+	}
+	b.WriteString("]")
+	return b.String()
 }
 
 func sleep(ctx context.Context, d time.Duration) error {

@@ -3,6 +3,7 @@ package recording
 import (
 	"bytes"
 	"context"
+	"os"
 	"strings"
 	"testing"
 	"time"
@@ -204,5 +205,121 @@ func TestPlayPaceAndNeutralisation(t *testing.T) {
 	rd, _ := NewReader(strings.NewReader(cast))
 	if err := Play(context.Background(), &bytes.Buffer{}, rd, PlayOptions{Speed: -1}); err == nil {
 		t.Error("negative speed accepted")
+	}
+}
+
+// TestPlayBulk: an exec or subsystem channel without a pty keeps only the
+// head of its output; Play shows it if it is text and otherwise a line
+// naming the command, the bytes each way and the SHA-256 instead of the
+// bytes.
+func TestPlayBulk(t *testing.T) {
+	tests := []struct {
+		name    string
+		meta    Meta
+		head    int // Options.BulkHead; 0 means the default
+		output  string
+		want    []string // in what Play writes
+		notWant []string
+	}{
+		{"ok/text-head", Meta{Command: "uptime"}, 0, "up 3 days\n", []string{"up 3 days\n"}, []string{"not shown"}},
+		{"ok/head-cut-inside-character", Meta{Command: "cat notes"}, 4, "abc\u20ac and more", []string{"abc\uFFFD"}, []string{"not shown"}},
+		{"ok/pty-kept-in-full", Meta{Command: "cat blob", PTY: true}, 0, "a\xffb\x00c", []string{"a\uFFFDb"}, []string{"not shown"}},
+		{"ok/shell-without-pty", Meta{}, 0, "a\xffb", []string{"a\uFFFDb"}, []string{"not shown"}},
+		{"fail/binary-head", Meta{Command: "cat blob"}, 0, "PK\x03\x04\xff\xfe\x00\x01",
+			[]string{"binary output not shown: cat blob", "8 bytes out", "0 bytes in", "sha256 " + sha256Hex([]byte("PK\x03\x04\xff\xfe\x00\x01"))},
+			[]string{"PK", "\uFFFD"}},
+		{"fail/nul-in-head", Meta{Command: "subsystem: sftp"}, 0, "\x00\x00\x00\x05\x01\x00\x00\x00\x03",
+			[]string{"binary output not shown: subsystem: sftp", "9 bytes out"}, []string{"\x00", "\x01"}},
+		{"fail/command-escaped", Meta{Command: "cat \x1b]52;c;eA==\a"}, 0, "\xff",
+			[]string{`binary output not shown: cat \x1b]52;c;eA==\x07`}, []string{"\x1b]52"}},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			env := newEnv(t, func(o *Options) { o.BulkHead = tc.head })
+			m := tc.meta
+			m.Identity, m.Login, m.Host = "github:1", "root", "web1"
+			s, err := env.rec.Start(context.Background(), m)
+			if err != nil {
+				t.Fatal(err)
+			}
+			mustWrite(t, s.Stdout(), tc.output)
+			if _, err := s.Close(context.Background(), End{ExitStatus: 0}); err != nil {
+				t.Fatal(err)
+			}
+			got := playFile(t, s.Path(), PlayOptions{})
+			for _, w := range tc.want {
+				if !strings.Contains(got, w) {
+					t.Errorf("played %q; want %q in it", got, w)
+				}
+			}
+			for _, w := range tc.notWant {
+				if strings.Contains(got, w) {
+					t.Errorf("played %q; want no %q in it", got, w)
+				}
+			}
+		})
+	}
+	// The golden scp download: its head is binary.
+	_, path := bulkSession(t)
+	got := playFile(t, path, PlayOptions{})
+	for _, w := range []string{"scp -f big.bin", "102469 bytes out", "3 bytes in",
+		"sha256 140c060c37636275c60b3d3abb3bbfaa275a1f68c36982f1ebc8dbd491f3d4ab"} {
+		if !strings.Contains(got, w) {
+			t.Errorf("played %q; want %q in it", got, w)
+		}
+	}
+	if strings.Contains(got, "C0644") {
+		t.Errorf("played %q; want the summary instead of the head", got)
+	}
+}
+
+// playFile plays the recording at path without pauses and returns what
+// Play wrote.
+func playFile(t *testing.T, path string, opts PlayOptions) string {
+	t.Helper()
+	f, err := os.Open(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	rd, err := NewReader(f)
+	if err != nil {
+		t.Fatal(err)
+	}
+	opts.Sleep = func(context.Context, time.Duration) error { return nil }
+	var out bytes.Buffer
+	if err := Play(context.Background(), &out, rd, opts); err != nil {
+		t.Fatal(err)
+	}
+	return out.String()
+}
+
+// TestPlayNoReset: the reset sequence is for a terminal; NoReset leaves it
+// out (for output to a file or a pipe).
+func TestPlayNoReset(t *testing.T) {
+	cast := "{\"version\": 2, \"width\": 80, \"height\": 24}\n[0.5, \"o\", \"\\u001b[?1049hone\"]\n"
+	tests := []struct {
+		name string
+		opts PlayOptions
+		want string
+	}{
+		{"ok/reset", PlayOptions{}, "\x1b[?1049hone\x1b[?1049l" + resetBase},
+		{"ok/no-reset", PlayOptions{NoReset: true}, "\x1b[?1049hone"},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			rd, err := NewReader(strings.NewReader(cast))
+			if err != nil {
+				t.Fatal(err)
+			}
+			tc.opts.Sleep = func(context.Context, time.Duration) error { return nil }
+			var out bytes.Buffer
+			if err := Play(context.Background(), &out, rd, tc.opts); err != nil {
+				t.Fatal(err)
+			}
+			if out.String() != tc.want {
+				t.Errorf("played %q; want %q", out.String(), tc.want)
+			}
+		})
 	}
 }

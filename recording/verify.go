@@ -11,8 +11,11 @@ import (
 	"io"
 	"strconv"
 	"strings"
+	"time"
 
 	"golang.org/x/crypto/ssh"
+
+	"github.com/sallyport/sallyport/store"
 )
 
 // VerifyOptions configures Verify.
@@ -22,9 +25,34 @@ type VerifyOptions struct {
 	// rewrite the whole file.
 	Key ssh.PublicKey
 	// Digest is the final digest the index holds; "" means not compared.
+	// When it is set the recording was completed, so a file without its
+	// final record was truncated afterwards, not cut short by a crash.
 	Digest string
 	// ID is the recording ID the index holds; "" means not compared.
 	ID string
+	// Index is the recording's row in the index; nil means none. Its ID and
+	// final digest stand in for ID and Digest when those are "". What else
+	// both the row and the file carry is compared, each difference a
+	// Mismatch: who, where, what and when (with the header), and, once the
+	// row has its final digest, the exit status, signal and reason, the
+	// byte counts and SHA-256s (with the end record), the file size and
+	// the final signature. The end time is not: the file holds the
+	// duration by the monotonic clock, which may differ from the wall
+	// clock's.
+	Index *store.Recording
+}
+
+// Mismatch is a field on which the index row and the recording disagree:
+// the index was altered, or the file is another recording's.
+type Mismatch struct {
+	Field string
+	// Index and File are the values, escaped for display; "(none)" for an
+	// empty string.
+	Index, File string
+}
+
+func (m Mismatch) String() string {
+	return "index says " + m.Field + " " + m.Index + ", recording says " + m.File
 }
 
 // Problem says where a recording is damaged or altered. Lines are 1-based
@@ -68,19 +96,33 @@ type Report struct {
 	// SignedBlocks is how many leading blocks a verified signature
 	// (checkpoint or final) covers.
 	SignedBlocks int
-	// Problem is the first damage or alteration found; nil if the recording
-	// is intact.
+	// Problem is the first damage or alteration found in the file; nil if
+	// there is none.
 	Problem *Problem
+	// Mismatches are the fields on which VerifyOptions.Index disagrees with
+	// the file, in the order they were found; they are found also when
+	// the file itself is intact.
+	Mismatches []Mismatch
 }
 
-// Intact reports whether the recording is whole, unaltered and (when a key
-// was given) signed.
-func (r *Report) Intact() bool { return r.Problem == nil }
+// Intact reports whether the recording is whole, unaltered, (when a key
+// was given) signed and (when an index row was given) agrees with the
+// index.
+func (r *Report) Intact() bool { return r.Problem == nil && len(r.Mismatches) == 0 }
 
-// Verify reads a recording and checks its chain, signatures and end. It
-// returns an error only when reading fails; what is wrong with the content
-// is in Report.Problem.
+// Verify reads a recording and checks its chain, signatures and end, and
+// compares it with its index row if one is given. It returns an error only
+// when reading fails; what is wrong with the content is in Report.Problem
+// and Report.Mismatches.
 func Verify(r io.Reader, opts VerifyOptions) (*Report, error) {
+	if row := opts.Index; row != nil {
+		if opts.ID == "" {
+			opts.ID = row.ID
+		}
+		if opts.Digest == "" {
+			opts.Digest = row.Digest
+		}
+	}
 	rd := &Reader{br: bufio.NewReaderSize(r, 64<<10)}
 	rep := &Report{}
 	v := verifier{rd: rd, rep: rep, opts: opts, prev: chainSeed, blockLine: 1}
@@ -89,6 +131,7 @@ func Verify(r io.Reader, opts VerifyOptions) (*Report, error) {
 	if err != nil {
 		return nil, err
 	}
+	v.compareEnd()
 	return rep, nil
 }
 
@@ -102,12 +145,33 @@ type verifier struct {
 	block     int
 	blockLine int
 	blockOff  int64
+
+	end      *endRecord // the file's end record, once read
+	finalSig string     // the final record's signature, once read
 }
 
 func (v *verifier) problem(line int, off, end int64, format string, args ...any) {
 	if v.rep.Problem == nil {
 		v.rep.Problem = &Problem{Line: line, EndLine: line, Offset: off, End: end, Block: -1, Reason: fmt.Sprintf(format, args...)}
 	}
+}
+
+// truncatedAfterSigned is said of a file that ends before its final record
+// when the index holds the final digest: the recording was completed, then
+// cut.
+const truncatedAfterSigned = "the index holds the final digest of the completed recording, so it was truncated after it was completed and signed (altered)"
+
+// cutShort says why a file ends early: what is wrong, then the likely
+// cause, crash (if not "") or, when the index holds the final digest,
+// alteration.
+func (v *verifier) cutShort(what, crash string) string {
+	switch {
+	case v.opts.Digest != "":
+		return what + ": " + truncatedAfterSigned
+	case crash != "":
+		return what + ": " + crash
+	}
+	return what
 }
 
 func (v *verifier) run() error {
@@ -118,10 +182,14 @@ func (v *verifier) run() error {
 	line, err := rd.readLine()
 	if err != nil {
 		if err == io.EOF {
-			v.problem(1, 0, 0, "empty file")
+			v.problem(1, 0, 0, "%s", v.cutShort("empty file", ""))
 			return nil
 		}
-		if errors.Is(err, ErrFormat) || errors.Is(err, io.ErrUnexpectedEOF) {
+		if errors.Is(err, io.ErrUnexpectedEOF) {
+			v.problem(1, 0, rd.off, "%s", v.cutShort(err.Error(), ""))
+			return nil
+		}
+		if errors.Is(err, ErrFormat) {
 			v.problem(1, 0, rd.off, "%v", err)
 			return nil
 		}
@@ -138,6 +206,7 @@ func (v *verifier) run() error {
 		return nil
 	}
 	v.id = hdr.Sallyport.ID
+	v.compareHeader(hdr)
 	if v.opts.ID != "" && v.opts.ID != v.id {
 		v.problem(1, off, rd.off, "header names recording %q, the index %q", v.id, v.opts.ID)
 		return nil
@@ -156,7 +225,11 @@ func (v *verifier) run() error {
 			break
 		}
 		if err != nil {
-			if errors.Is(err, ErrFormat) || errors.Is(err, io.ErrUnexpectedEOF) {
+			if errors.Is(err, io.ErrUnexpectedEOF) {
+				v.problem(rd.line, off, rd.off, "%s", v.cutShort(err.Error(), ""))
+				return nil
+			}
+			if errors.Is(err, ErrFormat) {
 				v.problem(rd.line, off, rd.off, "%v", err)
 				return nil
 			}
@@ -176,6 +249,12 @@ func (v *verifier) run() error {
 			return nil
 		}
 		verb, rest, _ := strings.Cut(e.Data, " ")
+		if e.Type == "sallyport" && verb == "end" {
+			var end endRecord
+			if json.Unmarshal([]byte(rest), &end) == nil {
+				v.end = &end
+			}
+		}
 		if e.Type != "sallyport" || (verb != "chain" && verb != "final") {
 			h.Write(raw)
 			h.Write([]byte{'\n'})
@@ -211,6 +290,12 @@ func (v *verifier) run() error {
 				Reason: fmt.Sprintf("block %d does not match the digest in its chain record at line %d: the block or the record was altered", v.block, rd.line)}
 			return nil
 		}
+		if n == 0 && len(f) != 4 {
+			// Start signs block 0 always, so that the header is
+			// authenticated as soon as it is written.
+			v.problem(rd.line, off, rd.off, "the chain record of block 0 (the header) is not signed: Sallyport always signs it, so its signature was removed (altered)")
+			return nil
+		}
 		if len(f) == 4 && v.opts.Key != nil {
 			kind := sigCheckpoint
 			if verb == "final" {
@@ -231,6 +316,7 @@ func (v *verifier) run() error {
 				v.problem(rd.line, off, rd.off, "the final record is not signed")
 				return nil
 			}
+			v.finalSig = f[3]
 		}
 		rep.Blocks++
 		rep.Digest = hexd
@@ -245,9 +331,11 @@ func (v *verifier) run() error {
 	if !rep.Final {
 		if rd.off > lastChainEnd {
 			rep.Problem = &Problem{Line: v.blockLine, EndLine: rd.line, Offset: lastChainEnd, End: rd.off, Block: v.block,
-				Reason: "no chain record covers the end of the file, and there is no final record: the recording was cut short (a crash loses at most its last second) or lines were appended"}
+				Reason: v.cutShort("no chain record covers the end of the file, and there is no final record",
+					"the recording was cut short (a crash loses at most its last second) or lines were appended")}
 		} else {
-			v.problem(rd.line, rd.off, rd.off, "no final record after block %d: the recording was cut short (bastion crash or truncation) or is still being written", v.block-1)
+			v.problem(rd.line, rd.off, rd.off, "%s", v.cutShort(fmt.Sprintf("no final record after block %d", v.block-1),
+				"the recording was cut short (bastion crash or truncation) or is still being written"))
 		}
 		return nil
 	}
@@ -258,4 +346,68 @@ func (v *verifier) run() error {
 		v.problem(rd.line, lastChainEnd, rd.off, "the final record is not signed")
 	}
 	return nil
+}
+
+// shown is a value of a Mismatch.
+func shown(s string) string {
+	if s == "" {
+		return "(none)"
+	}
+	return Escape(s, 128)
+}
+
+func (v *verifier) mismatch(field, index, file string) {
+	if index != file {
+		v.rep.Mismatches = append(v.rep.Mismatches, Mismatch{Field: field, Index: shown(index), File: shown(file)})
+	}
+}
+
+// compareHeader compares the index row, if any, with the header.
+func (v *verifier) compareHeader(h Header) {
+	row := v.opts.Index
+	if row == nil {
+		return
+	}
+	info := h.Sallyport
+	v.mismatch("session ID", row.SessionID, info.SessionID)
+	v.mismatch("identity", row.Identity, info.Identity)
+	v.mismatch("user", row.User, info.User)
+	v.mismatch("login", row.Login, info.Login)
+	v.mismatch("host", row.Host, info.Host)
+	v.mismatch("command", row.Command, h.Command)
+	v.mismatch("pty", strconv.FormatBool(row.PTY), strconv.FormatBool(info.PTY))
+	v.mismatch("input recorded", strconv.FormatBool(row.InputRecorded), strconv.FormatBool(info.Input))
+	// The header holds the start to the second.
+	start := func(t time.Time) string { return t.UTC().Format(time.RFC3339) }
+	v.mismatch("start", start(row.Start.Truncate(time.Second)), start(time.Unix(h.Timestamp, 0)))
+	if row.SignerFingerprint != "" {
+		v.mismatch("signer", row.SignerFingerprint, info.Signer)
+	}
+}
+
+// compareEnd compares the index row, if it has its final digest, with the
+// end record, the file's size (if it was read to its end) and its final
+// signature: the recorder writes them all from the same values.
+func (v *verifier) compareEnd() {
+	row := v.opts.Index
+	if row == nil || row.Digest == "" || v.rep.Header.Sallyport == nil {
+		return
+	}
+	if e := v.end; e != nil {
+		itoa := func(n int64) string { return strconv.FormatInt(n, 10) }
+		v.mismatch("exit status", strconv.Itoa(row.ExitStatus), strconv.Itoa(e.ExitStatus))
+		v.mismatch("exit signal", row.ExitSignal, e.ExitSignal)
+		v.mismatch("reason", row.Reason, e.Reason)
+		v.mismatch("bytes out", itoa(row.BytesOut), itoa(e.Stdout.Bytes+e.Stderr.Bytes))
+		v.mismatch("bytes in", itoa(row.BytesIn), itoa(e.Stdin.Bytes))
+		v.mismatch("stdout SHA-256", row.StdoutSHA256, e.Stdout.SHA256)
+		v.mismatch("stdin SHA-256", row.StdinSHA256, e.Stdin.SHA256)
+	}
+	if v.rep.Problem == nil {
+		// Only then was the whole file read.
+		v.mismatch("file size", strconv.FormatInt(row.FileBytes, 10), strconv.FormatInt(v.rep.Bytes, 10))
+	}
+	if v.rep.Final {
+		v.mismatch("final signature", row.Signature, v.finalSig)
+	}
 }

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"flag"
+	"fmt"
 	"math/rand/v2"
 	"os"
 	"os/exec"
@@ -13,6 +14,8 @@ import (
 	"time"
 
 	"golang.org/x/crypto/ssh"
+
+	"github.com/sallyport/sallyport/store"
 )
 
 var update = flag.Bool("update", false, "rewrite golden files in testdata")
@@ -223,6 +226,16 @@ func TestVerify(t *testing.T) {
 		{"fail/empty", "", VerifyOptions{}, "empty"},
 		{"fail/not-sallyport", "{\"version\": 2, \"width\": 80, \"height\": 24}\n", VerifyOptions{}, "not a Sallyport recording"},
 		{"fail/resigned-chain-without-key", resign(t, lines), VerifyOptions{Key: env.signer.PublicKey()}, "signature"},
+		// The index holds the final digest, so the recording was completed:
+		// a file ending before its final record was cut back afterwards.
+		{"fail/truncated-to-checkpoint-after-signed", strings.Join(lines[:len(lines)-2], ""), VerifyOptions{Key: env.signer.PublicKey(), Digest: rep0.Digest}, "truncated after it was completed and signed"},
+		{"fail/truncated-at-line-after-signed", strings.Join(lines[:len(lines)-1], ""), VerifyOptions{Key: env.signer.PublicKey(), Digest: rep0.Digest}, "truncated after it was completed and signed"},
+		{"fail/truncated-mid-line-after-signed", string(orig[:len(orig)-10]), VerifyOptions{Key: env.signer.PublicKey(), Digest: rep0.Digest}, "truncated after it was completed and signed"},
+		{"fail/truncated-to-checkpoint-unfinished", strings.Join(lines[:len(lines)-2], ""), VerifyOptions{Key: env.signer.PublicKey()}, "cut short (bastion crash or truncation)"},
+		// Start always signs block 0 (the header).
+		{"fail/block0-signature-stripped", stripSignature(t, lines, 1), VerifyOptions{Key: env.signer.PublicKey()}, "line 2, bytes"},
+		{"fail/block0-signature-stripped-reason", stripSignature(t, lines, 1), VerifyOptions{Key: env.signer.PublicKey()}, "block 0 (the header) is not signed"},
+		{"fail/block0-signature-stripped-chain-only", stripSignature(t, lines, 1), VerifyOptions{}, "block 0 (the header) is not signed"},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
@@ -268,6 +281,20 @@ func resign(t *testing.T, lines []string) string {
 	return b.String()
 }
 
+// stripSignature removes the signature from the chain record at line i
+// (0-based), leaving its digest, which does not cover the signature.
+func stripSignature(t *testing.T, lines []string, i int) string {
+	t.Helper()
+	l := lines[i]
+	at := strings.Index(l, " sig ")
+	if at < 0 {
+		t.Fatalf("line %d has no signature: %s", i+1, l)
+	}
+	out := append([]string{}, lines...)
+	out[i] = l[:at] + "\"]\n"
+	return strings.Join(out, "")
+}
+
 func hexString(b []byte) string {
 	const digits = "0123456789abcdef"
 	out := make([]byte, 0, 2*len(b))
@@ -286,4 +313,104 @@ func testSignerSeed(t testing.TB, seed string) ssh.Signer {
 		t.Fatal(err)
 	}
 	return s
+}
+
+// TestVerifyIndexRow: every field that both the index row and the file
+// carry is compared, and each disagreement is named.
+func TestVerifyIndexRow(t *testing.T) {
+	ctx := context.Background()
+	env, path := bulkSession(t)
+	row, err := env.st.Recording(ctx, "golden-bulk")
+	if err != nil {
+		t.Fatal(err)
+	}
+	fi, err := os.Stat(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	key := env.signer.PublicKey()
+	tests := []struct {
+		name string
+		edit func(r *store.Recording)
+		want []string // the mismatches; none means intact
+	}{
+		{"ok/as-recorded", func(*store.Recording) {}, nil},
+		{"ok/unfinished-row", func(r *store.Recording) {
+			// The bastion stopped after the file's final record but before
+			// it finished the row: the end is not compared.
+			r.End, r.Digest, r.Signature, r.ExitStatus, r.BytesIn, r.BytesOut, r.StdoutSHA256, r.StdinSHA256, r.FileBytes = time.Time{}, "", "", -1, 0, 0, "", "", 0
+		}, nil},
+		{"fail/identity", func(r *store.Recording) { r.Identity = "github:2" }, []string{"index says identity github:2, recording says github:1"}},
+		{"fail/user", func(r *store.Recording) { r.User = "bob" }, []string{"index says user bob, recording says (none)"}},
+		{"fail/login", func(r *store.Recording) { r.Login = "deploy" }, []string{"index says login deploy, recording says root"}},
+		{"fail/host", func(r *store.Recording) { r.Host = "db1" }, []string{"index says host db1, recording says web1"}},
+		{"fail/command", func(r *store.Recording) { r.Command = "" }, []string{"index says command (none), recording says scp -f big.bin"}},
+		{"fail/session-id", func(r *store.Recording) { r.SessionID = "conn-9" }, []string{"index says session ID conn-9, recording says (none)"}},
+		{"fail/pty", func(r *store.Recording) { r.PTY = true }, []string{"index says pty true, recording says false"}},
+		{"fail/input", func(r *store.Recording) { r.InputRecorded = false }, []string{"index says input recorded false, recording says true"}},
+		{"fail/start", func(r *store.Recording) { r.Start = r.Start.Add(time.Hour) },
+			[]string{"index says start 2025-06-01T11:00:00Z, recording says 2025-06-01T10:00:00Z"}},
+		{"fail/signer", func(r *store.Recording) { r.SignerFingerprint = "SHA256:x" },
+			[]string{"index says signer SHA256:x, recording says " + ssh.FingerprintSHA256(key)}},
+		{"fail/exit-status", func(r *store.Recording) { r.ExitStatus = 1 }, []string{"index says exit status 1, recording says 0"}},
+		{"fail/exit-signal", func(r *store.Recording) { r.ExitSignal = "KILL" }, []string{"index says exit signal KILL, recording says (none)"}},
+		{"fail/reason", func(r *store.Recording) { r.Reason = "revoked" }, []string{"index says reason revoked, recording says (none)"}},
+		{"fail/bytes-out", func(r *store.Recording) { r.BytesOut = 1 }, []string{"index says bytes out 1, recording says 102469"}},
+		{"fail/bytes-in", func(r *store.Recording) { r.BytesIn = 0 }, []string{"index says bytes in 0, recording says 3"}},
+		{"fail/stdout-sha256", func(r *store.Recording) { r.StdoutSHA256 = "00" },
+			[]string{"index says stdout SHA-256 00, recording says 140c060c37636275c60b3d3abb3bbfaa275a1f68c36982f1ebc8dbd491f3d4ab"}},
+		{"fail/stdin-sha256", func(r *store.Recording) { r.StdinSHA256 = "" },
+			[]string{"index says stdin SHA-256 (none), recording says 709e80c88487a2411e1ee4dfb9f22a861492d20c4765150c0c794abd70f8147c"}},
+		{"fail/file-size", func(r *store.Recording) { r.FileBytes = 1 }, []string{fmt.Sprintf("index says file size 1, recording says %d", fi.Size())}},
+		{"fail/final-signature", func(r *store.Recording) { r.Signature = "AAAA" }, []string{"index says final signature AAAA, recording says "}},
+		{"fail/escaped", func(r *store.Recording) { r.Host = "db1\x1b[2J" }, []string{`index says host db1\x1b[2J, recording says web1`}},
+		{"fail/several", func(r *store.Recording) { r.Host, r.ExitStatus = "db1", 2 },
+			[]string{"index says host db1, recording says web1", "index says exit status 2, recording says 0"}},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			r := row
+			tc.edit(&r)
+			rep := verifyFile(t, path, VerifyOptions{Key: key, Index: &r})
+			if rep.Problem != nil {
+				t.Fatalf("problem %v; want none (the file is unaltered)", rep.Problem)
+			}
+			var got []string
+			for _, m := range rep.Mismatches {
+				got = append(got, m.String())
+			}
+			if len(got) != len(tc.want) {
+				t.Fatalf("mismatches %q; want %q", got, tc.want)
+			}
+			for i := range got {
+				if !strings.HasPrefix(got[i], tc.want[i]) {
+					t.Errorf("mismatch %q; want %q", got[i], tc.want[i])
+				}
+			}
+			if rep.Intact() != (len(tc.want) == 0) {
+				t.Errorf("Intact() = %v with mismatches %q", rep.Intact(), got)
+			}
+		})
+	}
+	// The row's ID and digest are compared too.
+	r := row
+	r.ID = "other"
+	if rep := verifyFile(t, path, VerifyOptions{Key: key, Index: &r}); rep.Problem == nil || !strings.Contains(rep.Problem.Reason, `the index "other"`) {
+		t.Errorf("row of another recording: problem %v", rep.Problem)
+	}
+	r = row
+	r.Digest = strings.Repeat("0", 64)
+	if rep := verifyFile(t, path, VerifyOptions{Key: key, Index: &r}); rep.Problem == nil || !strings.Contains(rep.Problem.Reason, "differs from the index") {
+		t.Errorf("row with another digest: problem %v", rep.Problem)
+	}
+	// A terminal session's row, as recorded, agrees with its file.
+	env = deterministicEnv(t)
+	path, _ = scriptedSession(t, env)
+	row, err = env.st.Recording(ctx, "golden-session")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if rep := verifyFile(t, path, VerifyOptions{Key: key, Index: &row}); !rep.Intact() {
+		t.Errorf("terminal session: problem %v, mismatches %v", rep.Problem, rep.Mismatches)
+	}
 }

@@ -179,14 +179,21 @@ func (s *Server) recordingPage(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	defer f.Close()
-	rep, err := recording.Verify(f, recording.VerifyOptions{Key: s.o.Admin.SessionCA, Digest: rec.Digest, ID: rec.ID})
+	rep, err := recording.Verify(f, recording.VerifyOptions{Key: s.o.Admin.SessionCA, Index: &rec})
 	switch {
 	case err != nil:
 		d.Verdict = "could not be read: " + err.Error()
 	case !rep.Intact():
-		d.Verdict = "NOT INTACT: " + rep.Problem.Error()
-		if rep.SignedBlocks > 0 {
-			d.Verdict += fmt.Sprintf(" (blocks 0-%d verified and signed before that point)", rep.SignedBlocks-1)
+		if rep.Problem != nil {
+			d.Verdict = "NOT INTACT: " + rep.Problem.Error()
+			if rep.SignedBlocks > 0 {
+				d.Verdict += fmt.Sprintf(" (blocks 0-%d verified and signed before that point)", rep.SignedBlocks-1)
+			}
+		} else {
+			d.Verdict = "NOT INTACT: the index and the recording disagree"
+		}
+		for _, m := range rep.Mismatches {
+			d.Verdict += "; " + m.String()
 		}
 	case s.o.Admin.SessionCA == nil:
 		d.Intact, d.Verdict = true, fmt.Sprintf("digest chain intact (%d blocks), but no session CA key is configured to check the signature", rep.Blocks)

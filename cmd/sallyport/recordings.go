@@ -141,9 +141,15 @@ func runRecordingsPlay(ctx context.Context, args []string, stdout, stderr io.Wri
 Replay a recording in this terminal at its recorded pace. Escape sequences
 that could act on your terminal (clipboard writes, title reports, device
 queries and other OSC, DCS and APC strings) are removed on the way; the
-stored recording is unchanged. Notes about kept-in-part output and how the
-session ended go to stderr.`, stderr)
-	dataDir := fs.String("data", "", "data `folder` to look recording IDs up in")
+stored recording is unchanged. Of an exec, scp or sftp channel without a
+terminal, whose recording keeps only the head of its output, that head is
+shown if it is text, else one line with the command, the bytes each way and
+their SHA-256. Notes about kept-in-part output and how the session ended go
+to stderr. The recording is first checked as "recordings verify" checks it;
+if it is not intact, or cannot be checked, a warning goes to stderr, the
+recording is played all the same and the exit status is 1.`, stderr)
+	dataDir := fs.String("data", "", "data `folder` to look recording IDs and the session CA's public key up in")
+	keyFile := fs.String("key", "", "public key `file` of the signing CA (default DATA/session_ca.pub)")
 	speed := fs.Float64("speed", 1, "play at `N` times the recorded pace")
 	idle := fs.Duration("idle-limit", 2*time.Second, "cap every pause at this `duration` (0: as recorded)")
 	rest, err := parseFlags(fs, args)
@@ -159,27 +165,95 @@ session ended go to stderr.`, stderr)
 	if *idle < 0 {
 		return errors.New("recordings play: --idle-limit must not be negative")
 	}
-	f, _, err := openRecording(ctx, *dataDir, rest[0])
+	f, row, err := openRecording(ctx, *dataDir, rest[0])
 	if err != nil {
 		return fmt.Errorf("recordings play: %w", err)
 	}
 	defer f.Close()
+	warning := playCheck(f, row, *dataDir, *keyFile)
+	if warning != "" {
+		hint := "sallyport recordings verify"
+		if *dataDir != "" {
+			hint += " --data " + *dataDir
+		}
+		if *keyFile != "" {
+			hint += " --key " + *keyFile
+		}
+		fmt.Fprintf(stderr, "sallyport: warning: recording %s is %s; `%s %s` gives details\n",
+			recording.Escape(rest[0], 200), warning, recording.Escape(hint, 400), recording.Escape(rest[0], 200))
+	}
+	if _, err := f.Seek(0, io.SeekStart); err != nil {
+		return fmt.Errorf("recordings play: %w", err)
+	}
 	rd, err := recording.NewReader(f)
 	if err != nil {
 		return fmt.Errorf("recordings play: %w", err)
 	}
-	if err := recording.Play(ctx, stdout, rd, recording.PlayOptions{Speed: *speed, IdleLimit: *idle, Notes: stderr}); err != nil {
+	opts := recording.PlayOptions{Speed: *speed, IdleLimit: *idle, Notes: stderr, NoReset: !isTerminal(stdout)}
+	if err := recording.Play(ctx, stdout, rd, opts); err != nil {
 		return fmt.Errorf("recordings play: %w", err)
 	}
+	if warning != "" {
+		return exitCode(1)
+	}
 	return nil
+}
+
+// playCheck checks the recording in f as verify does and returns what is
+// wrong ("not verified: ..." or "not intact: ..."), or "" if it is intact.
+func playCheck(f io.Reader, row *store.Recording, dataDir, keyFile string) string {
+	if keyFile == "" && dataDir == "" {
+		return "not verified: no session CA public key to check it with (give --data or --key)"
+	}
+	key, err := loadVerifyKey(dataDir, keyFile)
+	if err != nil {
+		return "not verified: " + err.Error()
+	}
+	rep, err := checkRecording(f, row, key.pub)
+	var nv *notVerifiedError
+	switch {
+	case errors.As(err, &nv):
+		return nv.Error()
+	case err != nil:
+		return "not verified: " + err.Error()
+	case rep.Intact():
+		return ""
+	}
+	n := len(rep.Mismatches)
+	switch {
+	case rep.Problem == nil && n > 1:
+		return fmt.Sprintf("not intact: %s (and %d more)", rep.Mismatches[0], n-1)
+	case rep.Problem == nil:
+		return "not intact: " + rep.Mismatches[0].String()
+	case n == 1:
+		return fmt.Sprintf("not intact: %v (and a difference from the index)", rep.Problem)
+	case n > 1:
+		return fmt.Sprintf("not intact: %v (and %d differences from the index)", rep.Problem, n)
+	}
+	return fmt.Sprintf("not intact: %v", rep.Problem)
+}
+
+// isTerminal reports whether w is a terminal: a character device (also
+// /dev/null, where what is meant for a terminal does no harm).
+func isTerminal(w io.Writer) bool {
+	f, ok := w.(*os.File)
+	if !ok {
+		return false
+	}
+	fi, err := f.Stat()
+	return err == nil && fi.Mode()&os.ModeCharDevice != 0
 }
 
 func runRecordingsVerify(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	fs := newFlagSet("recordings verify", "ID|FILE", `
 Check a recording: its chain of SHA-256 digests block by block, the session
 CA's signatures on it, that it has its final record, and, for an ID, that
-its final digest is the one in the index. Prints "intact" or exactly where
-the file was altered or cut short, and exits 1 if it is not intact.`, stderr)
+the file agrees with its index row (recording ID, who, where, when, the
+command, how it ended, byte counts, SHA-256s and final digest) and that the
+key is the signer the index records. Prints "intact" or exactly where the
+file was altered or cut short and each field on which the index and the
+file disagree, then the fingerprint of the key it checked with, to compare
+with the session CA's published one. Exits 1 if it is not intact.`, stderr)
 	dataDir := fs.String("data", "", "data `folder` to look recording IDs and the session CA's public key up in")
 	keyFile := fs.String("key", "", "public key `file` of the signing CA (default DATA/session_ca.pub)")
 	rest, err := parseFlags(fs, args)
@@ -189,13 +263,10 @@ the file was altered or cut short, and exits 1 if it is not intact.`, stderr)
 	if len(rest) != 1 {
 		return errors.New("recordings verify: give one recording ID or file")
 	}
-	if *keyFile == "" {
-		if *dataDir == "" {
-			return errors.New("recordings verify: give --data or --key: without the CA's public key a rewritten file cannot be told from a genuine one")
-		}
-		*keyFile = filepath.Join(*dataDir, ca.KindSession.FileName()+".pub")
+	if *keyFile == "" && *dataDir == "" {
+		return errors.New("recordings verify: give --data or --key: without the CA's public key a rewritten file cannot be told from a genuine one")
 	}
-	key, err := readAnyPublicKey(*keyFile)
+	key, err := loadVerifyKey(*dataDir, *keyFile)
 	if err != nil {
 		return fmt.Errorf("recordings verify: %w", err)
 	}
@@ -204,29 +275,86 @@ the file was altered or cut short, and exits 1 if it is not intact.`, stderr)
 		return fmt.Errorf("recordings verify: %w", err)
 	}
 	defer f.Close()
-	opts := recording.VerifyOptions{Key: key}
-	if row != nil {
-		opts.ID = row.ID
-		opts.Digest = row.Digest
-		if row.Digest == "" {
-			fmt.Fprintf(stderr, "note: the index has no final digest for %s (still running, failed or the bastion stopped)\n", row.ID)
-		}
-	}
-	rep, err := recording.Verify(f, opts)
-	if err != nil {
-		return fmt.Errorf("recordings verify: %w", err)
+	if row != nil && row.Digest == "" {
+		fmt.Fprintf(stderr, "note: the index has no final digest for %s (still running, failed or the bastion stopped)\n", row.ID)
 	}
 	name := f.Name()
-	if !rep.Intact() {
-		fmt.Fprintf(stdout, "%s: NOT INTACT: %v\n", name, rep.Problem)
-		if rep.SignedBlocks > 0 {
-			fmt.Fprintf(stdout, "  blocks 0-%d verified and signed before that point\n", rep.SignedBlocks-1)
+	rep, err := checkRecording(f, row, key.pub)
+	var nv *notVerifiedError
+	switch {
+	case errors.As(err, &nv):
+		fmt.Fprintf(stdout, "%s: %v\n  %s\n", name, nv, key)
+		return exitCode(1)
+	case err != nil:
+		return fmt.Errorf("recordings verify: %w", err)
+	case !rep.Intact():
+		if rep.Problem != nil {
+			fmt.Fprintf(stdout, "%s: NOT INTACT: %v\n", name, rep.Problem)
+			if rep.SignedBlocks > 0 {
+				fmt.Fprintf(stdout, "  blocks 0-%d verified and signed before that point\n", rep.SignedBlocks-1)
+			}
+		} else {
+			fmt.Fprintf(stdout, "%s: NOT INTACT: the index and the recording disagree (the index was altered, or the file is another recording's)\n", name)
 		}
+		for _, m := range rep.Mismatches {
+			fmt.Fprintf(stdout, "  %s\n", m)
+		}
+		fmt.Fprintf(stdout, "  %s\n", key)
 		return exitCode(1)
 	}
-	fmt.Fprintf(stdout, "%s: intact: recording %s, %d blocks, %d bytes, final digest %s signed by %s\n",
-		name, rep.Header.Sallyport.ID, rep.Blocks, rep.Bytes, rep.Digest, ssh.FingerprintSHA256(key))
+	fmt.Fprintf(stdout, "%s: intact: recording %s, %d blocks, %d bytes, final digest %s signed by %s\n  %s\n",
+		name, rep.Header.Sallyport.ID, rep.Blocks, rep.Bytes, rep.Digest, ssh.FingerprintSHA256(key.pub), key)
 	return nil
+}
+
+// verifyKey is the public key a recording is checked with, and where it
+// came from.
+type verifyKey struct {
+	pub      ssh.PublicKey
+	path     string
+	fromData bool // DATA/session_ca.pub, for want of --key
+}
+
+// loadVerifyKey reads keyFile, or DATA/session_ca.pub when it is "".
+func loadVerifyKey(dataDir, keyFile string) (verifyKey, error) {
+	k := verifyKey{path: keyFile}
+	if keyFile == "" {
+		k.path, k.fromData = filepath.Join(dataDir, ca.KindSession.FileName()+".pub"), true
+	}
+	pub, err := readAnyPublicKey(k.path)
+	if err != nil {
+		return verifyKey{}, err
+	}
+	k.pub = pub
+	return k, nil
+}
+
+// String names the key by fingerprint and source. A key from the data
+// folder is only as trustworthy as the folder, which whoever could alter a
+// recording could also write: hence the advice.
+func (k verifyKey) String() string {
+	fp := ssh.FingerprintSHA256(k.pub)
+	if k.fromData {
+		return fmt.Sprintf("key %s from the data folder (%s): compare it with the session CA's published fingerprint", fp, k.path)
+	}
+	return fmt.Sprintf("key %s from %s", fp, k.path)
+}
+
+// notVerifiedError says why a recording was not checked at all.
+type notVerifiedError struct{ reason string }
+
+func (e *notVerifiedError) Error() string { return "not verified: " + e.reason }
+
+// checkRecording is what verify and play check of the recording read from
+// r, whose index row is row (nil for a file given by path): that key is
+// the signer the index records (else a *notVerifiedError), then the file
+// against the key and the row.
+func checkRecording(r io.Reader, row *store.Recording, key ssh.PublicKey) (*recording.Report, error) {
+	if fp := ssh.FingerprintSHA256(key); row != nil && row.SignerFingerprint != "" && row.SignerFingerprint != fp {
+		return nil, &notVerifiedError{fmt.Sprintf("the key's fingerprint %s differs from %s, the signer the index records for %s; if the session CA has changed since, give its old public key with --key",
+			fp, recording.Escape(row.SignerFingerprint, 80), row.ID)}
+	}
+	return recording.Verify(r, recording.VerifyOptions{Key: key, Index: row})
 }
 
 // readAnyPublicKey reads a public key file such as a CA's .pub file.
