@@ -30,7 +30,7 @@ to every admin's key (per the trust folder, now). Any admin can read it
 with: gpg --decrypt FILE | tar -xvf -`, stderr)
 	dataDir := fs.String("data", "", "data `folder` to back up (required)")
 	out := fs.String("out", "", "backup `file` to write; must not exist (required)")
-	tf := addTrustFlags(fs, "")
+	tf := addTrustFlags(fs, true)
 	var policies stringList
 	fs.Var(&policies, "policy", "policy `file` to include (repeat for several)")
 	recDir := fs.String("recordings", "", "recordings `folder` (default DATA/recordings)")

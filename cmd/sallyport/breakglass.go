@@ -101,7 +101,7 @@ a user certificate of at most one hour, offline, and print it. Refused if
 the signature is not an admin's (per the trust folder, now), the request is
 more than 15 minutes old, or it was used before. Every attempt is audited.`, stderr)
 	dataDir := fs.String("data", "", "data `folder` holding the CA keys (required)")
-	tf := addTrustFlags(fs, "")
+	tf := addTrustFlags(fs, true)
 	signers := fs.Int("signers", 1, "distinct admins that must have signed the request")
 	rest, err := parseFlags(fs, args)
 	if err != nil {

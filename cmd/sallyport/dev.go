@@ -72,6 +72,13 @@ Nothing of this mode is available in 'sallyport serve'.`, stderr)
 	if data, err = filepath.Abs(data); err != nil {
 		return fmt.Errorf("dev: %w", err)
 	}
+	// Before anything is written: a second dev would rewrite the demo
+	// target's address in the first one's policy.
+	lock, err := lockDataDir(data, "stop it or use another --data")
+	if err != nil {
+		return fmt.Errorf("dev: %w", err)
+	}
+	defer lock.Close()
 	if _, err := ca.GenerateKeys(data, ca.KeyEd25519, nil); err != nil {
 		return fmt.Errorf("dev: %w", err)
 	}
@@ -119,10 +126,17 @@ Nothing of this mode is available in 'sallyport serve'.`, stderr)
 			}
 		}
 	}
-	pf, err := web.LoadPolicyFile(ctx, policyPath, st, logger, nil)
+	// The policy file says each reload ("policy loaded", its hosts and
+	// roles) though dev logs only warnings otherwise; the banner says what
+	// was loaded at the start.
+	policyLevel := new(slog.LevelVar)
+	policyLevel.Set(slog.LevelWarn)
+	policyLog := slog.New(slog.NewTextHandler(stderr, &slog.HandlerOptions{Level: policyLevel}))
+	pf, err := web.LoadPolicyFile(ctx, policyPath, st, policyLog, nil)
 	if err != nil {
-		return fmt.Errorf("dev: %w", err)
+		return fmt.Errorf("dev: %w", explainPolicyTests(err, policyPath))
 	}
+	policyLevel.Set(slog.LevelInfo)
 	org := pf.Policy().GitHub.Org
 
 	bastionHost, _, _ := net.SplitHostPort(*bastionListen)

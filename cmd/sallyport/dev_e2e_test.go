@@ -3,6 +3,7 @@ package main
 import (
 	"bufio"
 	"context"
+	"fmt"
 	"io"
 	"os"
 	"os/exec"
@@ -50,32 +51,38 @@ func binary(t *testing.T) string {
 
 var devURL = regexp.MustCompile(`Sallyport dev server: (http://127\.0\.0\.1:\d+)`)
 
-// startDev runs `sallyport dev` as a process and returns its URL and what
-// it printed. The process is interrupted, and killed if it lingers, when
-// the test ends.
-func startDev(t *testing.T, data string) (base, banner string) {
+// devProc is a `sallyport dev` process started by startDevProc.
+type devProc struct {
+	cmd            *exec.Cmd
+	base, banner   string
+	stderr         *lockedBuffer
+	done           chan error
+	stopOnce       sync.Once
+	stopErr        error
+	stopWithinTime bool
+}
+
+// startDevProc runs `sallyport dev` as a process and returns it, with its
+// URL and the banner it printed. The process is interrupted, and killed if
+// it lingers, when the test ends.
+func startDevProc(t *testing.T, data string) *devProc {
 	t.Helper()
 	cmd := exec.Command(binary(t), "dev", "--listen", "127.0.0.1:0", "--bastion", "127.0.0.1:0", "--data", data)
 	stdout, err := cmd.StdoutPipe()
 	if err != nil {
 		t.Fatal(err)
 	}
-	var stderr lockedBuffer
-	cmd.Stderr = &stderr
+	d := &devProc{cmd: cmd, stderr: new(lockedBuffer), done: make(chan error, 1)}
+	cmd.Stderr = d.stderr
 	if err := cmd.Start(); err != nil {
 		t.Fatal(err)
 	}
-	done := make(chan error, 1)
-	go func() { done <- cmd.Wait() }()
+	go func() { d.done <- cmd.Wait() }()
 	t.Cleanup(func() {
-		cmd.Process.Signal(syscall.SIGINT)
-		select {
-		case err := <-done:
-			if err != nil {
-				t.Errorf("sallyport dev exited with %v after SIGINT\n%s", err, stderr.String())
-			}
-		case <-time.After(30 * time.Second):
-			cmd.Process.Kill()
+		if err := d.stop(); err != nil {
+			t.Errorf("sallyport dev exited with %v after SIGINT\n%s", err, d.stderr.String())
+		}
+		if !d.stopWithinTime {
 			t.Error("sallyport dev did not stop within 30s of SIGINT")
 		}
 	})
@@ -94,17 +101,34 @@ func startDev(t *testing.T, data string) (base, banner string) {
 		io.Copy(io.Discard, stdout)
 	}()
 	select {
-	case banner = <-found:
-	case err := <-done:
-		t.Fatalf("sallyport dev exited: %v\n%s", err, stderr.String())
+	case d.banner = <-found:
+	case err := <-d.done:
+		t.Fatalf("sallyport dev exited: %v\n%s", err, d.stderr.String())
 	case <-time.After(30 * time.Second):
-		t.Fatalf("sallyport dev printed no banner within 30s\n%s", stderr.String())
+		t.Fatalf("sallyport dev printed no banner within 30s\n%s", d.stderr.String())
 	}
-	m := devURL.FindStringSubmatch(banner)
+	m := devURL.FindStringSubmatch(d.banner)
 	if m == nil {
-		t.Fatalf("sallyport dev printed no URL:\n%s", banner)
+		t.Fatalf("sallyport dev printed no URL:\n%s", d.banner)
 	}
-	return m[1], banner
+	d.base = m[1]
+	return d
+}
+
+// stop interrupts dev, as Ctrl-C does, and waits up to 30s for it to exit
+// (then kills it); it returns how it exited. Only the first call acts.
+func (d *devProc) stop() error {
+	d.stopOnce.Do(func() {
+		d.cmd.Process.Signal(syscall.SIGINT)
+		select {
+		case d.stopErr = <-d.done:
+			d.stopWithinTime = true
+		case <-time.After(30 * time.Second):
+			d.cmd.Process.Kill()
+			d.stopErr = <-d.done
+		}
+	})
+	return d.stopErr
 }
 
 // TestDevLoginSSH is the whole path a volunteer takes: `sallyport dev`,
@@ -112,10 +136,31 @@ func startDev(t *testing.T, data string) (base, banner string) {
 // client with the certificate into a real sshd that trusts the user CA.
 func TestDevLoginSSH(t *testing.T) {
 	data := filepath.Join(t.TempDir(), "data")
-	base, _ := startDev(t, data)
+	dev := startDevProc(t, data)
+	base := dev.base
 	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
 	defer cancel()
 	keys := t.TempDir()
+
+	// A second dev on the same data folder refuses at once, naming the
+	// process that has it, and leaves the first one's policy alone.
+	t.Run("fail/data-in-use", func(t *testing.T) {
+		policyPath := filepath.Join(data, "policy.yaml")
+		before, err := os.ReadFile(policyPath)
+		if err != nil {
+			t.Fatal(err)
+		}
+		ctx, cancel := context.WithTimeout(ctx, 15*time.Second)
+		defer cancel()
+		out, err := exec.CommandContext(ctx, binary(t), "dev", "--listen", "127.0.0.1:0", "--bastion", "127.0.0.1:0", "--data", data).CombinedOutput()
+		want := fmt.Sprintf("data folder %s is in use by another sallyport (pid %d); stop it or use another --data", data, dev.cmd.Process.Pid)
+		if err == nil || !strings.Contains(string(out), want) {
+			t.Errorf("second dev: %v\n%s\nwant %q", err, out, want)
+		}
+		if after, _ := os.ReadFile(policyPath); string(after) != string(before) {
+			t.Errorf("the second dev changed the first one's policy:\n%s", after)
+		}
+	})
 
 	tests := []struct {
 		name    string
@@ -126,7 +171,7 @@ func TestDevLoginSSH(t *testing.T) {
 		{"ok/alice", "alice", true, "principals: deploy, root"},
 		{"fail/not-in-org", "erin", false, "not a member of the example-oss organisation"},
 		{"fail/invitation-pending", "dave", false, "pending"},
-		{"fail/unknown-user", "nobody", false, "did not complete"},
+		{"fail/unknown-user", "nobody", false, "no demo user nobody; demo users are alice, bob, carol, "},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
@@ -139,6 +184,9 @@ func TestDevLoginSSH(t *testing.T) {
 			}
 			if !strings.Contains(string(out), tc.message) {
 				t.Errorf("login output lacks %q:\n%s", tc.message, out)
+			}
+			if strings.Contains(string(out), "/authorize") || strings.Contains(string(out), "<") {
+				t.Errorf("login output holds a URL or HTML:\n%s", out)
 			}
 			if !tc.ok {
 				if _, err := os.Stat(key + "-cert.pub"); err == nil {
@@ -155,6 +203,28 @@ func TestDevLoginSSH(t *testing.T) {
 			}
 		})
 	}
+
+	// Signing in as someone else with a key that holds a certificate says
+	// whose certificate is replaced; signing in again as the same person
+	// does not.
+	t.Run("ok/replace-identity", func(t *testing.T) {
+		key := filepath.Join(t.TempDir(), "shared")
+		for _, tc := range []struct{ user, want string }{
+			{"alice", ""},
+			{"bob", "replacing the certificate of alice with one for bob"},
+			{"bob", ""},
+		} {
+			cmd := exec.CommandContext(ctx, binary(t), "login", "--server", base, "--dev-user", tc.user, "--key", key)
+			cmd.Env = append(os.Environ(), "SSH_AUTH_SOCK=")
+			out, err := cmd.CombinedOutput()
+			if err != nil {
+				t.Fatalf("login %s: %v\n%s", tc.user, err, out)
+			}
+			if got := strings.Contains(string(out), "replacing"); got != (tc.want != "") || !strings.Contains(string(out), tc.want) {
+				t.Errorf("login %s said:\n%s\nwant %q", tc.user, out, tc.want)
+			}
+		}
+	})
 
 	t.Run("ok/ssh-agent", func(t *testing.T) {
 		sock := filepath.Join(t.TempDir(), "agent.sock")
@@ -200,6 +270,33 @@ func TestDevLoginSSH(t *testing.T) {
 	if out, err := srv.Command(ctx, filepath.Join(keys, "alice"), "true").CombinedOutput(); err == nil {
 		t.Errorf("ssh without the certificate succeeded:\n%s", out)
 	}
+	// An edit of the policy is confirmed; one failing its own tests is
+	// refused with why and how to see more.
+	policyPath := filepath.Join(data, "policy.yaml")
+	good, err := os.ReadFile(policyPath)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(policyPath, append(good, "# edited\n"...), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	waitLog(t, dev.stderr, "policy loaded", 1)
+	bad := breakPolicyTest(string(good))
+	if bad == string(good) {
+		t.Fatal("breakPolicyTest did not change the dev policy")
+	}
+	if err := os.WriteFile(policyPath, []byte(bad), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	waitLog(t, dev.stderr, "run `sallyport policy test "+policyPath+"` for details", 1)
+	if log := dev.stderr.String(); !strings.Contains(log, "deploy@web1: allowed, want denied") {
+		t.Errorf("the refusal does not say why the test fails:\n%s", log)
+	}
+	if err := os.WriteFile(policyPath, good, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	waitLog(t, dev.stderr, "policy loaded", 2)
+
 	audit, err := os.ReadFile(filepath.Join(data, auditFile))
 	if err != nil {
 		t.Fatal(err)
@@ -218,7 +315,8 @@ func TestDevLoginSSH(t *testing.T) {
 // played by asciinema.
 func TestDevBastion(t *testing.T) {
 	data := filepath.Join(t.TempDir(), "data")
-	_, banner := startDev(t, data)
+	dev := startDevProc(t, data)
+	banner := dev.banner
 	ctx, cancel := context.WithTimeout(context.Background(), 120*time.Second)
 	defer cancel()
 	printed := func(substrs ...string) []string {
@@ -317,4 +415,31 @@ func TestDevBastion(t *testing.T) {
 			t.Errorf("asciinema cat %s: %v\n%q; want %q", path, err, got, want)
 		}
 	}
+
+	// Ctrl-C with a session open says at once that sessions are being
+	// ended, rather than waiting silently.
+	t.Run("ok/stop-with-open-session", func(t *testing.T) {
+		args := printed("ssh -F", " -p ")
+		cmd := exec.CommandContext(ctx, args[0], append(args[1:len(args):len(args)], "echo open-session-started; sleep 60")...)
+		cmd.Env = append(os.Environ(), "SSH_AUTH_SOCK=")
+		out, err := cmd.StdoutPipe()
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := cmd.Start(); err != nil {
+			t.Fatal(err)
+		}
+		defer func() { cmd.Process.Kill(); cmd.Wait() }()
+		if line, _ := bufio.NewReader(out).ReadString('\n'); line != "open-session-started\n" {
+			t.Fatalf("the session did not start: %q", line)
+		}
+		dev.cmd.Process.Signal(syscall.SIGINT)
+		deadline := time.Now().Add(2 * time.Second)
+		for !strings.Contains(dev.stderr.String(), "stopping: ending open sessions in up to 10s") {
+			if time.Now().After(deadline) {
+				t.Fatalf("dev said nothing within 2s of Ctrl-C with a session open:\n%s", dev.stderr.String())
+			}
+			time.Sleep(20 * time.Millisecond)
+		}
+	})
 }

@@ -19,7 +19,9 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"regexp"
 	"runtime"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -69,6 +71,11 @@ browser.`, stderr)
 	}
 	ctx, cancel := context.WithTimeout(ctx, *timeout)
 	defer cancel()
+	hc := &http.Client{Timeout: 30 * time.Second}
+	// Reach the server before creating a key for it.
+	if err := checkReachable(ctx, hc, base); err != nil {
+		return fmt.Errorf("login: %w", err)
+	}
 	key, pub, created, err := loadOrCreateKey(path)
 	if err != nil {
 		return fmt.Errorf("login: %w", err)
@@ -76,7 +83,6 @@ browser.`, stderr)
 	if created {
 		fmt.Fprintf(stderr, "Created a new Ed25519 key %s\n", path)
 	}
-	hc := &http.Client{Timeout: 30 * time.Second}
 	var token string
 	switch {
 	case *noBrowser:
@@ -91,20 +97,100 @@ browser.`, stderr)
 	if err != nil {
 		return fmt.Errorf("login: %w", err)
 	}
-	certPath := path + "-cert.pub"
-	if err := os.WriteFile(certPath, []byte(resp.Certificate+"\n"), 0o644); err != nil {
-		return fmt.Errorf("login: %w", err)
-	}
 	cert, err := parseCert([]byte(resp.Certificate))
 	if err != nil {
 		return fmt.Errorf("login: the server sent %w", err)
 	}
+	certPath := path + "-cert.pub"
+	if note := replacedNote(certPath, cert); note != "" {
+		fmt.Fprintln(stderr, note)
+	}
+	if err := os.WriteFile(certPath, []byte(resp.Certificate+"\n"), 0o644); err != nil {
+		return fmt.Errorf("login: %w", err)
+	}
 	agentNote := addToAgent(key, cert, path)
-	printCertificate(stdout, cert, certPath, &resp.Access)
+	printCertificate(stdout, cert, certPath, &resp.Access, time.Now())
 	if agentNote != "" {
 		fmt.Fprintln(stdout, agentNote)
 	}
 	return nil
+}
+
+// checkReachable makes one request to the server, so that a server that is
+// not running is reported before anything else happens. Any HTTP answer
+// will do.
+func checkReachable(ctx context.Context, hc *http.Client, base *url.URL) error {
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, base.JoinPath("/healthz").String(), nil)
+	if err != nil {
+		return err
+	}
+	resp, err := hc.Do(req)
+	if err != nil {
+		if ctx.Err() != nil {
+			return ended(ctx, "the server to answer")
+		}
+		return transportError(base, err)
+	}
+	resp.Body.Close()
+	return nil
+}
+
+// transportError is the error of a request to the Sallyport server at base
+// that got no answer, in one line without the request's URL (which holds
+// the sign-in's state and challenge): a server that cannot be reached says
+// so and what to check.
+func transportError(base *url.URL, err error) error {
+	var ue *url.Error
+	if errors.As(err, &ue) {
+		err = ue.Err
+	}
+	var oe *net.OpError
+	if errors.As(err, &oe) && oe.Op == "dial" {
+		reason := oe.Err
+		var se *os.SyscallError
+		if errors.As(reason, &se) {
+			reason = se.Err
+		}
+		return fmt.Errorf("the Sallyport server at %s is not reachable (%v); is `sallyport dev` or the server running?", base.Redacted(), reason)
+	}
+	return fmt.Errorf("the Sallyport server at %s: %w", base.Redacted(), err)
+}
+
+// ended says why ctx ended while waiting for what: Ctrl-C, or --timeout.
+func ended(ctx context.Context, what string) error {
+	if errors.Is(ctx.Err(), context.DeadlineExceeded) {
+		return fmt.Errorf("timed out waiting for %s (--timeout)", what)
+	}
+	return fmt.Errorf("interrupted while waiting for %s", what)
+}
+
+// replacedNote says whose certificate is replaced when the certificate at
+// path was issued to someone else than next: signing in as bob with
+// alice's key. It is "" when there is no such certificate.
+func replacedNote(path string, next *ssh.Certificate) string {
+	b, err := os.ReadFile(path)
+	if err != nil {
+		return ""
+	}
+	prev, err := parseCert(b)
+	if err != nil {
+		return ""
+	}
+	was, now := certIdentity(prev), certIdentity(next)
+	if was == now {
+		return ""
+	}
+	// The login alone ("alice"), unless only the rest differs.
+	if w, n := strings.Fields(was), strings.Fields(now); len(w) > 0 && len(n) > 0 && w[0] != n[0] {
+		was, now = w[0], n[0]
+	}
+	return fmt.Sprintf("replacing the certificate of %s with one for %s", was, now)
+}
+
+// certIdentity is whom a Sallyport certificate was issued to: its key ID
+// without the serial the CA appends ("alice github:1001").
+func certIdentity(c *ssh.Certificate) string {
+	return strings.TrimSuffix(c.KeyId, " serial="+strconv.FormatUint(c.Serial, 10))
 }
 
 func serverURL(s string) (*url.URL, error) {
@@ -255,12 +341,20 @@ func loopbackLogin(ctx context.Context, base *url.URL, provider, devUser string,
 		}
 		resp, err := browser.Do(req)
 		if err != nil {
-			return "", fmt.Errorf("sign-in as %s: %w", devUser, err)
+			if ctx.Err() != nil {
+				return "", ended(ctx, "the sign-in as "+devUser)
+			}
+			return "", fmt.Errorf("sign-in as %s: %w", devUser, transportError(base, err))
 		}
-		body, _ := io.ReadAll(io.LimitReader(resp.Body, 4096))
+		body, _ := io.ReadAll(io.LimitReader(resp.Body, 64<<10))
 		resp.Body.Close()
 		if resp.StatusCode != http.StatusOK || resp.Request.URL.Host != ln.Addr().String() {
-			return "", fmt.Errorf("sign-in as %s did not complete (%s at %s): %s", devUser, resp.Status, resp.Request.URL.Redacted(), pageText(body))
+			// The stand-in shows its sign-in page, listing the demo
+			// users, for a login it does not know.
+			if users := signInPageUsers(body); len(users) > 0 && !slices.ContainsFunc(users, func(u string) bool { return strings.EqualFold(u, devUser) }) {
+				return "", fmt.Errorf("no demo user %s; demo users are %s", devUser, strings.Join(users, ", "))
+			}
+			return "", fmt.Errorf("sign-in as %s did not complete (%s): %s", devUser, resp.Status, pageText(body))
 		}
 	} else {
 		fmt.Fprintf(stderr, "Opening your browser to sign in. If it does not open, visit:\n\n  %s\n\n", start)
@@ -272,9 +366,22 @@ func loopbackLogin(ctx context.Context, base *url.URL, provider, devUser string,
 	case err := <-errs:
 		return "", err
 	case <-ctx.Done():
-		return "", errors.New("timed out waiting for the browser sign-in")
+		return "", ended(ctx, "the browser sign-in")
 	}
 	return redeem(ctx, base, map[string]string{"code": code, "code_verifier": verifier})
+}
+
+// signInUser is a demo user's button on the dev stand-in's sign-in page.
+var signInUser = regexp.MustCompile(`<button type="submit" name="user" value="([^"&<>]+)">`)
+
+// signInPageUsers returns the demo users the dev stand-in's sign-in page
+// offers, in its order; none for any other page.
+func signInPageUsers(page []byte) []string {
+	var users []string
+	for _, m := range signInUser.FindAllSubmatch(page, -1) {
+		users = append(users, string(m[1]))
+	}
+	return users
 }
 
 // pageText returns the readable text of an error page, for messages.
@@ -319,7 +426,7 @@ func deviceLogin(ctx context.Context, hc *http.Client, base *url.URL, stderr io.
 		ExpiresIn       int    `json:"expires_in"`
 		Interval        int    `json:"interval"`
 	}
-	if err := postJSON(ctx, hc, base.JoinPath("/api/v1/cli/device").String(), "",
+	if err := postJSON(ctx, hc, base, "/api/v1/cli/device", "",
 		map[string]string{"code_challenge": oauth2.S256ChallengeFromVerifier(verifier), "code_challenge_method": "S256"}, &d); err != nil {
 		return "", err
 	}
@@ -329,13 +436,16 @@ func deviceLogin(ctx context.Context, hc *http.Client, base *url.URL, stderr io.
 	for time.Now().Before(deadline) {
 		select {
 		case <-ctx.Done():
-			return "", errors.New("timed out waiting for the code to be entered")
+			return "", ended(ctx, "the code to be entered")
 		case <-time.After(interval):
 		}
 		token, err := redeemWith(ctx, hc, base, map[string]string{"device_code": d.DeviceCode, "code_verifier": verifier})
 		var ae *apiError
 		if errors.As(err, &ae) && (ae.Code == "authorization_pending" || ae.Code == "slow_down") {
 			continue
+		}
+		if err != nil && ctx.Err() != nil {
+			return "", ended(ctx, "the code to be entered")
 		}
 		return token, err
 	}
@@ -348,7 +458,7 @@ func redeem(ctx context.Context, base *url.URL, body map[string]string) (string,
 
 func redeemWith(ctx context.Context, hc *http.Client, base *url.URL, body map[string]string) (string, error) {
 	var t web.TokenResponse
-	if err := postJSON(ctx, hc, base.JoinPath("/api/v1/cli/token").String(), "", body, &t); err != nil {
+	if err := postJSON(ctx, hc, base, "/api/v1/cli/token", "", body, &t); err != nil {
 		return "", err
 	}
 	return t.Token, nil
@@ -356,7 +466,7 @@ func redeemWith(ctx context.Context, hc *http.Client, base *url.URL, body map[st
 
 func requestCertificate(ctx context.Context, hc *http.Client, base *url.URL, token string, pub ssh.PublicKey) (*web.CertificateResponse, error) {
 	var resp web.CertificateResponse
-	err := postJSON(ctx, hc, base.JoinPath("/api/v1/certificate").String(), token,
+	err := postJSON(ctx, hc, base, "/api/v1/certificate", token,
 		web.CertificateRequest{PublicKey: strings.TrimSpace(string(ssh.MarshalAuthorizedKey(pub)))}, &resp)
 	if err != nil {
 		return nil, fmt.Errorf("certificate: %w", err)
@@ -378,12 +488,14 @@ func (e *apiError) Error() string {
 	return e.Message
 }
 
-func postJSON(ctx context.Context, hc *http.Client, u, token string, body, out any) error {
+// postJSON posts body as JSON to path on the server at base, with token as
+// the bearer token if not empty, and decodes the answer into out.
+func postJSON(ctx context.Context, hc *http.Client, base *url.URL, path, token string, body, out any) error {
 	b, err := json.Marshal(body)
 	if err != nil {
 		return err
 	}
-	req, err := http.NewRequestWithContext(ctx, http.MethodPost, u, bytes.NewReader(b))
+	req, err := http.NewRequestWithContext(ctx, http.MethodPost, base.JoinPath(path).String(), bytes.NewReader(b))
 	if err != nil {
 		return err
 	}
@@ -393,7 +505,7 @@ func postJSON(ctx context.Context, hc *http.Client, u, token string, body, out a
 	}
 	resp, err := hc.Do(req)
 	if err != nil {
-		return err
+		return transportError(base, err)
 	}
 	defer resp.Body.Close()
 	data, err := io.ReadAll(io.LimitReader(resp.Body, 1<<20))
@@ -450,12 +562,14 @@ func addToAgent(key any, cert *ssh.Certificate, path string) string {
 }
 
 // printCertificate says who the certificate is for, what it reaches and
-// until when.
-func printCertificate(w io.Writer, cert *ssh.Certificate, path string, access *web.Access) {
+// until when, as of now. Of an expired certificate it prints no validity:
+// the caller says it has expired.
+func printCertificate(w io.Writer, cert *ssh.Certificate, path string, access *web.Access, now time.Time) {
+	fmt.Fprintf(w, "Certificate %s\n  key ID:     %s\n  principals: %s\n", path, cert.KeyId, strings.Join(cert.ValidPrincipals, ", "))
 	until := time.Unix(int64(cert.ValidBefore), 0)
-	left := time.Until(until).Round(time.Minute)
-	fmt.Fprintf(w, "Certificate %s\n  key ID:     %s\n  principals: %s\n  valid until %s (%s from now)\n",
-		path, cert.KeyId, strings.Join(cert.ValidPrincipals, ", "), until.Local().Format("2006-01-02 15:04 MST"), left)
+	if left := until.Sub(now); left > 0 {
+		fmt.Fprintf(w, "  valid until %s (%s from now)\n", until.Local().Format("2006-01-02 15:04 MST"), roundLeft(left))
+	}
 	if access != nil && len(access.Hosts) > 0 {
 		fmt.Fprintf(w, "  hosts:\n")
 		for _, h := range access.Hosts {
@@ -466,4 +580,13 @@ func printCertificate(w io.Writer, cert *ssh.Certificate, path string, access *w
 			fmt.Fprintf(w, "    %-16s as %s%s\n", h.Host, strings.Join(h.Principals, ", "), extra)
 		}
 	}
+}
+
+// roundLeft rounds a remaining lifetime to the minute, or says it is less
+// than one rather than "0s".
+func roundLeft(d time.Duration) string {
+	if d < time.Minute {
+		return "less than a minute"
+	}
+	return d.Round(time.Minute).String()
 }

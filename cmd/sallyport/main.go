@@ -26,12 +26,7 @@ func main() {
 		if errors.As(err, &ec) {
 			os.Exit(int(ec))
 		}
-		if !errors.Is(err, flag.ErrHelp) {
-			fmt.Fprintf(os.Stderr, "sallyport: %v\n", err)
-		}
-		if errors.Is(err, flag.ErrHelp) {
-			os.Exit(2)
-		}
+		fmt.Fprintf(os.Stderr, "sallyport: %v\n", err)
 		os.Exit(1)
 	}
 }
@@ -72,12 +67,22 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		}
 		return nil
 	}
-	cmd, ok := commands[args[0]]
+	name := args[0]
+	if name == "--version" || name == "-version" {
+		name = "version"
+	}
+	cmd, ok := commands[name]
 	if !ok {
 		usage(stderr)
 		return fmt.Errorf("unknown command %q", args[0])
 	}
-	return cmd.run(ctx, args[1:], stdout, stderr)
+	err := cmd.run(ctx, args[1:], stdout, stderr)
+	// Asked for, a command's usage is its output, as the program's is.
+	var help *helpRequest
+	if errors.As(err, &help) {
+		_, err = io.WriteString(stdout, help.usage)
+	}
+	return err
 }
 
 func usage(w io.Writer) {
@@ -131,18 +136,31 @@ func newFlagSet(name, argsUsage, description string, stderr io.Writer) *flag.Fla
 	fs.SetOutput(stderr)
 	fs.Usage = func() {
 		fmt.Fprintf(fs.Output(), "Usage: sallyport %s [flags] %s\n\n%s\n", name, argsUsage, strings.TrimSpace(description))
-		fmt.Fprintf(fs.Output(), "\nFlags:\n")
-		fs.PrintDefaults()
+		hasFlags := false
+		fs.VisitAll(func(*flag.Flag) { hasFlags = true })
+		if hasFlags {
+			fmt.Fprintf(fs.Output(), "\nFlags:\n")
+			fs.PrintDefaults()
+		}
 	}
 	return fs
 }
 
+// helpRequest is returned by parseFlags when -h or --help asked for a
+// command's usage; run prints the usage to stdout and succeeds.
+type helpRequest struct{ usage string }
+
+func (h *helpRequest) Error() string { return "help requested" }
+func (h *helpRequest) Unwrap() error { return flag.ErrHelp }
+
 // parseFlags parses args, allowing flags after positional arguments
 // ("sign-host KEY.pub --hostname h"), and returns the positional arguments.
+// A request for help returns a *helpRequest holding the usage; the usage
+// for a bad flag goes to the flag set's output (stderr) with the error.
 func parseFlags(fs *flag.FlagSet, args []string) ([]string, error) {
 	var positional []string
 	for {
-		if err := fs.Parse(args); err != nil {
+		if err := parseCapturingHelp(fs, args); err != nil {
 			return nil, err
 		}
 		args = fs.Args()
@@ -155,6 +173,23 @@ func parseFlags(fs *flag.FlagSet, args []string) ([]string, error) {
 		positional = append(positional, args[0])
 		args = args[1:]
 	}
+}
+
+// parseCapturingHelp is fs.Parse, with the usage printed for -h or --help
+// returned in a *helpRequest rather than written to fs.Output().
+func parseCapturingHelp(fs *flag.FlagSet, args []string) error {
+	out := fs.Output()
+	var buf strings.Builder
+	fs.SetOutput(&buf)
+	err := fs.Parse(args)
+	fs.SetOutput(out)
+	if errors.Is(err, flag.ErrHelp) {
+		return &helpRequest{usage: buf.String()}
+	}
+	if _, werr := io.WriteString(out, buf.String()); err == nil {
+		err = werr
+	}
+	return err
 }
 
 // stringList is a repeatable string flag.

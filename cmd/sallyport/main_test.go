@@ -1,9 +1,8 @@
 package main
 
 import (
-	"errors"
-	"flag"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -16,21 +15,101 @@ func TestHelpExplainsEveryCommand(t *testing.T) {
 			t.Errorf("--help does not list %q:\n%s", name, out)
 		}
 	}
+	// Every --help and -h prints the usage to stdout and succeeds, as
+	// `sallyport --help` does; nothing goes to stderr.
 	for _, args := range [][]string{
 		{"ca", "init", "--help"}, {"ca", "sign-user", "--help"}, {"ca", "sign-host", "--help"},
-		{"ca", "revoke", "--help"}, {"ca", "krl", "--help"}, {"version", "--help"},
+		{"ca", "revoke", "--help"}, {"ca", "krl", "--help"}, {"ca", "seal", "-h"}, {"version", "--help"},
+		{"dev", "--help"}, {"login", "--help"}, {"status", "-h"}, {"serve", "--help"}, {"ssh-config", "--help"},
+		{"recordings", "list", "--help"}, {"policy", "test", "--help"}, {"policy", "test", "FILE", "--help"},
+		{"backup", "create", "--help"}, {"trust", "admins", "-h"}, {"breakglass", "request", "--help"},
 	} {
-		_, stderr, err := tryCLI(t, args...)
-		if !errors.Is(err, flag.ErrHelp) {
-			t.Errorf("%v: err = %v; want flag.ErrHelp", args, err)
+		cmd := strings.Join(args[:len(args)-1], " ")
+		cmd = strings.TrimSuffix(cmd, " FILE")
+		stdout, stderr, err := tryCLI(t, args...)
+		if err != nil {
+			t.Errorf("%v: err = %v; want nil", args, err)
 		}
-		if !strings.Contains(stderr, "Usage: sallyport "+strings.Join(args[:len(args)-1], " ")) || !strings.Contains(stderr, "-data") && args[0] == "ca" {
-			t.Errorf("%v: usage does not explain the flags:\n%s", args, stderr)
+		if stderr != "" {
+			t.Errorf("%v: printed to stderr:\n%s", args, stderr)
+		}
+		if !strings.HasPrefix(stdout, "Usage: sallyport "+cmd+" ") || !strings.Contains(stdout, "-data") && args[0] == "ca" {
+			t.Errorf("%v: usage does not explain the flags:\n%s", args, stdout)
 		}
 	}
 	if out := runCLI(t, "version"); !strings.HasPrefix(out, "sallyport ") {
 		t.Errorf("version printed %q", out)
 	}
+	if out := runCLI(t, "--version"); !strings.HasPrefix(out, "sallyport ") || out != runCLI(t, "version") {
+		t.Errorf("--version printed %q; want what version prints", out)
+	}
+	if out := runCLI(t, "version", "--help"); strings.Contains(out, "Flags:") {
+		t.Errorf("version --help shows a Flags section though version has no flags:\n%s", out)
+	}
+	if out := runCLI(t, "dev", "--help"); !strings.Contains(out, "\nFlags:\n") {
+		t.Errorf("dev --help shows no Flags section:\n%s", out)
+	}
+	// -trust defaults to DATA/trust where there is a data folder.
+	for _, args := range [][]string{{"backup", "create", "--help"}, {"ca", "seal", "--help"}, {"ca", "breakglass", "--help"}} {
+		out := runCLI(t, args...)
+		line := flagLine(out, "-trust")
+		if strings.Contains(line, "required") || !strings.Contains(line, "DATA/trust") {
+			t.Errorf("%v: -trust is described as %q; want its default DATA/trust, not required", args, line)
+		}
+	}
+	if line := flagLine(runCLI(t, "trust", "admins", "--help"), "-trust"); !strings.Contains(line, "required") {
+		t.Errorf("trust admins: -trust is described as %q; want required", line)
+	}
+}
+
+// TestHelpExitStatus runs the binary: --help and -h exit 0 with the usage on
+// stdout, for a command as for the program; a bad flag exits non-zero with
+// the usage on stderr.
+func TestHelpExitStatus(t *testing.T) {
+	for _, tc := range []struct {
+		name   string
+		args   []string
+		ok     bool
+		stdout string
+		stderr string
+	}{
+		{"ok/program", []string{"--help"}, true, "Sallyport: ", ""},
+		{"ok/leaf", []string{"dev", "--help"}, true, "Usage: sallyport dev ", ""},
+		{"ok/leaf-short", []string{"login", "-h"}, true, "Usage: sallyport login ", ""},
+		{"ok/sub", []string{"ca", "init", "--help"}, true, "Usage: sallyport ca init ", ""},
+		{"ok/version", []string{"--version"}, true, "sallyport ", ""},
+		{"fail/bad-flag", []string{"status", "--bogus"}, false, "", "Usage: sallyport status "},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			var stdout, stderr strings.Builder
+			cmd := exec.Command(binary(t), tc.args...)
+			cmd.Stdout, cmd.Stderr = &stdout, &stderr
+			err := cmd.Run()
+			if (err == nil) != tc.ok {
+				t.Fatalf("%v: err = %v; want ok=%v\n%s%s", tc.args, err, tc.ok, stdout.String(), stderr.String())
+			}
+			if !strings.HasPrefix(stdout.String(), tc.stdout) || tc.stdout == "" && stdout.Len() > 0 {
+				t.Errorf("%v: stdout = %q; want it to start with %q", tc.args, stdout.String(), tc.stdout)
+			}
+			if !strings.Contains(stderr.String(), tc.stderr) || tc.stderr == "" && stderr.Len() > 0 {
+				t.Errorf("%v: stderr = %q; want %q", tc.args, stderr.String(), tc.stderr)
+			}
+		})
+	}
+}
+
+// flagLine returns the usage line naming flag and its description.
+func flagLine(usage, flag string) string {
+	lines := strings.Split(usage, "\n")
+	for i, l := range lines {
+		if f := strings.Fields(l); len(f) > 0 && f[0] == flag {
+			if i+1 < len(lines) {
+				return strings.TrimSpace(l + " " + lines[i+1])
+			}
+			return l
+		}
+	}
+	return ""
 }
 
 // snapshot returns the names, sizes and contents of every file under dir.

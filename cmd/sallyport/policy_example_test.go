@@ -44,7 +44,7 @@ func TestExamplePolicyRepo(t *testing.T) {
 		t.Fatalf("workflow runs %d sallyport commands; want check, test, diff and comment", len(calls))
 	}
 	for _, c := range calls {
-		_, help, _ := tryCLI(t, "policy", c[1], "--help")
+		help, _, _ := tryCLI(t, "policy", c[1], "--help")
 		for _, f := range regexp.MustCompile(`\s(--?[a-z-]+)`).FindAllStringSubmatch(c[2], -1) {
 			name := strings.TrimLeft(f[1], "-")
 			if !regexp.MustCompile(`\n  -` + regexp.QuoteMeta(name) + `[ \t\n]`).MatchString(help) {

@@ -6,8 +6,10 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"log/slog"
 	"os"
 	"regexp"
+	"strings"
 
 	"github.com/sallyport/sallyport/policy"
 )
@@ -108,4 +110,54 @@ file is invalid (its errors are printed as by "policy check").`, stderr)
 		return exitCode(1)
 	}
 	return nil
+}
+
+// failingTests runs the tests of the policy file at path, as `policy test`
+// does, and returns the results of those that fail; none when the file
+// cannot be read or parsed.
+func failingTests(path string) []policy.TestResult {
+	p, err := loadPolicy(path)
+	if err != nil {
+		return nil
+	}
+	var failed []policy.TestResult
+	for i := range p.Tests {
+		if r := p.RunTest(&p.Tests[i]); !r.Passed() {
+			failed = append(failed, r)
+		}
+	}
+	return failed
+}
+
+// policyTestHint says how to see every failing test of the policy at path.
+func policyTestHint(path string) string {
+	return "run `sallyport policy test " + path + "` for details"
+}
+
+// explainPolicyTests adds to err, a refusal of the policy file at path,
+// why its failing tests fail (as `policy test` says it) and how to see
+// more, in one line. err is returned as it is when no test fails.
+func explainPolicyTests(err error, path string) error {
+	failed := failingTests(path)
+	if len(failed) == 0 {
+		return err
+	}
+	var why []string
+	for _, r := range failed {
+		s := strings.Join(r.Failures, "; ")
+		if len(failed) > 1 {
+			s = fmt.Sprintf("%q: %s", r.Name, s)
+		}
+		why = append(why, s)
+	}
+	return fmt.Errorf("%w: %s; %s", err, strings.Join(why, "; "), policyTestHint(path))
+}
+
+// logPolicyTests logs, for a reload of the policy file at path that was
+// refused, why each of its failing tests fails and how to see more.
+func logPolicyTests(logger *slog.Logger, path string) {
+	for _, r := range failingTests(path) {
+		logger.Error("policy test fails", "file", path, "test", r.Name, "at", r.Pos.String(),
+			"why", strings.Join(r.Failures, "; "), "hint", policyTestHint(path))
+	}
 }

@@ -22,7 +22,7 @@ with it, and the server refuses to start, until an admin runs 'sallyport ca
 unseal'. Sealing does not wipe earlier copies (backups, snapshots, the
 disk's free blocks).`, stderr)
 	dataDir := fs.String("data", "", "data `folder` holding the CA keys (required)")
-	tf := addTrustFlags(fs, "")
+	tf := addTrustFlags(fs, true)
 	rest, err := parseFlags(fs, args)
 	if err != nil {
 		return err

@@ -71,7 +71,7 @@ host key and the policy, then exits.`, stderr)
 			return fmt.Errorf("serve: %w", err)
 		}
 		if _, err := web.Check(cfg.Policy, data); err != nil {
-			return fmt.Errorf("serve: policy: %w", err)
+			return fmt.Errorf("serve: policy: %w", explainPolicyTests(err, cfg.Policy))
 		}
 		if err := checkPolicySignatures(cfg, data); err != nil {
 			return fmt.Errorf("serve: policy: %w", err)
@@ -88,6 +88,11 @@ host key and the policy, then exits.`, stderr)
 		fmt.Fprintf(stdout, "%s: ok (policy %s, data %s)\n", cfg.File, cfg.Policy, cfg.Data)
 		return nil
 	}
+	lock, err := lockDataDir(cfg.Data, "stop it or use another data folder")
+	if err != nil {
+		return fmt.Errorf("serve: %w", err)
+	}
+	defer lock.Close()
 	logger := slog.New(slog.NewTextHandler(stderr, nil))
 
 	st, err := openStore(ctx, cfg.Data)
@@ -98,7 +103,7 @@ host key and the policy, then exits.`, stderr)
 	admins := web.NewAdminSet(cfg.Trust.Dir, cfg.Trust.Threshold, logger, nil)
 	pf, err := loadServePolicy(ctx, cfg, st, admins, logger)
 	if err != nil {
-		return fmt.Errorf("serve: %w", err)
+		return fmt.Errorf("serve: %w", explainPolicyTests(err, cfg.Policy))
 	}
 	org := pf.Policy().GitHub.Org
 	gh, err := identity.NewGitHub(identity.GitHubConfig{
@@ -250,6 +255,10 @@ func readSecret(s config.Secret) (string, error) {
 	return strings.TrimSpace(v), nil
 }
 
+// shutdownGrace is how long open sessions and requests get to finish when
+// the server stops.
+const shutdownGrace = 10 * time.Second
+
 // serveWeb runs the web server on ln until ctx ends, with certificates
 // recorded through a group-committing batcher, the policy reloaded on
 // SIGHUP and on change, and the background tasks running. bs, if not nil,
@@ -276,10 +285,17 @@ func serveWeb(ctx context.Context, ln net.Listener, st *dataStore, keys ca.Keys,
 			return fmt.Errorf("bastion: %w", err)
 		}
 	}
+	// The PolicyFile logs and audits each load and refusal; a refusal is
+	// explained here, once, by the file's failing tests.
+	var explained *web.PolicyRefusal
 	reload := func(cause string) {
-		loaded, _ := pf.Reload(ctx, cause) // refusals are logged and audited
+		loaded, err := pf.Reload(ctx, cause)
 		if loaded && bs != nil {
 			bs.srv.Reevaluate("policy reloaded (" + cause + ")")
+		}
+		if r := pf.Refusal(); err != nil && r != nil && r != explained {
+			explained = r
+			logPolicyTests(logger, pf.Path())
 		}
 	}
 	hup := make(chan os.Signal, 1)
@@ -324,9 +340,9 @@ func serveWeb(ctx context.Context, ln net.Listener, st *dataStore, keys ca.Keys,
 	cancel()
 	var wg sync.WaitGroup
 	if bs != nil {
-		wg.Go(func() { shutdownBastion(bs.srv, 10*time.Second, logger) })
+		wg.Go(func() { shutdownBastion(bs.srv, shutdownGrace, logger) })
 	}
-	sctx, scancel := context.WithTimeout(context.Background(), 10*time.Second)
+	sctx, scancel := context.WithTimeout(context.Background(), shutdownGrace)
 	defer scancel()
 	herr := hs.Shutdown(sctx)
 	wg.Wait()

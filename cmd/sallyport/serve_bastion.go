@@ -177,12 +177,28 @@ func generateHostKey(path string) error {
 	return f.Close()
 }
 
-// shutdownBastion stops the bastion: new connections are refused at once, open sessions get grace to finish, then are told the
-// bastion is going away and closed.
+// shutdownBastion stops the bastion: new connections are refused at once,
+// open sessions get grace to finish, then are told the bastion is going
+// away and closed. When connections are still open shortly after the
+// start, it says so at once rather than waiting silently.
 func shutdownBastion(s *bastion.Server, grace time.Duration, logger *slog.Logger) {
 	ctx, cancel := context.WithTimeout(context.Background(), grace)
 	defer cancel()
-	if err := s.Shutdown(ctx); err != nil && !errors.Is(err, context.DeadlineExceeded) {
+	done := make(chan error, 1)
+	go func() { done <- s.Shutdown(ctx) }()
+	var err error
+	select {
+	case err = <-done:
+	case <-time.After(shutdownNoticeAfter):
+		logger.Warn(fmt.Sprintf("stopping: ending open sessions in up to %v", grace))
+		err = <-done
+	}
+	if err != nil && !errors.Is(err, context.DeadlineExceeded) {
 		logger.Error("bastion shutdown", "err", err)
 	}
 }
+
+// shutdownNoticeAfter is how long shutdownBastion waits for the bastion to
+// close before saying that it is ending open sessions: long enough for a
+// bastion with no session to close first.
+const shutdownNoticeAfter = 200 * time.Millisecond

@@ -40,7 +40,7 @@ server describes them.`, stderr)
 	}
 	resp, err := (&http.Client{Timeout: 30 * time.Second}).Do(req)
 	if err != nil {
-		return fmt.Errorf("ssh-config: %w", err)
+		return fmt.Errorf("ssh-config: %w", transportError(base, err))
 	}
 	defer resp.Body.Close()
 	if resp.StatusCode != http.StatusOK {

@@ -36,7 +36,8 @@ expired.`, stderr)
 	if err != nil {
 		return fmt.Errorf("status: %s holds %w", certPath, err)
 	}
-	printCertificate(stdout, cert, certPath, nil)
+	now := time.Now()
+	printCertificate(stdout, cert, certPath, nil, now)
 	fmt.Fprintf(stdout, "  serial:     %d\n", cert.Serial)
 	var perms []string
 	for ext := range cert.Extensions {
@@ -49,7 +50,7 @@ expired.`, stderr)
 	for opt, v := range cert.CriticalOptions {
 		fmt.Fprintf(stdout, "  %s: %s\n", opt, v)
 	}
-	if until := time.Unix(int64(cert.ValidBefore), 0); !time.Now().Before(until) {
+	if until := time.Unix(int64(cert.ValidBefore), 0); !now.Before(until) {
 		fmt.Fprintf(stdout, "EXPIRED at %s; run sallyport login\n", until.Local().Format("2006-01-02 15:04 MST"))
 		return exitCode(1)
 	}

@@ -29,9 +29,16 @@ type trustFlags struct {
 	threshold *int
 }
 
-func addTrustFlags(fs *flag.FlagSet, defaultDir string) trustFlags {
+// addTrustFlags adds -trust and -threshold to fs. dataDefault says the
+// command defaults the trust folder to DATA/trust (see dataTrustDir);
+// otherwise -trust is required.
+func addTrustFlags(fs *flag.FlagSet, dataDefault bool) trustFlags {
+	usage := "trust `folder` holding the roots file and keys/ (required)"
+	if dataDefault {
+		usage = "trust `folder` holding the roots file and keys/ (default DATA/trust)"
+	}
 	return trustFlags{
-		dir: fs.String("trust", defaultDir, "trust `folder` holding the roots file and keys/ (required)"),
+		dir: fs.String("trust", "", usage),
 		threshold: fs.Int("threshold", trust.DefaultThreshold,
 			"distinct admins whose certifications admit a key; must match trust threshold of the server configuration"),
 	}
@@ -135,7 +142,7 @@ func runTrustAdmins(ctx context.Context, args []string, stdout, stderr io.Writer
 List the admins computed from the trust folder now: each admin key with its
 GitHub account and who certified it, then every key that is not an admin
 with the reason.`, stderr)
-	tf := addTrustFlags(fs, "")
+	tf := addTrustFlags(fs, false)
 	rest, err := parseFlags(fs, args)
 	if err != nil {
 		return err
@@ -200,7 +207,7 @@ Check detached signatures (gpg --detach-sign [--armor]) over the exact bytes
 of FILE, and succeed only if at least --required distinct admins signed.
 Inline-signed, clear-signed and text-mode signatures are refused. Without
 SIG arguments, FILE.asc and FILE.*.asc are read.`, stderr)
-	tf := addTrustFlags(fs, "")
+	tf := addTrustFlags(fs, false)
 	required := fs.Int("required", 1, "distinct admins that must have signed")
 	rest, err := parseFlags(fs, args)
 	if err != nil {
