@@ -109,7 +109,7 @@ func runServe(path string) error {
 		Policy: func() *policy.Policy { return pol }, Directory: staticDirectory(cfg.Identities),
 		Store: st, Recorder: rec,
 		Logger:             slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelWarn})),
-		MaxSessionsPerUser: 2000, MaxConnections: 2000,
+		MaxSessionsPerUser: 2000, MaxConnections: 2000, MaxConnectionsPerUser: 2000,
 	}
 	l, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {

@@ -109,6 +109,7 @@ func start(bin, confPath, logPath, addr string, port int, timeout time.Duration)
 	cmd := exec.Command(bin, "-D", "-E", logPath, "-f", confPath)
 	cmd.Stdout, cmd.Stderr = logf, logf
 	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
+	dieWithParent(cmd.SysProcAttr)
 	if err := cmd.Start(); err != nil {
 		return nil, err
 	}
