@@ -99,14 +99,18 @@ func Check(name string, data []byte) (*policy.Policy, error) {
 	var failed []string
 	for i := range p.Tests {
 		if r := p.RunTest(&p.Tests[i]); !r.Passed() {
-			failed = append(failed, fmt.Sprintf("test %q fails", p.Tests[i].Name))
+			failed = append(failed, fmt.Sprintf("test %q fails: %s", p.Tests[i].Name, strings.Join(r.Failures, "; ")))
 		}
 	}
 	if len(failed) > 0 {
-		return nil, fmt.Errorf("%s: %s", name, strings.Join(failed, "; "))
+		return nil, fmt.Errorf("%s: %w: %s", name, ErrPolicyTests, strings.Join(failed, "; "))
 	}
 	return p, nil
 }
+
+// ErrPolicyTests is wrapped by Check's error for a policy that fails its
+// own tests; the error names each failing test and why it fails.
+var ErrPolicyTests = errors.New("the policy fails its own tests")
 
 // Reload reads the file again. It returns whether a new policy was
 // loaded: false with a nil error when the content is unchanged, false with

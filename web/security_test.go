@@ -183,12 +183,16 @@ func TestPolicyReload(t *testing.T) {
 		content string
 		loaded  bool
 		outcome string
+		reason  string // in the audit record's reason
 	}{
-		{"fail/syntax", "version: 1\nroles: [", false, audit.OutcomeDenied},
-		{"fail/unknown-key", string(good) + "\nextra: 1\n", false, audit.OutcomeDenied},
-		{"fail/own-test-fails", strings.Replace(string(good), "allow: [deploy@web1, deploy@web2]", "allow: [deploy@web1, deploy@db1]", 1), false, audit.OutcomeDenied},
-		{"fail/org-changed", strings.Replace(string(good), "org: example-oss", "org: other-org", 1), false, audit.OutcomeDenied},
-		{"ok/website-ttl", strings.Replace(string(good), "hosts: [\"label:web\"]\n    permissions: [pty]", "hosts: [\"label:web\"]\n    ttl: 2h\n    permissions: [pty]", 1), true, audit.OutcomeOK},
+		{"fail/syntax", "version: 1\nroles: [", false, audit.OutcomeDenied, ""},
+		{"fail/unknown-key", string(good) + "\nextra: 1\n", false, audit.OutcomeDenied, ""},
+		{"fail/own-test-contradicts", strings.Replace(string(good), "allow: [deploy@web1, deploy@web2]", "allow: [deploy@web1, deploy@db1]", 1), false, audit.OutcomeDenied, ""},
+		// The reason says which test fails and why, as policy test does.
+		{"fail/own-test-fails", strings.Replace(string(good), "allow: [deploy@web1, deploy@web2]", "allow: [deploy@web1, deploy@web2, root@db1]", 1), false, audit.OutcomeDenied,
+			`test "website team deploys web, never the database" fails: root@db1: denied`},
+		{"fail/org-changed", strings.Replace(string(good), "org: example-oss", "org: other-org", 1), false, audit.OutcomeDenied, ""},
+		{"ok/website-ttl", strings.Replace(string(good), "hosts: [\"label:web\"]\n    permissions: [pty]", "hosts: [\"label:web\"]\n    ttl: 2h\n    permissions: [pty]", 1), true, audit.OutcomeOK, ""},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
@@ -204,8 +208,8 @@ func TestPolicyReload(t *testing.T) {
 				t.Error("a refused policy replaced the one in force")
 			}
 			events, _ := e.st.AuditEvents(ctx, store.AuditQuery{Type: audit.TypePolicyLoad, Limit: 1})
-			if len(events) != 1 || events[0].Outcome != tc.outcome {
-				t.Errorf("last policy.load event = %+v; want outcome %s", events, tc.outcome)
+			if len(events) != 1 || events[0].Outcome != tc.outcome || !strings.Contains(events[0].Reason, tc.reason) {
+				t.Errorf("last policy.load event = %+v; want outcome %s, reason with %q", events, tc.outcome, tc.reason)
 			}
 		})
 	}

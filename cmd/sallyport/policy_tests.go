@@ -9,9 +9,9 @@ import (
 	"log/slog"
 	"os"
 	"regexp"
-	"strings"
 
 	"github.com/sallyport/sallyport/policy"
+	"github.com/sallyport/sallyport/web"
 )
 
 func runPolicyTest(ctx context.Context, args []string, stdout, stderr io.Writer) error {
@@ -112,52 +112,24 @@ file is invalid (its errors are printed as by "policy check").`, stderr)
 	return nil
 }
 
-// failingTests runs the tests of the policy file at path, as `policy test`
-// does, and returns the results of those that fail; none when the file
-// cannot be read or parsed.
-func failingTests(path string) []policy.TestResult {
-	p, err := loadPolicy(path)
-	if err != nil {
-		return nil
-	}
-	var failed []policy.TestResult
-	for i := range p.Tests {
-		if r := p.RunTest(&p.Tests[i]); !r.Passed() {
-			failed = append(failed, r)
-		}
-	}
-	return failed
-}
-
 // policyTestHint says how to see every failing test of the policy at path.
 func policyTestHint(path string) string {
 	return "run `sallyport policy test " + path + "` for details"
 }
 
 // explainPolicyTests adds to err, a refusal of the policy file at path,
-// why its failing tests fail (as `policy test` says it) and how to see
-// more, in one line. err is returned as it is when no test fails.
+// how to see more when the refusal is its own failing tests (the error
+// already says which fail and why), in one line.
 func explainPolicyTests(err error, path string) error {
-	failed := failingTests(path)
-	if len(failed) == 0 {
+	if !errors.Is(err, web.ErrPolicyTests) {
 		return err
 	}
-	var why []string
-	for _, r := range failed {
-		s := strings.Join(r.Failures, "; ")
-		if len(failed) > 1 {
-			s = fmt.Sprintf("%q: %s", r.Name, s)
-		}
-		why = append(why, s)
-	}
-	return fmt.Errorf("%w: %s; %s", err, strings.Join(why, "; "), policyTestHint(path))
+	return fmt.Errorf("%w; %s", err, policyTestHint(path))
 }
 
-// logPolicyTests logs, for a reload of the policy file at path that was
-// refused, why each of its failing tests fails and how to see more.
+// logPolicyTests logs, for a reload of the policy file at path refused by
+// its own tests (logged with their reasons by the PolicyFile), how to see
+// more.
 func logPolicyTests(logger *slog.Logger, path string) {
-	for _, r := range failingTests(path) {
-		logger.Error("policy test fails", "file", path, "test", r.Name, "at", r.Pos.String(),
-			"why", strings.Join(r.Failures, "; "), "hint", policyTestHint(path))
-	}
+	logger.Error("the policy fails its own tests", "file", path, "hint", policyTestHint(path))
 }

@@ -285,15 +285,16 @@ func serveWeb(ctx context.Context, ln net.Listener, st *dataStore, keys ca.Keys,
 			return fmt.Errorf("bastion: %w", err)
 		}
 	}
-	// The PolicyFile logs and audits each load and refusal; a refusal is
-	// explained here, once, by the file's failing tests.
+	// The PolicyFile logs and audits each load and refusal, a refusal by
+	// the policy's own tests with their reasons; how to see more is said
+	// here, once per refusal.
 	var explained *web.PolicyRefusal
 	reload := func(cause string) {
 		loaded, err := pf.Reload(ctx, cause)
 		if loaded && bs != nil {
 			bs.srv.Reevaluate("policy reloaded (" + cause + ")")
 		}
-		if r := pf.Refusal(); err != nil && r != nil && r != explained {
+		if r := pf.Refusal(); errors.Is(err, web.ErrPolicyTests) && r != nil && r != explained {
 			explained = r
 			logPolicyTests(logger, pf.Path())
 		}
