@@ -419,6 +419,37 @@ func TestRecordingsAccess(t *testing.T) {
 		}
 		contains(t, "page", page, "NOT INTACT")
 	})
+	t.Run("fail/index-disagrees-shown", func(t *testing.T) {
+		// The index row says db1 while the recording (intact in itself)
+		// says web1: the index was altered, or the file is another's.
+		ctx := context.Background()
+		rec, err := recording.New(recording.Options{Dir: e.recDir, Index: hostLyingIndex{e.st}, Signer: e.sessionCA})
+		if err != nil {
+			t.Fatal(err)
+		}
+		sess, err := rec.Start(ctx, recording.Meta{Identity: "github:1002", User: "bob", Login: "root", Host: "web1", PTY: true})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if _, err := sess.Close(ctx, recording.End{ExitStatus: 0}); err != nil {
+			t.Fatal(err)
+		}
+		status, page := get(t, browsers["bob"], e.ts.URL+"/recordings/"+sess.ID())
+		if status != 200 {
+			t.Fatalf("status %d", status)
+		}
+		contains(t, "page", page, "NOT INTACT: the index and the recording disagree")
+		contains(t, "page", page, "index says host db1, recording says web1")
+	})
+}
+
+// hostLyingIndex is an index whose rows name host db1 whatever the
+// recording says.
+type hostLyingIndex struct{ *store.SQLite }
+
+func (i hostLyingIndex) AddRecording(ctx context.Context, r store.Recording) error {
+	r.Host = "db1"
+	return i.SQLite.AddRecording(ctx, r)
 }
 
 func TestPlainText(t *testing.T) {
