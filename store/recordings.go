@@ -123,6 +123,41 @@ func (s *SQLite) FinishRecording(ctx context.Context, r Recording) error {
 	return nil
 }
 
+// InterruptRecordings closes the rows of recordings that never finished,
+// because the bastion writing them stopped mid-session (a crash, a kill),
+// with reason and the end endOf gives each. Call it only when no bastion
+// is writing to the store: at the start of the one bastion the data
+// folder's lock allows. It returns the rows closed.
+func (s *SQLite) InterruptRecordings(ctx context.Context, reason string, endOf func(Recording) time.Time) ([]Recording, error) {
+	rows, err := s.db.QueryContext(ctx, `SELECT `+recordingColumns+` FROM recordings WHERE ended_at IS NULL ORDER BY started_at, id`)
+	if err != nil {
+		return nil, fmt.Errorf("store: interrupt recordings: %w", err)
+	}
+	recs, err := scanRecordings(rows)
+	if err != nil || len(recs) == 0 {
+		return nil, err
+	}
+	for i := range recs {
+		recs[i].End, recs[i].Reason = endOf(recs[i]), reason
+		if recs[i].End.Before(recs[i].Start) {
+			recs[i].End = recs[i].Start
+		}
+	}
+	err = s.update(ctx, func(tx *txn) error {
+		for _, r := range recs {
+			if _, err := tx.ExecContext(ctx, `UPDATE recordings SET ended_at = ?, reason = ? WHERE id = ? AND ended_at IS NULL`,
+				formatTime(r.End), r.Reason, r.ID); err != nil {
+				return err
+			}
+		}
+		return nil
+	})
+	if err != nil {
+		return nil, fmt.Errorf("store: interrupt recordings: %w", err)
+	}
+	return recs, nil
+}
+
 const recordingColumns = `id, session_id, identity, user_name, login, host, command, pty, input_recorded, path, started_at,
 	coalesce(ended_at, ''), bytes_in, bytes_out, stdout_sha256, stdin_sha256, exit_status, exit_signal, reason, file_bytes,
 	digest, signature, signer_fingerprint`

@@ -82,3 +82,53 @@ func TestRecordingsIndex(t *testing.T) {
 		t.Error("negative limit accepted")
 	}
 }
+
+func TestInterruptRecordings(t *testing.T) {
+	ctx := context.Background()
+	s := openTest(t, "", Options{})
+	rows := []Recording{
+		{ID: "done", Identity: "github:1", Login: "root", Host: "web1", Path: "a/done.cast", Start: t0, ExitStatus: -1},
+		{ID: "cut", Identity: "github:1", Login: "root", Host: "web1", Path: "a/cut.cast", Start: t0.Add(time.Minute), ExitStatus: -1},
+		{ID: "early", Identity: "github:2", Login: "deploy", Host: "db1", Path: "a/early.cast", Start: t0.Add(2 * time.Minute), ExitStatus: -1},
+	}
+	for _, r := range rows {
+		if err := s.AddRecording(ctx, r); err != nil {
+			t.Fatal(err)
+		}
+	}
+	done := rows[0]
+	done.End, done.Digest = t0.Add(10*time.Second), "abcd"
+	if err := s.FinishRecording(ctx, done); err != nil {
+		t.Fatal(err)
+	}
+	const why = "interrupted: the bastion stopped"
+	ends := map[string]time.Time{"cut": t0.Add(5 * time.Minute), "early": t0} // before its start: clamped
+	closed, err := s.InterruptRecordings(ctx, why, func(r Recording) time.Time { return ends[r.ID] })
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(closed) != 2 || closed[0].ID != "cut" || closed[1].ID != "early" {
+		t.Fatalf("closed %+v; want cut and early", closed)
+	}
+	tests := []struct {
+		id     string
+		end    time.Time
+		reason string
+	}{
+		{"done", done.End, ""},
+		{"cut", t0.Add(5 * time.Minute), why},
+		{"early", rows[2].Start, why},
+	}
+	for _, tc := range tests {
+		got, err := s.Recording(ctx, tc.id)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if !got.End.Equal(tc.end) || got.Reason != tc.reason || (tc.id == "done") != (got.Digest != "") {
+			t.Errorf("%s: end %v reason %q digest %q; want end %v reason %q", tc.id, got.End, got.Reason, got.Digest, tc.end, tc.reason)
+		}
+	}
+	if again, err := s.InterruptRecordings(ctx, why, func(Recording) time.Time { return t0 }); err != nil || len(again) != 0 {
+		t.Errorf("second call closed %d rows (%v); want none", len(again), err)
+	}
+}

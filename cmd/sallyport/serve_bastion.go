@@ -21,6 +21,7 @@ import (
 	"github.com/sallyport/sallyport/identity"
 	"github.com/sallyport/sallyport/policy"
 	"github.com/sallyport/sallyport/recording"
+	"github.com/sallyport/sallyport/store"
 )
 
 // bastionSetup is the bastion serveWeb runs beside the web server. srv has
@@ -43,6 +44,9 @@ type bastionSetup struct {
 // starts watching for team changes and revocations until ctx ends, and
 // serves. Serve's result arrives on the returned channel.
 func (b *bastionSetup) start(ctx context.Context, st *dataStore, keys ca.Keys, authority *ca.Authority, pf policySource) (<-chan error, error) {
+	if err := b.closeInterrupted(ctx, st); err != nil {
+		return nil, err
+	}
 	rec, err := recording.New(recording.Options{Dir: b.recordings, Index: st, Signer: keys.Session})
 	if err != nil {
 		return nil, err
@@ -175,6 +179,36 @@ func generateHostKey(path string) error {
 		return err
 	}
 	return f.Close()
+}
+
+// interruptedReason is the index's reason for a recording whose bastion
+// stopped before the session ended.
+const interruptedReason = "interrupted: the bastion stopped before the session ended"
+
+// closeInterrupted closes the index rows of recordings an earlier bastion
+// left unfinished (it crashed or was killed): none can still be running,
+// since only this process may use the data folder. Each ends when its file
+// was last written, which a flush does at least every second.
+func (b *bastionSetup) closeInterrupted(ctx context.Context, st *dataStore) error {
+	closed, err := st.InterruptRecordings(ctx, interruptedReason, func(r store.Recording) time.Time {
+		fi, err := os.Stat(filepath.Join(b.recordings, filepath.FromSlash(r.Path)))
+		if err != nil {
+			return r.Start
+		}
+		return fi.ModTime()
+	})
+	if err != nil {
+		return fmt.Errorf("bastion: %w", err)
+	}
+	logger := b.srv.Logger
+	if logger == nil {
+		logger = slog.Default()
+	}
+	for _, r := range closed {
+		logger.Warn("recording interrupted by an earlier stop; `sallyport recordings verify` tells up to where it is authenticated",
+			"id", r.ID, "identity", r.Identity, "login", r.Login, "host", r.Host, "started", r.Start, "last_written", r.End)
+	}
+	return nil
 }
 
 // shutdownBastion stops the bastion: new connections are refused at once,

@@ -20,6 +20,7 @@ import (
 	"github.com/sallyport/sallyport/ca"
 	"github.com/sallyport/sallyport/internal/githubtest"
 	"github.com/sallyport/sallyport/internal/sshdtest"
+	"github.com/sallyport/sallyport/store"
 )
 
 // endWithin bounds how long a live session may outlive the change that
@@ -69,9 +70,33 @@ bastion_limits: {revocation_poll: 200ms}
 		t.Fatal(err)
 	}
 
+	// A recording an earlier bastion left unfinished (killed mid-session)
+	// is closed when the bastion starts, not shown as running for ever.
+	pre, err := store.Open(t.Context(), filepath.Join(data, databaseFile), store.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	left := store.Recording{ID: "left-running", Identity: "github:1", Login: "root", Host: demoHost, Path: "2026/01/left-running.cast",
+		Start: time.Now().Add(-time.Hour).UTC(), ExitStatus: -1}
+	if err := pre.AddRecording(t.Context(), left); err != nil {
+		t.Fatal(err)
+	}
+	pre.Close()
+
 	stdout, stderr := startServe(t, cfg)
 	waitListening(t, listen, stderr)
 	waitListening(t, bastionAddr, stderr)
+	idx, err := store.Open(t.Context(), filepath.Join(data, databaseFile), store.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer idx.Close()
+	if r, err := idx.Recording(t.Context(), left.ID); err != nil || r.Reason != interruptedReason || !r.End.Equal(r.Start) {
+		t.Errorf("the unfinished recording's row: %+v %v; want it ended at its start (no file) with %q", r, err, interruptedReason)
+	}
+	if !strings.Contains(stderr.String(), "recording interrupted by an earlier stop") {
+		t.Errorf("serve did not log the interrupted recording:\n%s", stderr.String())
+	}
 	if !strings.Contains(stdout.String(), "sallyport bastion on "+bastionAddr) {
 		t.Errorf("serve did not say where the bastion listens:\n%s", stdout.String())
 	}
