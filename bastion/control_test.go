@@ -496,7 +496,7 @@ func TestNarrowedTerms(t *testing.T) {
 		forward bool // a port forward is open
 		message string
 	}{
-		{"fail/force-command-added", infra(infraPerms + "\n    force_command: echo forced"), false, false, "a forced command now applies"},
+		{"fail/force-command-added", infra(infraPerms + "\n    force_command: echo forced"), false, false, "the forced command changed"},
 		{"fail/record-input-required", infra(infraPerms + "\n    record_input: true"), false, false, "input must now be recorded"},
 		{"fail/port-forwarding-removed-while-forwarding", infra("permissions: [pty]"), false, true, "port forwarding is no longer permitted"},
 		{"fail/pty-removed-from-terminal", infra("permissions: [port-forwarding]"), true, false, "terminals are no longer permitted"},

@@ -104,8 +104,9 @@
 // directory change or revocation, and at least every SweepInterval),
 // checks the store's revocations, the directory and the policy in one
 // decision. A connection no longer allowed, or whose new terms take away a
-// permission, forced command or input recording an open channel relies
-// on, is ended with a message and audited. A new channel also needs the
+// permission or input recording an open channel relies on, or whose
+// forced command differs from the one minted into its session certificate
+// (which the target enforces), is ended with a message and audited. A new channel also needs the
 // certificate to be inside its validity window; open sessions outlive it,
 // as with OpenSSH, so that a long transfer is not cut off (break-glass
 // sessions excepted).

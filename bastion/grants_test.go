@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"encoding/base64"
+	"errors"
 	"net/netip"
 	"os"
 	"path/filepath"
@@ -338,5 +339,49 @@ func TestExpiredCertificateChannels(t *testing.T) {
 	case <-closed:
 	case <-time.After(10 * time.Second):
 		t.Fatal("connection with nothing open still up after an expired certificate's refusal")
+	}
+}
+
+// TestForceCommandChangedOnIdleConnection: the target enforces the forced
+// command minted into the connection's session certificate. Once the
+// policy's forced command differs (removed, added or changed), a
+// connection with no session open cannot go on either: the bastion would
+// audit and record one command while the target runs another. Its next
+// session is refused and the connection ended, with the reason.
+func TestForceCommandChangedOnIdleConnection(t *testing.T) {
+	withForced := forcedRoles
+	without := strings.Replace(forcedRoles, "    force_command: echo forced \"$SSH_ORIGINAL_COMMAND\"\n", "", 1)
+	changed := strings.Replace(forcedRoles, `echo forced "$SSH_ORIGINAL_COMMAND"`, "echo other", 1)
+	for _, tc := range []struct{ name, before, after string }{
+		{"fail/removed", withForced, without},
+		{"fail/added", without, withForced},
+		{"fail/changed", withForced, changed},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			e := newEnv(t, envOptions{policy: tc.before})
+			cl := e.webClient(certOptions{})
+			s, err := cl.NewSession()
+			if err != nil {
+				t.Fatal(err)
+			}
+			if _, err := s.Output("true"); err != nil {
+				t.Fatalf("first session: %v", err)
+			}
+			e.setPolicy(tc.after, "")
+			// A refused session is told why on stderr, which stock ssh
+			// shows, and exits 255.
+			s, err = cl.NewSession()
+			if err != nil {
+				if strings.Contains(err.Error(), "the forced command changed") {
+					return
+				}
+				t.Fatalf("second session: %v", err)
+			}
+			out, err := s.CombinedOutput("echo hello")
+			var ee *ssh.ExitError
+			if !errors.As(err, &ee) || ee.ExitStatus() != 255 || !strings.Contains(string(out), "the forced command changed") || strings.Contains(string(out), "hello") {
+				t.Fatalf("second session: %q, %v; want refused because the forced command changed", out, err)
+			}
+		})
 	}
 }

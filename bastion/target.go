@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"io"
 	"net"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -222,6 +223,13 @@ func (s *Server) reauthorise(t *targetConn, revs *revocationSet) string {
 	t.mu.Lock()
 	defer t.mu.Unlock()
 	lost := t.narrowed(tm)
+	// The target enforces the forced command minted into the session
+	// certificate, whatever the bastion sends: once the policy's differs
+	// (added, changed or removed), what the bastion audits and records
+	// would not be what runs, so the connection cannot go on, even idle.
+	if tm.forceCommand != t.info.terms.forceCommand && !slices.Contains(lost, lostForceCommand) {
+		lost = append(lost, lostForceCommand)
+	}
 	t.terms = tm
 	if len(lost) > 0 {
 		return fmt.Sprintf("access to %s@%s changed (%s); reconnect to go on under the new terms", t.info.login, t.info.host, strings.Join(lost, ", "))
@@ -229,11 +237,15 @@ func (s *Server) reauthorise(t *targetConn, revs *revocationSet) string {
 	return ""
 }
 
+// lostForceCommand is the change of terms a different forced command makes.
+const lostForceCommand = "the forced command changed"
+
 // narrowed lists what of the terms in force, on which an open channel of
 // t may rely, tm no longer grants: a terminal while a session may have
 // one, port forwarding while a forward is open, and, while any session is
 // open, a forced command added or changed or input recording newly
-// required. Sessions not yet started count as relying on all of these:
+// required. (reauthorise also ends a connection, open channels or not,
+// whose forced command differs from the one minted for it.) Sessions not yet started count as relying on all of these:
 // they may have obtained a terminal, or read the terms just before the
 // change. Wider terms, and narrower ones nothing relies on, list nothing.
 // t.mu is held.
@@ -253,7 +265,7 @@ func (t *targetConn) narrowed(tm terms) []string {
 	}
 	if len(t.sessions) > 0 {
 		if tm.forceCommand != "" && tm.forceCommand != old.forceCommand {
-			lost = append(lost, "a forced command now applies")
+			lost = append(lost, lostForceCommand)
 		}
 		if tm.recordInput && !old.recordInput {
 			lost = append(lost, "input must now be recorded")
