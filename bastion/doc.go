@@ -138,10 +138,12 @@
 // A channel with a pty, and a shell without one (ssh -T), has its output
 // recorded in full. Exec and subsystem channels (and forced commands)
 // without a pty keep the command, byte counts, the SHA-256 of the output
-// and the first 64 KiB of it. Input is recorded only when the policy's
-// record_input asks, with or without a pty: in full on a pty or a shell,
-// its first 64 KiB and its SHA-256 on exec and subsystem channels; its
-// byte count is kept always. SFTP is audited for the
+// and its head: all of it up to 8 MiB while it is text (a script piped to
+// `ssh host sh`), the first 64 KiB once it is not (scp, rsync, sftp).
+// Input is recorded only when the policy's record_input asks, with or
+// without a pty: in full on a pty or a shell, its head (by the same rule)
+// and its SHA-256 on exec and subsystem channels; its byte count is kept
+// always. SFTP is audited for the
 // sftp subsystem, an exec of sftp-server, and any exec or forced command
 // without a pty whose client opens with an SFTP INIT; each reply is
 // matched to its own request even when IDs are reused; a stream the audit

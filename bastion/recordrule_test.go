@@ -29,7 +29,8 @@ type castFile struct {
 	out, in []byte
 	resizes []string
 	end     struct {
-		Stdin recording.StreamSummary `json:"stdin"`
+		Stdin  recording.StreamSummary `json:"stdin"`
+		Stdout recording.StreamSummary `json:"stdout"`
 	}
 }
 
@@ -185,6 +186,51 @@ func TestPTYWithoutReplyRecordedInFull(t *testing.T) {
 	if !cf.header.Sallyport.PTY || cf.header.Sallyport.BulkHead != 0 || !strings.Contains(string(cf.out), "tail-kept") || len(cf.out) < 100000 {
 		t.Fatalf("recording: pty %v, bulk head %d, %d bytes kept, tail kept %v; want the pty session in full",
 			cf.header.Sallyport.PTY, cf.header.Sallyport.BulkHead, len(cf.out), strings.Contains(string(cf.out), "tail-kept"))
+	}
+}
+
+// TestExecOfShellKeptAsText: `ssh host sh < script` is an exec of a shell
+// without a pty; its output, text, is kept past the 64 KiB head like a
+// shell's, while a binary stream on the same rule keeps only the head.
+func TestExecOfShellKeptAsText(t *testing.T) {
+	e := newEnv(t, envOptions{})
+	cl := e.webClient(certOptions{})
+	script := "head -c 70000 /dev/zero | tr '\\0' a; echo; echo MARK$((40+2))\nexit\n"
+	for i, tc := range []struct {
+		name    string
+		command string
+		stdin   string
+		want    string // at the end of what is kept
+		full    bool
+	}{
+		{"ok/script-piped-to-sh", "sh", script, "MARK42\n", true},
+		{"ok/binary-stream", "head -c 200000 /dev/urandom", "", "", false},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			s, err := cl.NewSession()
+			if err != nil {
+				t.Fatal(err)
+			}
+			s.Stdin = strings.NewReader(tc.stdin)
+			out, err := s.Output(tc.command)
+			if err != nil {
+				t.Fatal(err)
+			}
+			all := e.recordings(i + 1)
+			cf := all[i]
+			if cf.header.Command != tc.command {
+				t.Fatalf("recording of %q; want %q", cf.header.Command, tc.command)
+			}
+			if tc.full {
+				if string(cf.out) != string(out) || !strings.HasSuffix(string(cf.out), tc.want) {
+					t.Fatalf("kept %d of %d bytes of text output; want all, ending %q", len(cf.out), len(out), tc.want)
+				}
+				return
+			}
+			if len(cf.out) != 64<<10 || cf.end.Stdout.Bytes != int64(len(out)) || cf.end.Stdout.SHA256 == "" {
+				t.Fatalf("kept %d bytes, end %+v; want the 64 KiB head, %d bytes counted and hashed", len(cf.out), cf.end.Stdout, len(out))
+			}
+		})
 	}
 }
 

@@ -57,26 +57,31 @@
 //
 // Input is kept only when the policy's record_input (Meta.RecordInput)
 // asks, with or without a pty: then in full on a pty or a shell, and its
-// first 64 KiB (the bulk head) on exec and subsystem channels without a
-// pty. Without record_input no input event is written: input holds
+// head (see Bulk output) on exec and subsystem channels without a pty. Without record_input no input event is written: input holds
 // passwords typed without echo (on a terminal, or to sudo -S), files
 // uploaded by sftp, scp or rsync (private keys, .env files) and scripts
 // piped into ssh -T. Its byte count is kept always; its SHA-256 (on exec
 // and subsystem channels without a pty) only with record_input, since an
 // unsalted digest of a short input, a password, can be found from a
 // dictionary. The header's sallyport.input says whether input events are
-// present, and its bulk_head (0 when absent) how much of each kept stream
-// a bulk channel keeps.
+// present, and its bulk_head and bulk_text (0 when absent) how much of each
+// kept stream a bulk channel keeps.
 //
 // # Bulk output
 //
 // An exec or subsystem channel without a pty (scp, rsync, a 1 GiB `cat`)
-// keeps a bounded, cheap, faithful record: the command (header), the first
-// Options.BulkHead bytes (64 KiB) of stdout and of stderr as ordinary "o"
-// events (and of stdin as "i" events when record_input asks), the byte
-// count and SHA-256 of each stream (stdout, stderr, and stdin when
-// record_input asks) in the "end" record, and "progress" counts once per flush interval while data flows.
-// Output past the head is counted and hashed, never stored. SHA-256 runs on a
+// keeps a bounded, cheap, faithful record: the command (header), the head
+// of stdout and of stderr as ordinary "o" events (and of stdin as "i"
+// events when record_input asks), the byte count and SHA-256 of each
+// stream (stdout, stderr, and stdin when record_input asks) in the "end"
+// record, and "progress" counts once per flush interval while data flows.
+// A stream's head is all of it up to Options.BulkText (8 MiB) while every
+// write of it is text (UTF-8 without NUL bytes, an incomplete character
+// allowed at either end of a write), so that `ssh host sh < script`, or
+// `journalctl`, is kept as a shell's output is; from its first write that
+// is not text, the head is Options.BulkHead bytes (64 KiB) in all, so a
+// binary stream (scp, rsync, sftp, an archive) costs at most that. Output
+// past the head is counted and hashed, never stored. SHA-256 runs on a
 // goroutine of the session's own, beside the relay rather than on it: Write
 // copies the data into a bounded queue (at most 256 KiB in flight per
 // session; a full queue makes Write wait, it never drops data), and Close,

@@ -182,3 +182,69 @@ func TestTerminalSizeOutOfRange(t *testing.T) {
 		t.Errorf("header size %dx%d; want 80x24 for an out-of-range start size", rd.Header.Width, rd.Header.Height)
 	}
 }
+
+// TestBulkTextKept: a stream of an exec or subsystem channel without a pty
+// is kept past the head while it is text, up to BulkText, so that a script
+// piped to `ssh host sh` is kept as a shell's output is; from the first
+// write that is not text, no more than the head is kept. The SHA-256 and
+// byte count always cover the whole stream.
+func TestBulkTextKept(t *testing.T) {
+	const head, text = 1000, 5000
+	line := []byte("€ line of text, with a tab\tand colours \x1b[1mbold\x1b[0m\r\n")
+	textOf := func(n int) []byte { return bytes.Repeat(line, n/len(line)+1)[:n] }
+	rnd := rand.NewChaCha8([32]byte{7})
+	binary := make([]byte, 3000)
+	rnd.Read(binary)
+	cat := func(parts ...[]byte) []byte { return bytes.Join(parts, nil) }
+	tests := []struct {
+		name        string
+		out, in     []byte
+		recordInput bool
+		keptOut     int
+		keptIn      int
+	}{
+		{"ok/text-under-the-cap", textOf(3 * head), nil, false, 3 * head, 0},
+		{"ok/text-up-to-the-cap", textOf(2 * text), nil, false, text, 0},
+		// Kept by whole writes: 2136 bytes are two rounds of the writes
+		// below (5+999+64), so the binary starts a write.
+		{"ok/text-then-binary-past-the-head", cat(textOf(2136), binary), nil, false, 2136, 0},
+		{"ok/text-then-binary-within-the-head", cat(textOf(head/2), binary), nil, false, head, 0},
+		{"ok/binary-then-text", cat(binary, textOf(3*head)), nil, false, head, 0},
+		{"ok/nul-is-not-text", cat(textOf(head), []byte{0}, textOf(2*head)), nil, false, head, 0},
+		{"ok/input-text-with-record-input", nil, textOf(3 * head), true, 0, 3 * head},
+		{"ok/input-not-kept-without-record-input", nil, textOf(3 * head), false, 0, 0},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			env := newEnv(t, func(o *Options) { o.BulkHead, o.BulkText = head, text })
+			ctx := context.Background()
+			s, err := env.rec.Start(ctx, Meta{Identity: "github:1", Login: "root", Host: "web1", Command: "sh", RecordInput: tc.recordInput})
+			if err != nil {
+				t.Fatal(err)
+			}
+			// Writes of odd sizes cut the three-byte € between writes.
+			writeAll(t, s.Stdin(), tc.in, []int{1, 7, 301})
+			writeAll(t, s.Stdout(), tc.out, []int{5, 999, 64})
+			sum, err := s.Close(ctx, End{ExitStatus: 0})
+			if err != nil {
+				t.Fatal(err)
+			}
+			if sum.Stdout.Kept != int64(tc.keptOut) || sum.Stdin.Kept != int64(tc.keptIn) {
+				t.Errorf("kept stdout %d, stdin %d; want %d, %d", sum.Stdout.Kept, sum.Stdin.Kept, tc.keptOut, tc.keptIn)
+			}
+			if got := eventsOf(t, s.Path(), "o"); !bytes.Equal(got, tc.out[:tc.keptOut]) {
+				t.Errorf("output events: %d bytes; want the first %d", len(got), tc.keptOut)
+			}
+			if got := eventsOf(t, s.Path(), "i"); !bytes.Equal(got, tc.in[:tc.keptIn]) {
+				t.Errorf("input events: %d bytes; want the first %d", len(got), tc.keptIn)
+			}
+			if sum.Stdout.Bytes != int64(len(tc.out)) || (len(tc.out) > 0 && sum.Stdout.SHA256 != sha256Hex(tc.out)) {
+				t.Errorf("stdout %+v; want %d bytes and the SHA-256 of all of them", sum.Stdout, len(tc.out))
+			}
+			_, rd := outputOf(t, s.Path())
+			if h := rd.Header.Sallyport; h.BulkHead != head || h.BulkText != text {
+				t.Errorf("header bulk_head %d, bulk_text %d; want %d, %d", h.BulkHead, h.BulkText, head, text)
+			}
+		})
+	}
+}

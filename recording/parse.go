@@ -45,6 +45,10 @@ type HeaderInfo struct {
 	// Input is set) of an exec or subsystem channel without a pty; 0 when
 	// every stream is kept in full (a pty, or a shell).
 	BulkHead int `json:"bulk_head,omitempty"`
+	// BulkText is the bytes kept of such a stream while it is text (UTF-8
+	// without NUL bytes); 0 in recordings made before it existed, which
+	// kept BulkHead bytes of every stream.
+	BulkText int `json:"bulk_text,omitempty"`
 	// Signer is ssh.FingerprintSHA256 of the key signing the chain.
 	Signer string `json:"signer"`
 }

@@ -1,14 +1,12 @@
 package recording
 
 import (
-	"bytes"
 	"context"
 	"encoding/json"
 	"fmt"
 	"io"
 	"strings"
 	"time"
-	"unicode/utf8"
 )
 
 // PlayOptions configures Play.
@@ -106,7 +104,9 @@ func Play(ctx context.Context, w io.Writer, rd *Reader, opts PlayOptions) (err e
 
 // maxBulkPlay bounds the output of a bulk channel that Play holds while it
 // finds out whether it is text: well over the heads of stdout and stderr
-// that the bastion keeps (DefaultBulkHead each). More is not text.
+// that the bastion keeps whatever they hold (DefaultBulkHead each). Past
+// it, what the bastion kept is text (it keeps more only of text), and Play
+// shows it as it comes.
 const maxBulkPlay = 1 << 20
 
 // playBulk plays the recording of an exec or subsystem channel without a
@@ -114,7 +114,7 @@ const maxBulkPlay = 1 << 20
 // (to w, not through the SafeWriter: it is Sallyport's own, escaped).
 func playBulk(w io.Writer, rd *Reader, show func(Event) error, note func(Event)) error {
 	var out []Event
-	held, text := 0, true
+	held, text, streaming := 0, true, false
 	var end *Event
 	for {
 		e, err := rd.Next()
@@ -125,13 +125,28 @@ func playBulk(w io.Writer, rd *Reader, show func(Event) error, note func(Event))
 			return fmt.Errorf("recording: play: %w", err)
 		}
 		switch {
+		case e.Type == "o" && streaming:
+			// Only an altered file has anything but text here.
+			if isText(DecodeBytes(e.Data)) {
+				if err := show(e); err != nil {
+					return err
+				}
+			}
 		case e.Type == "o" && text:
-			held += len(e.Data)
-			if held > maxBulkPlay || !isText(DecodeBytes(e.Data)) {
+			if !isText(DecodeBytes(e.Data)) {
 				text, out = false, nil
 				continue
 			}
+			held += len(e.Data)
 			out = append(out, e)
+			if held > maxBulkPlay {
+				for _, e := range out {
+					if err := show(e); err != nil {
+						return err
+					}
+				}
+				out, streaming = nil, true
+			}
 		case e.Type == "sallyport" && strings.HasPrefix(e.Data, "end "):
 			end = &e
 		}
@@ -149,23 +164,6 @@ func playBulk(w io.Writer, rd *Reader, show func(Event) error, note func(Event))
 		note(*end)
 	}
 	return nil
-}
-
-// isText reports whether b is UTF-8 without NUL bytes, allowing an
-// incomplete character at its end (where a head may cut one).
-func isText(b []byte) bool {
-	if bytes.IndexByte(b, 0) >= 0 {
-		return false
-	}
-	for i := len(b) - 1; i >= 0 && i > len(b)-utf8.UTFMax; i-- {
-		if utf8.RuneStart(b[i]) {
-			if !utf8.FullRune(b[i:]) {
-				b = b[:i]
-			}
-			break
-		}
-	}
-	return utf8.Valid(b)
 }
 
 // binarySummary is the line shown instead of a bulk channel's output that

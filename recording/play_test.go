@@ -222,6 +222,8 @@ func TestPlayBulk(t *testing.T) {
 		notWant []string
 	}{
 		{"ok/text-head", Meta{Command: "uptime"}, 0, "up 3 days\n", []string{"up 3 days\n"}, []string{"not shown"}},
+		// Text is kept past the head, and played past what Play holds.
+		{"ok/long-text", Meta{Command: "journalctl"}, 0, strings.Repeat("a line of the log\n", 100000) + "the end\n", []string{"the end\n"}, []string{"not shown"}},
 		{"ok/head-cut-inside-character", Meta{Command: "cat notes"}, 4, "abc\u20ac and more", []string{"abc\uFFFD"}, []string{"not shown"}},
 		{"ok/pty-kept-in-full", Meta{Command: "cat blob", PTY: true}, 0, "a\xffb\x00c", []string{"a\uFFFDb"}, []string{"not shown"}},
 		{"ok/shell-without-pty", Meta{}, 0, "a\xffb", []string{"a\uFFFDb"}, []string{"not shown"}},
@@ -235,7 +237,9 @@ func TestPlayBulk(t *testing.T) {
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
-			env := newEnv(t, func(o *Options) { o.BulkHead = tc.head })
+			// A head of text is kept past BulkHead, up to BulkText: the
+			// cases with a head keep to it.
+			env := newEnv(t, func(o *Options) { o.BulkHead, o.BulkText = tc.head, tc.head })
 			m := tc.meta
 			m.Identity, m.Login, m.Host = "github:1", "root", "web1"
 			s, err := env.rec.Start(context.Background(), m)

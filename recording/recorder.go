@@ -43,6 +43,7 @@ const (
 	DefaultFlushSize     = 256 << 10
 	DefaultMaxPending    = 4 << 20
 	DefaultBulkHead      = 64 << 10
+	DefaultBulkText      = 8 << 20
 	DefaultSignInterval  = time.Second
 )
 
@@ -97,6 +98,12 @@ type Options struct {
 	// channel without a pty are kept in the recording (of stdin only when
 	// Meta.RecordInput is set); 0 means DefaultBulkHead.
 	BulkHead int
+	// BulkText is how many bytes of such a stream are kept while it is
+	// text (UTF-8 without NUL bytes), so that the output of a script piped
+	// to `ssh host sh`, or of `journalctl`, is kept as a shell's would be;
+	// from the first write that is not text, only BulkHead bytes in all
+	// are kept. 0 means DefaultBulkText; less than BulkHead means BulkHead.
+	BulkText int
 	// SignInterval is the least time between signed checkpoints; 0 means
 	// DefaultSignInterval. The first timed flush past it signs whatever is
 	// unsigned, over an empty block if nothing new was written, so nothing
@@ -121,7 +128,7 @@ func New(opts Options) (*Recorder, error) {
 		return nil, errors.New("recording: no signer")
 	case opts.FlushInterval < 0 || opts.FlushInterval > time.Second:
 		return nil, fmt.Errorf("recording: flush interval %v not in (0, 1s]", opts.FlushInterval)
-	case opts.FlushSize < 0 || opts.MaxPending < 0 || opts.BulkHead < 0 || opts.SignInterval < 0:
+	case opts.FlushSize < 0 || opts.MaxPending < 0 || opts.BulkHead < 0 || opts.BulkText < 0 || opts.SignInterval < 0:
 		return nil, errors.New("recording: negative limit")
 	}
 	if opts.Now == nil {
@@ -145,6 +152,10 @@ func New(opts Options) (*Recorder, error) {
 	if opts.BulkHead == 0 {
 		opts.BulkHead = DefaultBulkHead
 	}
+	if opts.BulkText == 0 {
+		opts.BulkText = DefaultBulkText
+	}
+	opts.BulkText = max(opts.BulkText, opts.BulkHead)
 	if opts.SignInterval == 0 {
 		opts.SignInterval = DefaultSignInterval
 	}
@@ -315,9 +326,13 @@ type streamState struct {
 	// hash is nil for channels kept in full. It is written by the hasher
 	// goroutine and read only once that has ended.
 	hash  hash.Hash
-	bytes int64  // under Session.mu
-	kept  int64  // bytes kept in the recording, under Session.mu
-	carry []byte // incomplete UTF-8 at the end of the last event; writer goroutine only
+	bytes int64 // under Session.mu
+	kept  int64 // bytes kept in the recording, under Session.mu
+	// binary is set, on a bulk channel, from the first write that is not
+	// text: from then on the stream's head is BulkHead, not BulkText.
+	// Under Session.mu.
+	binary bool
+	carry  []byte // incomplete UTF-8 at the end of the last event; writer goroutine only
 }
 
 // Session is the recording of one session channel. Its writers are safe for
@@ -502,7 +517,15 @@ func (s *Session) countBulk(stream uint8, p []byte) (*hasher, error) {
 	if stream == streamIn && !s.meta.RecordInput {
 		return s.hasher, nil // counted only
 	}
-	room := int64(s.rc.opts.BulkHead) - st.kept
+	limit := int64(s.rc.opts.BulkHead)
+	if !st.binary && st.kept < int64(s.rc.opts.BulkText) {
+		if isText(p) {
+			limit = int64(s.rc.opts.BulkText)
+		} else {
+			st.binary = true
+		}
+	}
+	room := limit - st.kept
 	if room <= 0 {
 		return s.hasher, nil
 	}
@@ -515,7 +538,7 @@ func (s *Session) countBulk(stream uint8, p []byte) (*hasher, error) {
 	if stream == streamIn {
 		kind = 'i'
 	}
-	s.appendLocked(pendEvent{t: s.sinceLocked(), stream: stream, kind: kind, last: st.kept == int64(s.rc.opts.BulkHead)}, keep)
+	s.appendLocked(pendEvent{t: s.sinceLocked(), stream: stream, kind: kind, last: st.kept == limit}, keep)
 	return s.hasher, nil
 }
 
@@ -951,7 +974,7 @@ func (s *Session) header() ([]byte, error) {
 		},
 	}
 	if m.bulk() {
-		h.Sallyport.BulkHead = s.rc.opts.BulkHead
+		h.Sallyport.BulkHead, h.Sallyport.BulkText = s.rc.opts.BulkHead, s.rc.opts.BulkText
 	}
 	return json.Marshal(h)
 }
