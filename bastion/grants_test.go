@@ -352,14 +352,20 @@ func TestForceCommandChangedOnIdleConnection(t *testing.T) {
 	withForced := forcedRoles
 	without := strings.Replace(forcedRoles, "    force_command: echo forced \"$SSH_ORIGINAL_COMMAND\"\n", "", 1)
 	changed := strings.Replace(forcedRoles, `echo forced "$SSH_ORIGINAL_COMMAND"`, "echo other", 1)
-	for _, tc := range []struct{ name, before, after string }{
-		{"fail/removed", withForced, without},
-		{"fail/added", without, withForced},
-		{"fail/changed", withForced, changed},
+	withRC := strings.Replace(without, "permissions: [pty]", "permissions: [pty, user-rc]", 1)
+	for _, tc := range []struct {
+		name, before, after, why string
+		perms                    []ca.Permission // the user certificate's; nil: the usual
+	}{
+		{"fail/removed", withForced, without, "the forced command changed", nil},
+		{"fail/added", without, withForced, "the forced command changed", nil},
+		{"fail/changed", withForced, changed, "the forced command changed", nil},
+		// The same for the permission to run ~/.ssh/rc.
+		{"fail/user-rc-removed", withRC, without, "~/.ssh/rc is no longer permitted", []ca.Permission{ca.PermitPTY, ca.PermitUserRC}},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			e := newEnv(t, envOptions{policy: tc.before})
-			cl := e.webClient(certOptions{})
+			cl := e.webClient(certOptions{perms: tc.perms})
 			s, err := cl.NewSession()
 			if err != nil {
 				t.Fatal(err)
@@ -372,15 +378,15 @@ func TestForceCommandChangedOnIdleConnection(t *testing.T) {
 			// shows, and exits 255.
 			s, err = cl.NewSession()
 			if err != nil {
-				if strings.Contains(err.Error(), "the forced command changed") {
+				if strings.Contains(err.Error(), tc.why) {
 					return
 				}
 				t.Fatalf("second session: %v", err)
 			}
 			out, err := s.CombinedOutput("echo hello")
 			var ee *ssh.ExitError
-			if !errors.As(err, &ee) || ee.ExitStatus() != 255 || !strings.Contains(string(out), "the forced command changed") || strings.Contains(string(out), "hello") {
-				t.Fatalf("second session: %q, %v; want refused because the forced command changed", out, err)
+			if !errors.As(err, &ee) || ee.ExitStatus() != 255 || !strings.Contains(string(out), tc.why) || strings.Contains(string(out), "hello") {
+				t.Fatalf("second session: %q, %v; want refused because %s", out, err, tc.why)
 			}
 		})
 	}

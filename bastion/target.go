@@ -230,6 +230,10 @@ func (s *Server) reauthorise(t *targetConn, revs *revocationSet) string {
 	if tm.forceCommand != t.info.terms.forceCommand && !slices.Contains(lost, lostForceCommand) {
 		lost = append(lost, lostForceCommand)
 	}
+	// Likewise ~/.ssh/rc, which only the target can refuse to run.
+	if t.info.terms.perms.Has(policy.UserRC) && !tm.perms.Has(policy.UserRC) {
+		lost = append(lost, "~/.ssh/rc is no longer permitted")
+	}
 	t.terms = tm
 	if len(lost) > 0 {
 		return fmt.Sprintf("access to %s@%s changed (%s); reconnect to go on under the new terms", t.info.login, t.info.host, strings.Join(lost, ", "))
