@@ -139,7 +139,8 @@
 // recorded in full. Exec and subsystem channels (and forced commands)
 // without a pty keep the command, byte counts, the SHA-256 of the output
 // and its head: all of it up to 8 MiB while it is text (a script piped to
-// `ssh host sh`), the first 64 KiB once it is not (scp, rsync, sftp).
+// `ssh host sh`); from its first binary write, nothing more past what is
+// kept or past 64 KiB (scp, rsync, sftp).
 // Input is recorded only when the policy's record_input asks, with or
 // without a pty: in full on a pty or a shell, its head (by the same rule)
 // and its SHA-256 on exec and subsystem channels; its byte count is kept

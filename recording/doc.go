@@ -77,10 +77,11 @@
 // record, and "progress" counts once per flush interval while data flows.
 // A stream's head is all of it up to Options.BulkText (8 MiB) while every
 // write of it is text (UTF-8 without NUL bytes, an incomplete character
-// allowed at either end of a write), so that `ssh host sh < script`, or
-// `journalctl`, is kept as a shell's output is; from its first write that
-// is not text, the head is Options.BulkHead bytes (64 KiB) in all, so a
-// binary stream (scp, rsync, sftp, an archive) costs at most that. Output
+// allowed where it is cut between writes), so that `ssh host sh < script`,
+// or `journalctl`, is kept as a shell's output is; from its first write
+// that is not text, nothing more is kept past what already is or past
+// Options.BulkHead bytes (64 KiB), whichever is more, so a binary stream
+// (scp, rsync, sftp, an archive) costs at most the head. Output
 // past the head is counted and hashed, never stored. SHA-256 runs on a
 // goroutine of the session's own, beside the relay rather than on it: Write
 // copies the data into a bounded queue (at most 256 KiB in flight per

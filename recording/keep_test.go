@@ -248,3 +248,45 @@ func TestBulkTextKept(t *testing.T) {
 		})
 	}
 }
+
+// TestBulkBinaryInPieces: a binary stream written in pieces too small to
+// judge alone (a lone lead byte, stray continuation bytes) is not text:
+// whether a write is text depends on the writes before it.
+func TestBulkBinaryInPieces(t *testing.T) {
+	const head, text = 1000, 50000
+	rnd := rand.NewChaCha8([32]byte{9})
+	cont := make([]byte, 30000)
+	rnd.Read(cont)
+	for i := range cont {
+		cont[i] = 0x80 | cont[i]&0x3f // continuation bytes only
+	}
+	euro := []byte("€")
+	tests := []struct {
+		name  string
+		data  []byte
+		sizes []int
+		kept  int
+	}{
+		{"fail/lead-byte-then-ascii", bytes.Repeat([]byte("\xe2A"), 20000), []int{1}, head},
+		{"fail/continuation-bytes", cont, []int{3}, head},
+		{"ok/characters-cut-in-every-way", bytes.Repeat(euro, 4000), []int{1, 2, 4, 5}, 3 * 4000},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			env := newEnv(t, func(o *Options) { o.BulkHead, o.BulkText = head, text })
+			ctx := context.Background()
+			s, err := env.rec.Start(ctx, Meta{Identity: "github:1", Login: "root", Host: "web1", Command: "cat blob"})
+			if err != nil {
+				t.Fatal(err)
+			}
+			writeAll(t, s.Stdout(), tc.data, tc.sizes)
+			sum, err := s.Close(ctx, End{ExitStatus: 0})
+			if err != nil {
+				t.Fatal(err)
+			}
+			if sum.Stdout.Kept != int64(tc.kept) {
+				t.Errorf("kept %d of %d bytes; want %d", sum.Stdout.Kept, len(tc.data), tc.kept)
+			}
+		})
+	}
+}

@@ -101,8 +101,9 @@ type Options struct {
 	// BulkText is how many bytes of such a stream are kept while it is
 	// text (UTF-8 without NUL bytes), so that the output of a script piped
 	// to `ssh host sh`, or of `journalctl`, is kept as a shell's would be;
-	// from the first write that is not text, only BulkHead bytes in all
-	// are kept. 0 means DefaultBulkText; less than BulkHead means BulkHead.
+	// from the first write that is not text, nothing more is kept past what
+	// already is or past BulkHead bytes, whichever is more. 0 means
+	// DefaultBulkText; less than BulkHead means BulkHead.
 	BulkText int
 	// SignInterval is the least time between signed checkpoints; 0 means
 	// DefaultSignInterval. The first timed flush past it signs whatever is
@@ -332,7 +333,8 @@ type streamState struct {
 	// text: from then on the stream's head is BulkHead, not BulkText.
 	// Under Session.mu.
 	binary bool
-	carry  []byte // incomplete UTF-8 at the end of the last event; writer goroutine only
+	text   textState // on a bulk channel until binary, under Session.mu
+	carry  []byte    // incomplete UTF-8 at the end of the last event; writer goroutine only
 }
 
 // Session is the recording of one session channel. Its writers are safe for
@@ -519,7 +521,7 @@ func (s *Session) countBulk(stream uint8, p []byte) (*hasher, error) {
 	}
 	limit := int64(s.rc.opts.BulkHead)
 	if !st.binary && st.kept < int64(s.rc.opts.BulkText) {
-		if isText(p) {
+		if st.text.next(p) {
 			limit = int64(s.rc.opts.BulkText)
 		} else {
 			st.binary = true

@@ -39,20 +39,20 @@ func TestDataLock(t *testing.T) {
 	again.Close()
 }
 
-// TestDataLockHolder is not a test: TestDataLockCrash runs the test binary
-// with SALLYPORT_TEST_HOLD_LOCK set to have another process hold the lock.
-func TestDataLockHolder(t *testing.T) {
-	dir := os.Getenv("SALLYPORT_TEST_HOLD_LOCK")
-	if dir == "" {
-		t.Skip("only run by TestDataLockCrash")
+// TestMain lets TestDataLockCrash run the test binary as another process
+// holding a data folder's lock: with SALLYPORT_TEST_HOLD_LOCK set, it
+// takes the lock of that folder, says so and waits to be killed.
+func TestMain(m *testing.M) {
+	if dir := os.Getenv("SALLYPORT_TEST_HOLD_LOCK"); dir != "" {
+		if _, err := lockDataDir(dir, ""); err != nil {
+			fmt.Println("error:", err)
+			os.Exit(1)
+		}
+		fmt.Println("locked")
+		time.Sleep(time.Minute)
+		os.Exit(0)
 	}
-	if _, err := lockDataDir(dir, ""); err != nil {
-		fmt.Println("error:", err)
-		os.Exit(1)
-	}
-	fmt.Println("locked")
-	time.Sleep(time.Minute)
-	os.Exit(0)
+	os.Exit(m.Run())
 }
 
 // TestDataLockCrash checks that the lock names the process holding it and
@@ -60,7 +60,7 @@ func TestDataLockHolder(t *testing.T) {
 // once.
 func TestDataLockCrash(t *testing.T) {
 	dir := t.TempDir()
-	cmd := exec.Command(os.Args[0], "-test.run=^TestDataLockHolder$")
+	cmd := exec.Command(os.Args[0])
 	cmd.Env = append(os.Environ(), "SALLYPORT_TEST_HOLD_LOCK="+dir)
 	out, err := cmd.StdoutPipe()
 	if err != nil {
@@ -172,8 +172,13 @@ func TestDevTemporaryFolder(t *testing.T) {
 		time.Sleep(20 * time.Millisecond)
 		m = folder.FindStringSubmatch(stdout.String())
 	}
-	if _, err := os.Stat(filepath.Join(m[1], dataLockFile)); err != nil {
-		t.Errorf("the temporary folder is not locked: %v", err)
+	// flock conflicts between two opens of the file even in one process.
+	var inUse *dataInUseError
+	if l, err := lockDataDir(m[1], ""); err == nil {
+		l.Close()
+		t.Errorf("the temporary folder is not locked")
+	} else if !errors.As(err, &inUse) || inUse.PID != os.Getpid() {
+		t.Errorf("locking the temporary folder again: %v; want in use by pid %d", err, os.Getpid())
 	}
 	cancel()
 	select {
