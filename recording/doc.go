@@ -108,8 +108,9 @@
 // every later Write return an error wrapping ErrFailed: the bastion must end
 // the session, telling the user why, and the index row gets the reason and no
 // digest. Writes to a removed file (its folder deleted, say) still succeed,
-// so every timed flush, and Close before it calls the recording complete,
-// checks that the open file still has a name and is the one at its path. A
+// so the first timed flush after a write, and Close before it calls the
+// recording complete, check that the open file still has a name and is the
+// one at its path. A
 // session is never left running unrecorded. A terminal size the
 // client sends that cannot be recorded (zero, or over MaxTermSize) is not a
 // failure: Start uses 80x24 and Resize skips the event, returning an error

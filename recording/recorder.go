@@ -373,6 +373,7 @@ type Session struct {
 	lastSig   time.Time
 	unsigned  bool // the last chain record written is not signed
 	unsynced  bool // a block was written since the last fsync
+	unchecked bool // a block was written since the last checkFile
 	fileBytes int64
 	lastProg  [numStreams]int64
 }
@@ -699,7 +700,10 @@ func (s *Session) flush(timed bool) {
 			s.unsynced = false
 		}
 	}
-	if timed {
+	// What was written since the last tick went to a file still in place;
+	// an idle session has written nothing that could be lost.
+	if timed && s.unchecked {
+		s.unchecked = false
 		if err := s.checkFile(); err != nil {
 			s.fail(err)
 		}
@@ -718,8 +722,7 @@ func (s *Session) writeBlock(out []byte, t time.Duration, sign, sync bool) error
 		return err
 	}
 	s.fileBytes += int64(len(out))
-	s.unsigned = !sign
-	s.unsynced = !sync
+	s.unsigned, s.unsynced, s.unchecked = !sign, !sync, true
 	if sync {
 		return s.f.Sync()
 	}
@@ -729,7 +732,8 @@ func (s *Session) writeBlock(out []byte, t time.Duration, sign, sync bool) error
 // checkFile fails if the recording file is no longer at its path: writes
 // and fsyncs to an open file that was removed (with its folder, say)
 // succeed, and the session would go on unrecorded. It costs one fstat and
-// one stat, so it runs on timed flushes and at Close, not on every write.
+// one stat, so it runs on timed flushes that follow a write and at Close,
+// not on every write nor on the ticks of an idle session.
 func (s *Session) checkFile() error {
 	sf, ok := s.f.(interface{ Stat() (os.FileInfo, error) })
 	if !ok {
