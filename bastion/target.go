@@ -8,7 +8,6 @@ import (
 	"fmt"
 	"io"
 	"net"
-	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -227,8 +226,8 @@ func (s *Server) reauthorise(t *targetConn, revs *revocationSet) string {
 	// certificate, whatever the bastion sends: once the policy's differs
 	// (added, changed or removed), what the bastion audits and records
 	// would not be what runs, so the connection cannot go on, even idle.
-	if tm.forceCommand != t.info.terms.forceCommand && !slices.Contains(lost, lostForceCommand) {
-		lost = append(lost, lostForceCommand)
+	if tm.forceCommand != t.info.terms.forceCommand {
+		lost = append(lost, "the forced command changed")
 	}
 	// Likewise ~/.ssh/rc, which only the target can refuse to run.
 	if t.info.terms.perms.Has(policy.UserRC) && !tm.perms.Has(policy.UserRC) {
@@ -241,15 +240,11 @@ func (s *Server) reauthorise(t *targetConn, revs *revocationSet) string {
 	return ""
 }
 
-// lostForceCommand is the change of terms a different forced command makes.
-const lostForceCommand = "the forced command changed"
-
 // narrowed lists what of the terms in force, on which an open channel of
 // t may rely, tm no longer grants: a terminal while a session may have
 // one, port forwarding while a forward is open, and, while any session is
-// open, a forced command added or changed or input recording newly
-// required. (reauthorise also ends a connection, open channels or not,
-// whose forced command differs from the one minted for it.) Sessions not yet started count as relying on all of these:
+// open, input recording newly required. (A different forced command ends
+// a connection whatever is open: see reauthorise.) Sessions not yet started count as relying on all of these:
 // they may have obtained a terminal, or read the terms just before the
 // change. Wider terms, and narrower ones nothing relies on, list nothing.
 // t.mu is held.
@@ -267,13 +262,8 @@ func (t *targetConn) narrowed(tm terms) []string {
 	if old.perms.Has(policy.PortForwarding) && !tm.perms.Has(policy.PortForwarding) && t.forwards > 0 {
 		lost = append(lost, "port forwarding is no longer permitted")
 	}
-	if len(t.sessions) > 0 {
-		if tm.forceCommand != "" && tm.forceCommand != old.forceCommand {
-			lost = append(lost, lostForceCommand)
-		}
-		if tm.recordInput && !old.recordInput {
-			lost = append(lost, "input must now be recorded")
-		}
+	if len(t.sessions) > 0 && tm.recordInput && !old.recordInput {
+		lost = append(lost, "input must now be recorded")
 	}
 	return lost
 }
