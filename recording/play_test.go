@@ -3,7 +3,6 @@ package recording
 import (
 	"bytes"
 	"context"
-	"os"
 	"strings"
 	"testing"
 	"time"
@@ -281,15 +280,7 @@ func TestPlayBulk(t *testing.T) {
 // Play wrote.
 func playFile(t *testing.T, path string, opts PlayOptions) string {
 	t.Helper()
-	f, err := os.Open(path)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer f.Close()
-	rd, err := NewReader(f)
-	if err != nil {
-		t.Fatal(err)
-	}
+	rd := openCast(t, path)
 	opts.Sleep = func(context.Context, time.Duration) error { return nil }
 	var out bytes.Buffer
 	if err := Play(context.Background(), &out, rd, opts); err != nil {

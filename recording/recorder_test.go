@@ -106,19 +106,26 @@ func outputOf(t testing.TB, path string) ([]byte, *Reader) {
 	return readEvents(t, path, "o")
 }
 
-// readEvents returns the bytes of the events of type typ of a recording,
-// and the reader, at its end.
-func readEvents(t testing.TB, path, typ string) ([]byte, *Reader) {
+// openCast opens the recording at path, closed when the test ends.
+func openCast(t testing.TB, path string) *Reader {
 	t.Helper()
 	f, err := os.Open(path)
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer f.Close()
+	t.Cleanup(func() { f.Close() })
 	rd, err := NewReader(f)
 	if err != nil {
 		t.Fatal(err)
 	}
+	return rd
+}
+
+// readEvents returns the bytes of the events of type typ of a recording,
+// and the reader, at its end.
+func readEvents(t testing.TB, path, typ string) ([]byte, *Reader) {
+	t.Helper()
+	rd := openCast(t, path)
 	var out []byte
 	for {
 		e, err := rd.Next()

@@ -3,8 +3,6 @@ package main
 import (
 	"bytes"
 	"context"
-	"crypto/ed25519"
-	"crypto/rand"
 	"crypto/sha256"
 	"database/sql"
 	"encoding/hex"
@@ -208,14 +206,7 @@ func (noIndex) FinishRecording(context.Context, store.Recording) error { return 
 // public key as DATA/session_ca.pub and the new digest in the index.
 func forge(t *testing.T, data string, s recording.Summary, m recording.Meta, output string) ssh.PublicKey {
 	t.Helper()
-	_, priv, err := ed25519.GenerateKey(rand.Reader)
-	if err != nil {
-		t.Fatal(err)
-	}
-	signer, err := ssh.NewSignerFromKey(priv)
-	if err != nil {
-		t.Fatal(err)
-	}
+	signer := newSigner(t)
 	rec, err := recording.New(recording.Options{Dir: t.TempDir(), Index: noIndex{}, Signer: signer, Now: func() time.Time { return s.Start }})
 	if err != nil {
 		t.Fatal(err)

@@ -13,27 +13,26 @@ import (
 	"golang.org/x/crypto/ssh"
 )
 
+// newSigner returns a signer with a fresh Ed25519 key.
+func newSigner(t testing.TB) ssh.Signer {
+	t.Helper()
+	_, priv, err := ed25519.GenerateKey(rand.Reader)
+	if err != nil {
+		t.Fatal(err)
+	}
+	signer, err := ssh.NewSignerFromKey(priv)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return signer
+}
+
 // writeCert writes a user certificate for a fresh key to dir/key-cert.pub,
 // valid from an hour before until, with keyID, and returns the key's path.
 func writeCert(t *testing.T, dir, keyID string, until time.Time) string {
 	t.Helper()
-	_, caKey, err := ed25519.GenerateKey(rand.Reader)
-	if err != nil {
-		t.Fatal(err)
-	}
-	signer, err := ssh.NewSignerFromKey(caKey)
-	if err != nil {
-		t.Fatal(err)
-	}
-	userPub, _, err := ed25519.GenerateKey(rand.Reader)
-	if err != nil {
-		t.Fatal(err)
-	}
-	pub, err := ssh.NewPublicKey(userPub)
-	if err != nil {
-		t.Fatal(err)
-	}
-	cert := &ssh.Certificate{Key: pub, Serial: 7, CertType: ssh.UserCert, KeyId: keyID + " serial=7",
+	signer := newSigner(t)
+	cert := &ssh.Certificate{Key: newSigner(t).PublicKey(), Serial: 7, CertType: ssh.UserCert, KeyId: keyID + " serial=7",
 		ValidPrincipals: []string{"deploy"}, ValidAfter: uint64(until.Add(-time.Hour).Unix()), ValidBefore: uint64(until.Unix()),
 		Permissions: ssh.Permissions{Extensions: map[string]string{"permit-pty": ""}}}
 	if err := cert.SignCert(rand.Reader, signer); err != nil {
