@@ -146,7 +146,7 @@ func (s *Server) authorize(w http.ResponseWriter, r *http.Request) {
 	u := s.users[strings.ToLower(login)]
 	s.mu.Unlock()
 	if u == nil || login == "" {
-		s.signInPage(w, r, f)
+		s.signInPage(w, r, f, redirect)
 		return
 	}
 	code := rand.Text()
@@ -202,7 +202,11 @@ var signInTemplate = template.Must(template.New("signin").Parse(`<!doctype html>
 </body></html>
 `))
 
-func (s *Server) signInPage(w http.ResponseWriter, r *http.Request, f url.Values) {
+// signInPage shows the pick-a-user page. Its form posts back to the
+// stand-in, which answers with a redirect to the application: a browser
+// applies the page's form-action to that redirect too, so the policy names
+// the application's origin beside the stand-in's own.
+func (s *Server) signInPage(w http.ResponseWriter, r *http.Request, f url.Values, redirect *url.URL) {
 	type row struct {
 		Login string
 		ID    int64
@@ -236,7 +240,7 @@ func (s *Server) signInPage(w http.ResponseWriter, r *http.Request, f url.Values
 	}
 	s.mu.Unlock()
 	w.Header().Set("Content-Type", "text/html; charset=utf-8")
-	w.Header().Set("Content-Security-Policy", "default-src 'none'; style-src 'unsafe-inline'; form-action 'self'")
+	w.Header().Set("Content-Security-Policy", "default-src 'none'; style-src 'unsafe-inline'; form-action 'self' "+redirect.Scheme+"://"+redirect.Host)
 	w.Header().Set("Referrer-Policy", "no-referrer")
 	w.Header().Set("X-Frame-Options", "DENY")
 	_ = signInTemplate.Execute(w, map[string]any{"Params": params, "Users": rows})
