@@ -4,7 +4,9 @@ import (
 	"crypto/sha256"
 	"encoding/base64"
 	"encoding/hex"
+	"errors"
 	"fmt"
+	"io"
 	"strconv"
 	"time"
 
@@ -74,7 +76,7 @@ func (s *Session) appendChainLine(out []byte, at time.Time, verb string, sign bo
 		if verb == "final" {
 			kind = sigFinal
 		}
-		sig, err := s.rc.opts.Signer.Sign(s.rc.opts.Rand, signedMessage(kind, s.meta.ID, n, hexd))
+		sig, err := signChain(s.rc.opts.Signer, s.rc.opts.Rand, signedMessage(kind, s.meta.ID, n, hexd))
 		if err != nil {
 			return out, fmt.Errorf("sign block %d: %w", n, err)
 		}
@@ -90,8 +92,60 @@ func (s *Session) appendChainLine(out []byte, at time.Time, verb string, sign bo
 	return append(out, "\"]\n"...), nil
 }
 
-// verifySignature checks a base64 signature of a chain record.
+// sigFormat is the one signature format a chain signed with a key of type
+// keyType carries: the key's own algorithm, and for RSA rsa-sha2-512, never
+// SHA-1 "ssh-rsa" (the session CA's RSA signer uses only rsa-sha2-512).
+func sigFormat(keyType string) (string, error) {
+	switch keyType {
+	case ssh.KeyAlgoED25519, ssh.KeyAlgoECDSA256, ssh.KeyAlgoECDSA384, ssh.KeyAlgoECDSA521:
+		return keyType, nil
+	case ssh.KeyAlgoRSA:
+		return ssh.KeyAlgoRSASHA512, nil
+	}
+	return "", fmt.Errorf("key type %q cannot sign recordings (want ed25519, ECDSA or RSA)", keyType)
+}
+
+// checkSigner checks that s can sign chain records in the format Verify
+// accepts.
+func checkSigner(s ssh.Signer) error {
+	format, err := sigFormat(s.PublicKey().Type())
+	if err != nil {
+		return err
+	}
+	if _, ok := s.(ssh.AlgorithmSigner); !ok && format != s.PublicKey().Type() {
+		return fmt.Errorf("the %s signer cannot sign with %s", s.PublicKey().Type(), format)
+	}
+	return nil
+}
+
+// signChain signs msg in the format sigFormat names.
+func signChain(s ssh.Signer, rand io.Reader, msg []byte) (*ssh.Signature, error) {
+	format, err := sigFormat(s.PublicKey().Type())
+	if err != nil {
+		return nil, err
+	}
+	var sig *ssh.Signature
+	if as, ok := s.(ssh.AlgorithmSigner); ok {
+		sig, err = as.SignWithAlgorithm(rand, msg, format)
+	} else {
+		sig, err = s.Sign(rand, msg)
+	}
+	if err != nil {
+		return nil, err
+	}
+	if sig.Format != format || len(sig.Rest) > 0 {
+		return nil, fmt.Errorf("signer made a %q signature, want %q", sig.Format, format)
+	}
+	return sig, nil
+}
+
+// verifySignature checks a base64 signature of a chain record: exactly one
+// ssh.Signature, nothing after it, in the format sigFormat names for key.
 func verifySignature(key ssh.PublicKey, kind, id string, block int, digest, b64 string) error {
+	format, err := sigFormat(key.Type())
+	if err != nil {
+		return err
+	}
 	raw, err := base64.StdEncoding.Strict().DecodeString(b64)
 	if err != nil {
 		return fmt.Errorf("signature is not base64: %w", err)
@@ -99,6 +153,14 @@ func verifySignature(key ssh.PublicKey, kind, id string, block int, digest, b64 
 	var sig ssh.Signature
 	if err := ssh.Unmarshal(raw, &sig); err != nil {
 		return fmt.Errorf("signature: %w", err)
+	}
+	if len(sig.Rest) > 0 {
+		return errors.New("signature: data after the signature")
+	}
+	if sig.Format != format {
+		// key.Verify would take the algorithm the signature names: SHA-1
+		// ssh-rsa among others.
+		return fmt.Errorf("signature: format %q, want %q for a %s key", Escape(sig.Format, 40), format, key.Type())
 	}
 	if err := key.Verify(signedMessage(kind, id, block, digest), &sig); err != nil {
 		return fmt.Errorf("signature does not verify with %s: %w", ssh.FingerprintSHA256(key), err)

@@ -28,7 +28,12 @@
 // v1"), d(N) = SHA-256(d(N-1) || bytes of block N || its chain line up to
 // the digest), so the chain line's time and number are covered too. The
 // chain line after block N holds hex d(N). Verify recomputes the chain and names the first
-// block (lines and byte offsets) whose digest does not match. The chain alone
+// block (lines and byte offsets) whose digest does not match. What follows
+// the digest (the signature, the end of the line) is covered by no digest,
+// so Verify requires each chain line to be exactly the one Sallyport
+// writes for its time, number, digest and signature, and every event line
+// to end with its JSON array: changing any byte of a recording makes Verify
+// fail at that place. The chain alone
 // only localises damage (anyone can recompute SHA-256): authenticity comes
 // from signatures with the CA key given as Options.Signer. The final digest
 // is always signed, and so is block 0 (the header), by Start: Verify reports
@@ -43,6 +48,10 @@
 // message is "sallyport-recording-v1\x00" + ("final"|"checkpoint") + "\x00" +
 // ID + "\x00" + block number + "\x00" + hex digest; the domain prefix keeps
 // it from being mistaken for an SSH certificate or authentication signature.
+// A signature is one SSH signature blob with nothing after it, in the one
+// format expected for the key: ssh-ed25519, the key's ECDSA algorithm, or
+// rsa-sha2-512 for RSA (never SHA-1 ssh-rsa, which the key itself would
+// accept). Verify also requires the header's sallyport.format to be 1.
 // Sallyport signs with the session CA (the key the bastion already holds to
 // reach targets, and the one that vouches for sessions); verify with its
 // public key.
@@ -97,7 +106,12 @@
 // stored as the private-use code point U+10FE00+byte; a genuine code point in
 // U+10FE00..U+10FEFF is stored as its four bytes escaped the same way, so the
 // mapping is a bijection and DecodeBytes recovers the exact bytes. Players
-// show such bytes as one unknown glyph each.
+// show such bytes as one unknown glyph each. Strings from the client or the
+// target that go into the header (command, env values, and the sallyport
+// object's session ID, identity, user, login and host) and the end record
+// (exit signal, reason) are stored the same way, so that a command that is
+// not UTF-8 is kept exactly and agrees with the index; NewReader decodes
+// the header's, and Verify the end record's.
 //
 // # Failure rule
 //
@@ -110,8 +124,13 @@
 // digest. Writes to a removed file (its folder deleted, say) still succeed,
 // so the first timed flush after a write, and Close before it calls the
 // recording complete, check that the open file still has a name and is the
-// one at its path. A
-// session is never left running unrecorded. A terminal size the
+// one at its path. A disk that stops answering (a write, fsync, file
+// check or close that has not returned within Options.FlushTimeout, by
+// default twice FlushInterval and 5 seconds) fails the recording the same
+// way; from a flush interval into such a wait, writes of a bulk channel
+// wait too, so its output does not run ahead of the disk, and Close waits
+// no longer than FlushTimeout before it records the failure in the index.
+// A session is never left running unrecorded. A terminal size the
 // client sends that cannot be recorded (zero, or over MaxTermSize) is not a
 // failure: Start uses 80x24 and Resize skips the event, returning an error
 // that wraps ErrSize. Writes never block on a
@@ -130,7 +149,10 @@
 // SOS, PM and APC string, CSI sequences that make the terminal answer or act
 // outside the screen (device status and attribute reports, window operations
 // such as CSI 21 t, DECRQM), mouse and focus reporting modes, ESC Z, ENQ and
-// C1 control characters are dropped; so is everything that changes how the
+// C1 control characters are dropped, and so is erasing the scrollback (CSI
+// 3 J and CSI ? 3 J), where a warning about the recording may stand; a full
+// reset (RIS, ESC c), which would clear it too, becomes a soft one: what
+// Reset writes, then the screen cleared. So is everything that changes how the
 // terminal decodes later bytes, since text that is harmless UTF-8 can hold
 // C1 controls once the terminal has left UTF-8: every ESC % (DOCS) sequence,
 // ESC SP (7/8-bit controls, conformance levels), DECSCL, VT52 mode, locking
@@ -151,4 +173,10 @@
 // screen, resets the scroll region (keeping the cursor in place), the
 // character sets, attributes and insert mode, turns autowrap on and shows
 // the cursor, and restores the cursor style and tab stops if they changed.
+// For a terminal that does not decode UTF-8 (PlayOptions.ASCII), every
+// character that is not ASCII is shown as '?': a terminal reading Latin-1
+// would take byte 0x9B of "Û" for CSI.
+//
+// Snapshot reads a recording once, so that what is played is exactly what
+// was verified.
 package recording

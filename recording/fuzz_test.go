@@ -70,6 +70,9 @@ func FuzzVerify(f *testing.F) {
 // decscl matches DECSCL (CSI Ps ; Ps " p), which can turn 8-bit controls on.
 var decscl = regexp.MustCompile(`\x1b\[[0-9;]*"p`)
 
+// eraseDisplay matches ED and DECSED (CSI [?] Ps J).
+var eraseDisplay = regexp.MustCompile(`\x1b\[\??([0-9:;]*)J`)
+
 // csiAt matches a well-formed CSI sequence: private marker, parameters,
 // intermediates, final byte.
 var csiAt = regexp.MustCompile(`^\x1b\[([<=>?]?)([0-9:;]*)([ -/]*)([@-~])`)
@@ -122,7 +125,8 @@ func checkModes(t *testing.T, b, in []byte) {
 func FuzzSafeWriter(f *testing.F) {
 	for _, s := range []string{"\x1b]52;c;eA==\a", "\x1bP1$r\x1b\\", "\u009b6n", "\x1b[6n", "a\x1b[1mb", "\x1b\x1b]0;x\a",
 		"\x1b%@\xdf\x9d52;c;eA==\a", "\x1b G\x1b[62;2\"p", "\x1b%/G\x1b[?2l", "\x1b(0\x1b%G\x1bn",
-		"\x1b[2h\x1b[12l\x1b[20h\x1b[4h", "\x1b[?1;25;1000;1004;1006;2004h\x1b=", "\x1b[?1049h\x1b[?0001l\x1b[?1000r"} {
+		"\x1b[2h\x1b[12l\x1b[20h\x1b[4h", "\x1b[?1;25;1000;1004;1006;2004h\x1b=", "\x1b[?1049h\x1b[?0001l\x1b[?1000r",
+		"\x1b[3J\x1b[?3J\x1bc\x1b[2J"} {
 		f.Add([]byte(s), uint8(3))
 	}
 	f.Fuzz(func(t *testing.T, data []byte, split uint8) {
@@ -134,13 +138,20 @@ func FuzzSafeWriter(f *testing.F) {
 		got := out.Bytes()
 		checkModes(t, got, data)
 		for _, bad := range []string{"\x1b]", "\x1bP", "\x1b_", "\x1b^", "\x1bX", "\x1bZ", "\x05", "\x1b[6n", "\x1b[c",
-			"\x1b%", "\x1b ", "\x1b[?2l", "\x1bn", "\x1bo", "\x1b~", "\x1b}", "\x1b|", "\x1b=", "\x1b>"} {
+			"\x1b%", "\x1b ", "\x1b[?2l", "\x1bn", "\x1bo", "\x1b~", "\x1b}", "\x1b|", "\x1b=", "\x1b>", "\x1bc"} {
 			if bytes.Contains(got, []byte(bad)) {
 				t.Fatalf("%q in output %q of input %q", bad, got, data)
 			}
 		}
 		if decscl.Match(got) {
 			t.Fatalf("DECSCL in output %q of input %q", got, data)
+		}
+		// Erasing in display clears at most the screen, never the
+		// scrollback (Ps 3), where a warning may stand.
+		for _, m := range eraseDisplay.FindAllSubmatch(got, -1) {
+			if p := string(m[1]); p != "" && p != "0" && p != "1" && p != "2" {
+				t.Fatalf("%q in output %q of input %q", m[0], got, data)
+			}
 		}
 		// Valid UTF-8 without C1 controls: no bytes left around what was
 		// dropped can join into one.

@@ -2,7 +2,6 @@ package recording
 
 import (
 	"bufio"
-	"bytes"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -28,7 +27,13 @@ type Header struct {
 	Sallyport *HeaderInfo `json:"sallyport,omitempty"`
 }
 
-// HeaderInfo is the "sallyport" object of a recording's header.
+// formatVersion is the version of Sallyport's recording format
+// (HeaderInfo.Format) that this package writes and verifies.
+const formatVersion = 1
+
+// HeaderInfo is the "sallyport" object of a recording's header. Its strings
+// and the header's command and env values are stored as event text is (see
+// EncodeBytes); NewReader decodes them.
 type HeaderInfo struct {
 	Format    int    `json:"format"`
 	ID        string `json:"id"`
@@ -109,6 +114,17 @@ func parseHeader(line []byte) (Header, error) {
 	if h.Width <= 0 || h.Height <= 0 {
 		return Header{}, fmt.Errorf("%w: header size %dx%d", ErrFormat, h.Width, h.Height)
 	}
+	if info := h.Sallyport; info != nil {
+		dec := func(s *string) { *s = string(DecodeBytes(*s)) }
+		dec(&h.Command)
+		for k, v := range h.Env {
+			dec(&v)
+			h.Env[k] = v
+		}
+		for _, s := range []*string{&info.SessionID, &info.Identity, &info.User, &info.Login, &info.Host} {
+			dec(s)
+		}
+	}
 	return h, nil
 }
 
@@ -164,15 +180,12 @@ func (rd *Reader) Next() (Event, error) {
 	return e, nil
 }
 
-// parseEvent parses one event line.
+// parseEvent parses one event line: one JSON array, with nothing but
+// white space after it.
 func parseEvent(line []byte) (Event, error) {
 	var raw []json.RawMessage
-	d := json.NewDecoder(bytes.NewReader(line))
-	if err := d.Decode(&raw); err != nil {
+	if err := json.Unmarshal(line, &raw); err != nil {
 		return Event{}, fmt.Errorf("%w: %w", ErrFormat, err)
-	}
-	if d.More() {
-		return Event{}, fmt.Errorf("%w: data after the event", ErrFormat)
 	}
 	if len(raw) != 3 {
 		return Event{}, fmt.Errorf("%w: event has %d elements, want 3", ErrFormat, len(raw))

@@ -2,7 +2,6 @@ package recording
 
 import (
 	"context"
-	"encoding/json"
 	"fmt"
 	"io"
 	"strings"
@@ -24,6 +23,10 @@ type PlayOptions struct {
 	// NoReset leaves out the reset at the end (SafeWriter.Reset), for w
 	// that is not a terminal, such as a file or a pipe; false resets.
 	NoReset bool
+	// ASCII shows every character that is not ASCII as '?' (see
+	// SafeWriter.ASCII), in the output and in Notes, for a terminal that
+	// does not decode UTF-8; false writes UTF-8.
+	ASCII bool
 }
 
 // Play writes the output events of rd to w at their recorded pace, through
@@ -48,6 +51,14 @@ func Play(ctx context.Context, w io.Writer, rd *Reader, opts PlayOptions) (err e
 		opts.Sleep = sleep
 	}
 	sw := NewSafeWriter(w)
+	sw.ASCII = opts.ASCII
+	if opts.ASCII {
+		// Sallyport's own lines too: they quote the command and reason.
+		w = asciiWriter{w}
+		if opts.Notes != nil {
+			opts.Notes = asciiWriter{opts.Notes}
+		}
+	}
 	if !opts.NoReset {
 		defer func() {
 			if rerr := sw.Reset(); err == nil {
@@ -173,7 +184,11 @@ func binarySummary(h Header, end *Event) string {
 	var b strings.Builder
 	fmt.Fprintf(&b, "[sallyport: binary output not shown: %s", Escape(h.Command, 256))
 	var rec endRecord
-	if end == nil || json.Unmarshal([]byte(strings.TrimPrefix(end.Data, "end ")), &rec) != nil {
+	ok := false
+	if end != nil {
+		rec, ok = parseEndRecord(end.Data)
+	}
+	if !ok {
 		b.WriteString("; no end record, so no byte counts or SHA-256]")
 		return b.String()
 	}
@@ -194,6 +209,17 @@ func binarySummary(h Header, end *Event) string {
 	return b.String()
 }
 
+// asciiWriter writes what it is given with each character that is not
+// ASCII as '?' (see ASCII).
+type asciiWriter struct{ w io.Writer }
+
+func (a asciiWriter) Write(p []byte) (int, error) {
+	if _, err := a.w.Write(ASCII(p)); err != nil {
+		return 0, err
+	}
+	return len(p), nil
+}
+
 func sleep(ctx context.Context, d time.Duration) error {
 	t := time.NewTimer(d)
 	defer t.Stop()
@@ -207,12 +233,12 @@ func sleep(ctx context.Context, d time.Duration) error {
 
 // noteFor describes an "end" record for the viewer; "" for other records.
 func noteFor(data string, h Header) string {
-	verb, arg, _ := strings.Cut(data, " ")
+	verb, _, _ := strings.Cut(data, " ")
 	if verb != "end" {
 		return ""
 	}
-	var rec endRecord
-	if err := json.Unmarshal([]byte(arg), &rec); err != nil {
+	rec, ok := parseEndRecord(data)
+	if !ok {
 		return "[sallyport: unreadable end record]"
 	}
 	var b strings.Builder

@@ -3,6 +3,9 @@ package recording
 import (
 	"bytes"
 	"context"
+	"io"
+	"os"
+	"path/filepath"
 	"strings"
 	"testing"
 	"time"
@@ -75,6 +78,12 @@ func TestSafeWriter(t *testing.T) {
 		{"fail/overlong-csi", "\x1b[" + strings.Repeat("1;", 100) + "m", ""},
 		{"fail/can-aborts", "\x1b[1\x18x", "x"},
 		{"fail/osc-then-csi", "\x1b]0;t\x1b[1mB", "\x1b[1mB"},
+		// Nothing may clear the viewer's scrollback, where the warning
+		// about a recording that is not intact stands.
+		{"ok/erase-display", "\x1b[J\x1b[0J\x1b[1J\x1b[2J\x1b[?2J", "\x1b[J\x1b[0J\x1b[1J\x1b[2J\x1b[?2J"},
+		{"fail/erase-scrollback", "a\x1b[3Jb\x1b[?3J\x1b[03J\x1b[2;3J\x1b[4J", "ab"},
+		{"fail/ris-soft-reset", "a\x1bcb", "a" + resetBase + "\x1b[H\x1b[2Jb"},
+		{"fail/ris-leaves-alt-screen", "\x1b[?1049h\x1bc", "\x1b[?1049h\x1b[?1049l" + resetBase + "\x1b[H\x1b[2J"},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
@@ -126,6 +135,7 @@ func TestSafeWriterResetRestoresTerminal(t *testing.T) {
 		{"ok/tab-stop-set", "\x1bH", resetBase + "\x1b[?5W"},
 		{"ok/all", "\x1b[?1049h\x0e\x1b(0\x1b[2 q\x1bH", "\x1b[?1049l\x1b7\x1b[r\x1b8\x0f\x1b(B\x1b[0m\x1b[4l\x1b[?7h\x1b[?25h\x1b[0 q\x1b[?5W"},
 		{"ok/full-reset-ris", "\x1b[?1049h\x0e\x1b(0\x1b[2 q\x1bH\x1bc", resetBase},
+		{"ok/changes-after-ris", "\x1bc\x1b[?1049h\x1b(0", "\x1b[?1049l\x1b7\x1b[r\x1b8\x1b(B\x1b[0m\x1b[4l\x1b[?7h\x1b[?25h"},
 		{"fail/dropped-changes-nothing", "\x1b[?1000h\x1b[2h\x1b=\x1b[?2004h", resetBase},
 	}
 	for _, tc := range tests {
@@ -314,6 +324,97 @@ func TestPlayNoReset(t *testing.T) {
 			}
 			if out.String() != tc.want {
 				t.Errorf("played %q; want %q", out.String(), tc.want)
+			}
+		})
+	}
+}
+
+// TestSafeWriterASCII: for a terminal that does not decode UTF-8, every
+// character that is not ASCII is one '?', so that no byte 0x80-0x9F of
+// harmless UTF-8 text reaches a terminal that would take it for a C1
+// control (0x9B CSI, 0x9D OSC, 0x90 DCS), whatever the split.
+func TestSafeWriterASCII(t *testing.T) {
+	tests := []struct{ name, in, want string }{
+		{"ok/ascii", "plain \x1b[1mtext\x1b[0m\r\n", "plain \x1b[1mtext\x1b[0m\r\n"},
+		{"fail/csi-in-latin1", "\u00db6n", "?6n"},                   // C3 9B
+		{"fail/osc-in-latin1", "\u00dd52;c;aGk=\a", "?52;c;aGk=\a"}, // C3 9D
+		{"fail/dcs-in-latin1", "\u00d0$q\"p\u00dc", "?$q\"p?"},      // C3 90, C3 9C
+		{"fail/wide-and-invalid", "\u2014\U0001F600\xff.", "???."},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			for i := 0; i <= len(tc.in); i++ {
+				var out bytes.Buffer
+				sw := NewSafeWriter(&out)
+				sw.ASCII = true
+				sw.Write([]byte(tc.in[:i]))
+				sw.Write([]byte(tc.in[i:]))
+				if got := out.String(); got != tc.want {
+					t.Fatalf("split at %d: got %q; want %q", i, got, tc.want)
+				}
+			}
+		})
+	}
+	// Play in ASCII keeps the summary of binary output ASCII too.
+	cast := `{"version": 2, "width": 80, "height": 24, "command": "cat \u00db6n", "sallyport": {"format": 1, "id": "x", "pty": false}}
+[0.5, "o", "\u0000\u00ff"]
+`
+	rd, err := NewReader(strings.NewReader(cast))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var out bytes.Buffer
+	if err := Play(context.Background(), &out, rd, PlayOptions{ASCII: true, NoReset: true, Sleep: func(context.Context, time.Duration) error { return nil }}); err != nil {
+		t.Fatal(err)
+	}
+	if got := out.String(); !strings.Contains(got, "cat ?6n") || strings.ContainsFunc(got, func(r rune) bool { return r > 0x7e }) {
+		t.Errorf("played %q; want only ASCII, the command as cat ?6n", got)
+	}
+}
+
+// TestSnapshot: a snapshot holds the bytes read, in memory or past the
+// limit in a temporary file that is gone from its folder, and does not
+// change when the file it was read from does.
+func TestSnapshot(t *testing.T) {
+	for _, tc := range []struct {
+		name  string
+		limit int64
+	}{{"ok/in-memory", 1 << 20}, {"ok/temporary-file", 10}} {
+		t.Run(tc.name, func(t *testing.T) {
+			dir := t.TempDir()
+			path := filepath.Join(dir, "x.cast")
+			want := bytes.Repeat([]byte("recorded\n"), 100)
+			if err := os.WriteFile(path, want, 0o600); err != nil {
+				t.Fatal(err)
+			}
+			f, err := os.Open(path)
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer f.Close()
+			tmp := t.TempDir()
+			s, err := NewSnapshot(f, tc.limit, tmp)
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer s.Close()
+			if err := os.WriteFile(path, bytes.ToUpper(want), 0o600); err != nil {
+				t.Fatal(err)
+			}
+			for range 2 {
+				got, err := io.ReadAll(s.Reader())
+				if err != nil {
+					t.Fatal(err)
+				}
+				if !bytes.Equal(got, want) || s.Size() != int64(len(want)) {
+					t.Fatalf("read %d bytes %.20q, size %d; want the %d bytes first read", len(got), got, s.Size(), len(want))
+				}
+			}
+			if names, _ := os.ReadDir(tmp); len(names) != 0 {
+				t.Errorf("temporary folder holds %v; want the copy out of reach", names)
+			}
+			if err := s.Close(); err != nil {
+				t.Error(err)
 			}
 		})
 	}

@@ -45,6 +45,9 @@ const (
 	DefaultBulkHead      = 64 << 10
 	DefaultBulkText      = 8 << 20
 	DefaultSignInterval  = time.Second
+	// defaultFlushTimeoutSlack is added to twice the flush interval to make
+	// the default FlushTimeout.
+	defaultFlushTimeoutSlack = 5 * time.Second
 )
 
 // errClosed is returned by writes after Close has begun.
@@ -57,6 +60,10 @@ var ErrFailed = errors.New("recording failed")
 // errFileGone is wrapped by the failure of a recording whose file was
 // removed or replaced while it was written.
 var errFileGone = errors.New("recording file removed or replaced")
+
+// errStalled is wrapped by the failure of a recording whose file did not
+// answer a write or fsync within FlushTimeout (a hung disk or NFS server).
+var errStalled = errors.New("recording file stalled")
 
 // ErrSize is wrapped by the error Resize returns for a terminal size it does
 // not record (zero or over MaxTermSize). The recording is unharmed: the
@@ -111,6 +118,15 @@ type Options struct {
 	// stays unsigned for longer than SignInterval and a flush. The final
 	// digest is always signed.
 	SignInterval time.Duration
+	// FlushTimeout is the longest a flush's write, fsync and file check
+	// (or Close's) may take: past it the recording fails (Session.Failed
+	// closes, as for a write error) and Close stops waiting for the disk,
+	// so a hung disk ends the session instead of letting it run
+	// unrecorded. Once a flush has taken FlushInterval, writes of an exec
+	// or subsystem channel without a pty wait for it, so that its output
+	// does not run ahead of what reaches the disk. 0 means twice
+	// FlushInterval plus 5 seconds.
+	FlushTimeout time.Duration
 }
 
 // Recorder starts recordings. It is safe for concurrent use.
@@ -129,8 +145,11 @@ func New(opts Options) (*Recorder, error) {
 		return nil, errors.New("recording: no signer")
 	case opts.FlushInterval < 0 || opts.FlushInterval > time.Second:
 		return nil, fmt.Errorf("recording: flush interval %v not in (0, 1s]", opts.FlushInterval)
-	case opts.FlushSize < 0 || opts.MaxPending < 0 || opts.BulkHead < 0 || opts.BulkText < 0 || opts.SignInterval < 0:
+	case opts.FlushSize < 0 || opts.MaxPending < 0 || opts.BulkHead < 0 || opts.BulkText < 0 || opts.SignInterval < 0 || opts.FlushTimeout < 0:
 		return nil, errors.New("recording: negative limit")
+	}
+	if err := checkSigner(opts.Signer); err != nil {
+		return nil, fmt.Errorf("recording: %w", err)
 	}
 	if opts.Now == nil {
 		opts.Now = time.Now
@@ -159,6 +178,9 @@ func New(opts Options) (*Recorder, error) {
 	opts.BulkText = max(opts.BulkText, opts.BulkHead)
 	if opts.SignInterval == 0 {
 		opts.SignInterval = DefaultSignInterval
+	}
+	if opts.FlushTimeout == 0 {
+		opts.FlushTimeout = 2*opts.FlushInterval + defaultFlushTimeoutSlack
 	}
 	return &Recorder{opts: opts}, nil
 }
@@ -253,7 +275,7 @@ func (rc *Recorder) Start(ctx context.Context, m Meta) (*Session, error) {
 	s := &Session{
 		rc: rc, meta: m, path: path, rel: rel, f: f, start: start,
 		kick: make(chan struct{}, 1), stop: make(chan struct{}), done: make(chan struct{}),
-		failed: make(chan struct{}), lastSig: start,
+		failed: make(chan struct{}), stalled: make(chan struct{}), lastSig: start,
 	}
 	s.cond = sync.NewCond(&s.mu)
 	s.chain.init()
@@ -287,6 +309,7 @@ func (rc *Recorder) Start(ctx context.Context, m Meta) (*Session, error) {
 		return nil, fail(err)
 	}
 	s.fileBytes = int64(len(block))
+	s.noteWritten()
 	if err := o.Index.AddRecording(ctx, s.indexRow()); err != nil {
 		f.Close()
 		os.Remove(path)
@@ -359,11 +382,31 @@ type Session struct {
 	size       [2]int // last resize, for the end record
 	failedOnce sync.Once
 	hasher     *hasher // of a bulk channel; nil until its first write
+	// ioGen numbers the file I/O the watchdog watches: it changes when
+	// I/O starts and when it ends, so a watchdog timer of I/O that has
+	// ended does nothing.
+	ioGen uint64
+	// overdue is set while the writer's I/O has taken FlushInterval or
+	// more: writes of a bulk channel then wait.
+	overdue bool
+	// written is what has been written to the file.
+	written writtenState
+	// complete says the final record was written, synced and the file
+	// closed (set by the writer when Close stops it).
+	complete    bool
+	stalledOnce sync.Once
 
-	kick   chan struct{} // size-triggered flush
-	stop   chan struct{} // closed by Close
-	done   chan struct{} // closed when run returns
-	failed chan struct{} // closed on failure
+	kick    chan struct{} // size-triggered flush
+	stop    chan struct{} // closed by Close
+	done    chan struct{} // closed when run returns
+	failed  chan struct{} // closed on failure
+	stalled chan struct{} // closed when file I/O did not return within FlushTimeout
+
+	// closeRec is what Close hands the writer to end the file with, set
+	// before stop is closed; closeAt is when the writer ended it, read by
+	// Close once done is closed.
+	closeRec endRecord
+	closeAt  time.Time
 
 	// Writer goroutine (and Start/Close) only.
 	spare     []byte
@@ -502,6 +545,12 @@ func (s *Session) writeBulk(stream uint8, p []byte) (int, error) {
 func (s *Session) countBulk(stream uint8, p []byte) (*hasher, error) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
+	// Past its head a bulk stream costs the disk nothing, so nothing else
+	// holds it back: while a flush is overdue it waits, until the flush
+	// ends or the watchdog fails the recording.
+	for s.overdue && s.err == nil && !s.closing {
+		s.cond.Wait()
+	}
 	if s.err != nil {
 		return nil, s.err
 	}
@@ -597,204 +646,6 @@ func (s *Session) kickFlush() {
 	}
 }
 
-// fail records the first failure, wakes everything waiting and ends the
-// hasher, since no more writes are accepted.
-func (s *Session) fail(err error) {
-	s.mu.Lock()
-	if s.err == nil {
-		s.err = fmt.Errorf("%w: %s: %w", ErrFailed, s.meta.ID, err)
-	}
-	s.mu.Unlock()
-	s.cond.Broadcast()
-	s.stopHash()
-	s.failedOnce.Do(func() { close(s.failed) })
-}
-
-func (s *Session) run() {
-	defer close(s.done)
-	t := time.NewTicker(s.rc.opts.FlushInterval)
-	defer t.Stop()
-	for {
-		select {
-		case <-t.C:
-			s.flush(true)
-		case <-s.kick:
-			s.flush(false)
-		case <-s.stop:
-			return
-		}
-	}
-}
-
-// flush writes the pending events as one block with its chain line, in one
-// write call; timed flushes also fsync.
-func (s *Session) flush(timed bool) {
-	s.mu.Lock()
-	if s.err != nil {
-		s.mu.Unlock()
-		return
-	}
-	pend, evs := s.pend, s.evs
-	s.pend, s.evs = s.spare[:0], s.spareEvs[:0]
-	now := s.sinceLocked()
-	var counts [numStreams]int64
-	for i := range s.streams {
-		counts[i] = s.streams[i].bytes
-	}
-	h := s.hasher
-	s.mu.Unlock()
-	s.cond.Broadcast()
-	if timed && h != nil {
-		h.kick()
-	}
-
-	out := s.out[:0]
-	off := 0
-	for _, e := range evs {
-		data := pend[off : off+e.n]
-		off += e.n
-		if e.kind == 'r' {
-			out = appendEventStart(out, e.t, "r")
-			out = append(out, data...)
-			out = append(out, "\"]\n"...)
-			continue
-		}
-		st := &s.streams[e.stream]
-		start := len(out)
-		out = appendEventStart(out, e.t, string(e.kind))
-		mark := len(out)
-		out, st.carry = appendText(out, st.carry, data, e.last)
-		if len(out) == mark {
-			out = out[:start] // only an incomplete sequence: it waits for more
-			continue
-		}
-		out = append(out, "\"]\n"...)
-	}
-	if s.bulk && timed && counts != s.lastProg {
-		s.lastProg = counts
-		out = s.appendRecord(out, now, "progress", progress{Stdout: counts[streamOut], Stderr: counts[streamErr], Stdin: counts[streamIn]})
-	}
-	s.spare, s.spareEvs = pend[:0], evs[:0]
-	// A timed flush signs its block once SignInterval has passed since the
-	// last signature, and signs an empty block when the last one written
-	// went unsigned: output followed by silence is authenticated within
-	// SignInterval and a flush, not left unsigned until the next output.
-	sign := false
-	if timed && (len(out) > 0 || s.unsigned) {
-		sign = s.rc.opts.Now().Sub(s.lastSig) >= s.rc.opts.SignInterval
-	}
-	if len(out) > 0 || sign {
-		if err := s.writeBlock(out, now, sign, timed); err != nil {
-			s.fail(err)
-			return
-		}
-	} else {
-		s.out = out
-		// A block written early, by a burst of output, is made durable
-		// by the next tick even if nothing followed it.
-		if timed && s.unsynced {
-			if err := s.f.Sync(); err != nil {
-				s.fail(err)
-				return
-			}
-			s.unsynced = false
-		}
-	}
-	// What was written since the last tick went to a file still in place;
-	// an idle session has written nothing that could be lost.
-	if timed && s.unchecked {
-		s.unchecked = false
-		if err := s.checkFile(); err != nil {
-			s.fail(err)
-		}
-	}
-}
-
-// writeBlock closes the block out with its chain line and writes it in one
-// call, fsyncing when sync is set.
-func (s *Session) writeBlock(out []byte, t time.Duration, sign, sync bool) error {
-	out, err := s.appendChain(out, s.start.Add(t), sign)
-	s.out = out
-	if err != nil {
-		return err
-	}
-	if _, err := s.f.Write(out); err != nil {
-		return err
-	}
-	s.fileBytes += int64(len(out))
-	s.unsigned, s.unsynced, s.unchecked = !sign, !sync, true
-	if sync {
-		return s.f.Sync()
-	}
-	return nil
-}
-
-// checkFile fails if the recording file is no longer at its path: writes
-// and fsyncs to an open file that was removed (with its folder, say)
-// succeed, and the session would go on unrecorded. It costs one fstat and
-// one stat, so it runs on timed flushes that follow a write and at Close,
-// not on every write nor on the ticks of an idle session.
-func (s *Session) checkFile() error {
-	sf, ok := s.f.(interface{ Stat() (os.FileInfo, error) })
-	if !ok {
-		return nil // a test's stand-in for the file
-	}
-	open, err := sf.Stat()
-	if err != nil {
-		return err
-	}
-	if n, ok := linkCount(open); ok && n == 0 {
-		return fmt.Errorf("%w: %s was removed", errFileGone, s.path)
-	}
-	at, err := os.Stat(s.path)
-	if err != nil {
-		return fmt.Errorf("%w: %w", errFileGone, err)
-	}
-	if !os.SameFile(open, at) {
-		return fmt.Errorf("%w: %s is another file", errFileGone, s.path)
-	}
-	return nil
-}
-
-func appendEventStart(b []byte, t time.Duration, kind string) []byte {
-	b = append(b, '[')
-	b = appendSeconds(b, t)
-	b = append(b, ", \""...)
-	b = append(b, kind...)
-	return append(b, "\", \""...)
-}
-
-func appendSeconds(b []byte, t time.Duration) []byte {
-	if t < 0 {
-		t = 0
-	}
-	us := t.Microseconds()
-	b = strconv.AppendInt(b, us/1e6, 10)
-	b = append(b, '.')
-	frac := us % 1e6
-	for d := int64(100000); d > 0; d /= 10 {
-		b = append(b, byte('0'+frac/d%10))
-	}
-	return b
-}
-
-// appendRecord appends a "sallyport" event whose data is verb + " " + JSON.
-func (s *Session) appendRecord(b []byte, t time.Duration, verb string, v any) []byte {
-	j, err := json.Marshal(v)
-	if err != nil {
-		panic(err) // only fixed types are marshalled
-	}
-	b = appendEventStart(b, t, "sallyport")
-	b, _ = appendText(b, nil, []byte(verb+" "+string(j)), true)
-	return append(b, "\"]\n"...)
-}
-
-type progress struct {
-	Stdout int64 `json:"stdout"`
-	Stderr int64 `json:"stderr"`
-	Stdin  int64 `json:"stdin"`
-}
-
 // StreamSummary is what was recorded of one stream.
 type StreamSummary struct {
 	// Bytes is how many bytes passed.
@@ -850,7 +701,9 @@ type endRecord struct {
 // Close writes what is pending, the end record and the signed final digest,
 // fsyncs and closes the file, and completes the index row. It returns an
 // error wrapping ErrFailed if the recording failed at any point; the index
-// row then says so.
+// row then says so. It waits for the disk at most FlushTimeout: a file
+// that does not answer fails the recording, and the writer closes it if
+// it ever does.
 func (s *Session) Close(ctx context.Context, end End) (Summary, error) {
 	s.mu.Lock()
 	if s.closing {
@@ -861,13 +714,8 @@ func (s *Session) Close(ctx context.Context, end End) (Summary, error) {
 	s.mu.Unlock()
 	s.cond.Broadcast() // a Write waiting for the disk gives up
 	s.stopHash()
-	close(s.stop)
-	<-s.done
-	s.flush(false)
 
-	endAt := s.rc.opts.Now()
 	s.mu.Lock()
-	failed := s.err
 	size := s.size
 	var sums [numStreams]StreamSummary
 	for i := range s.streams {
@@ -878,57 +726,41 @@ func (s *Session) Close(ctx context.Context, end End) (Summary, error) {
 		}
 	}
 	s.mu.Unlock()
+	s.closeRec = endRecord{ExitStatus: end.ExitStatus, ExitSignal: EncodeBytes([]byte(end.ExitSignal)), Reason: EncodeBytes([]byte(end.Reason)),
+		Width: size[0], Height: size[1], Stdout: sums[streamOut], Stderr: sums[streamErr], Stdin: sums[streamIn]}
+	close(s.stop)
+	select {
+	case <-s.done:
+	case <-s.stalled:
+		// The writer is stuck in a write, fsync or close that the
+		// watchdog gave up on; it closes the file if that ever returns.
+	}
+	var endAt time.Time
+	select {
+	case <-s.done:
+		endAt = s.closeAt
+	default:
+		endAt = s.rc.opts.Now()
+	}
 
+	s.mu.Lock()
+	w, complete := s.written, s.complete
+	s.mu.Unlock()
 	sum := Summary{
 		ID: s.meta.ID, Path: s.path, Start: s.start, End: endAt,
 		Stdout: sums[streamOut], Stderr: sums[streamErr], Stdin: sums[streamIn],
-		Signer: ssh.FingerprintSHA256(s.rc.opts.Signer.PublicKey()),
+		Signer:   ssh.FingerprintSHA256(s.rc.opts.Signer.PublicKey()),
+		Blocks:   w.blocks,
+		Bytes:    w.bytes,
+		Digest:   w.digest,
+		Complete: complete,
 	}
 	var errs []error
-	if failed == nil {
-		t := endAt.Sub(s.start)
-		var out []byte
-		for i := range s.streams {
-			if c := s.streams[i].carry; len(c) > 0 {
-				kind := "o"
-				if i == streamIn {
-					kind = "i"
-				}
-				out, _ = appendText(appendEventStart(out, t, kind), nil, c, true)
-				out = append(out, "\"]\n"...)
-			}
-		}
-		rec := endRecord{ExitStatus: end.ExitStatus, ExitSignal: end.ExitSignal, Reason: end.Reason,
-			Duration: t.Seconds(), Width: size[0], Height: size[1],
-			Stdout: sums[streamOut], Stderr: sums[streamErr], Stdin: sums[streamIn]}
-		out = s.appendRecord(out, t, "end", rec)
-		out, err := s.appendFinal(out, endAt)
-		if err != nil {
-			s.fail(err)
-		} else if s.Err() == nil {
-			if _, err := s.f.Write(out); err != nil {
-				s.fail(err)
-			} else if err := s.f.Sync(); err != nil {
-				s.fail(err)
-			} else if err := s.checkFile(); err != nil {
-				s.fail(err)
-			} else {
-				s.fileBytes += int64(len(out))
-				sum.Complete = true
-			}
-		}
-	}
-	if err := s.f.Close(); err != nil && sum.Complete {
-		s.fail(err)
-		sum.Complete = false
-	}
 	if err := s.Err(); err != nil {
 		errs = append(errs, err)
 		sum.Failure = err.Error()
+		sum.Complete = false
 	}
-	sum.Blocks = s.chain.n
-	sum.Bytes = s.fileBytes
-	sum.Digest = s.chain.hex()
 	row := s.indexRow()
 	row.End = endAt
 	row.BytesOut = sum.Stdout.Bytes + sum.Stderr.Bytes
@@ -942,7 +774,7 @@ func (s *Session) Close(ctx context.Context, end End) (Summary, error) {
 	}
 	if sum.Complete {
 		row.Digest = sum.Digest
-		row.Signature = s.chain.lastSig
+		row.Signature = w.lastSig
 	}
 	row.FileBytes = sum.Bytes
 	if err := s.rc.opts.Index.FinishRecording(ctx, row); err != nil {
@@ -970,12 +802,19 @@ func (s *Session) header() ([]byte, error) {
 	if m.Shell != "" {
 		env["SHELL"] = m.Shell
 	}
+	// Strings from the client may hold bytes that are not UTF-8, which
+	// JSON cannot: they are stored as event data is (see EncodeBytes), so
+	// that the header still says exactly what the index does.
+	enc := func(s string) string { return EncodeBytes([]byte(s)) }
+	for k, v := range env {
+		env[k] = enc(v)
+	}
 	h := Header{
 		Version: 2, Width: m.Width, Height: m.Height, Timestamp: s.start.Unix(),
-		Env: env, Title: Title(m), Command: m.Command,
+		Env: env, Title: Title(m), Command: enc(m.Command),
 		Sallyport: &HeaderInfo{
-			Format: 1, ID: m.ID, SessionID: m.SessionID, Identity: m.Identity, User: m.User,
-			Login: m.Login, Host: m.Host, PTY: m.PTY, Input: m.RecordInput,
+			Format: formatVersion, ID: m.ID, SessionID: enc(m.SessionID), Identity: enc(m.Identity), User: enc(m.User),
+			Login: enc(m.Login), Host: enc(m.Host), PTY: m.PTY, Input: m.RecordInput,
 			Signer: ssh.FingerprintSHA256(s.rc.opts.Signer.PublicKey()),
 		},
 	}
@@ -1021,8 +860,10 @@ func Escape(s string, max int) string {
 			b.WriteRune(r)
 		case r < 0x100:
 			fmt.Fprintf(&b, `\x%02x`, r)
-		default:
+		case r < 0x10000:
 			fmt.Fprintf(&b, `\u%04x`, r)
+		default:
+			fmt.Fprintf(&b, `\U%08x`, r)
 		}
 	}
 	return b.String()

@@ -15,6 +15,12 @@ import (
 // no bytes left around a dropped sequence can join into a C1 control. It is
 // not safe for concurrent use.
 type SafeWriter struct {
+	// ASCII writes each character that is not ASCII as '?', for a
+	// terminal that does not decode UTF-8: one reading Latin-1 or another
+	// 8-bit charset takes bytes of harmless UTF-8 text, such as 0x9B in
+	// "Û" (C3 9B), for C1 controls (0x9B is CSI).
+	ASCII bool
+
 	w     io.Writer
 	state int
 	seq   []byte // the escape sequence being collected
@@ -129,15 +135,16 @@ func (sw *SafeWriter) Write(p []byte) (int, error) {
 				sw.state = sEscInter
 			case c == 0x1b:
 				sw.seq = append(sw.seq[:0], c)
-			case bytes.IndexByte([]byte("78DEHMc"), c) >= 0:
+			case c == 'c':
+				// RIS would also clear the viewer's scrollback, where a
+				// warning about the recording may stand: a soft reset
+				// (what Reset undoes) and a cleared screen instead.
+				out = sw.appendReset(out)
+				out = append(out, "\x1b[H\x1b[2J"...)
+				sw.state = sGround
+			case bytes.IndexByte([]byte("78DEHM"), c) >= 0:
 				out = append(out, sw.seq...)
 				sw.tabs = sw.tabs || c == 'H'
-				if c == 'c' {
-					// RIS resets the terminal: nothing is left to undo, and
-					// leaving an alternate screen that is off would move the
-					// cursor.
-					sw.alt, sw.shift, sw.g0, sw.style, sw.tabs = 0, false, false, false, false
-				}
 				sw.state = sGround
 			default:
 				// ESC Z (identify), ESC = and ESC > (keypad modes: they
@@ -215,6 +222,9 @@ func (sw *SafeWriter) Write(p []byte) (int, error) {
 		}
 	}
 	flushRun(len(p))
+	if sw.ASCII {
+		out = appendASCII(out[:0], out)
+	}
 	sw.out = out
 	if len(out) > 0 {
 		if _, err := sw.w.Write(out); err != nil {
@@ -232,7 +242,15 @@ func (sw *SafeWriter) Write(p []byte) (int, error) {
 // mode, turns autowrap on, shows the cursor and, if they were changed,
 // restores the cursor style and tab stops.
 func (sw *SafeWriter) Reset() error {
-	var b []byte
+	b := sw.appendReset(nil)
+	sw.state, sw.c2 = sGround, false
+	sw.u8 = sw.u8[:0]
+	_, err := sw.w.Write(b)
+	return err
+}
+
+// appendReset appends what Reset writes and forgets the modes it undoes.
+func (sw *SafeWriter) appendReset(b []byte) []byte {
 	if sw.alt != 0 {
 		b = append(b, "\x1b[?"...)
 		b = strconv.AppendInt(b, int64(sw.alt), 10)
@@ -254,10 +272,28 @@ func (sw *SafeWriter) Reset() error {
 	if sw.tabs {
 		b = append(b, "\x1b[?5W"...) // DECST8C: a stop every 8 columns
 	}
-	sw.state, sw.c2, sw.alt, sw.shift, sw.g0, sw.style, sw.tabs = sGround, false, 0, false, false, false, false
-	sw.u8 = sw.u8[:0]
-	_, err := sw.w.Write(b)
-	return err
+	sw.alt, sw.shift, sw.g0, sw.style, sw.tabs = 0, false, false, false, false
+	return b
+}
+
+// ASCII returns p with each character that is not ASCII, and each byte
+// that is not part of valid UTF-8, replaced by '?': for a terminal that
+// does not decode UTF-8 (see SafeWriter.ASCII).
+func ASCII(p []byte) []byte { return appendASCII(make([]byte, 0, len(p)), p) }
+
+// appendASCII appends p to dst as ASCII does; dst may be p[:0].
+func appendASCII(dst, p []byte) []byte {
+	for i := 0; i < len(p); {
+		if p[i] < utf8.RuneSelf {
+			dst = append(dst, p[i])
+			i++
+			continue
+		}
+		_, size := utf8.DecodeRune(p[i:])
+		dst = append(dst, '?')
+		i += size
+	}
+	return dst
 }
 
 // appendSafeRune appends r unless it is a C1 control (U+0080..U+009F, e.g.
@@ -333,6 +369,9 @@ func (sw *SafeWriter) appendCSI(out, body []byte) []byte {
 		if bytes.IndexByte([]byte("@ABCDEFGHIJKLMPSTXZ`abdefgmrsu"), final) < 0 {
 			return out
 		}
+		if final == 'J' && !eraseInDisplay(params) {
+			return out
+		}
 		sw.tabs = sw.tabs || final == 'g'
 		return whole()
 	case private == 0 && string(inter) == " " && final == 'q': // cursor style
@@ -341,9 +380,23 @@ func (sw *SafeWriter) appendCSI(out, body []byte) []byte {
 	case private == 0 && string(inter) == "!" && final == 'p': // soft reset
 		return whole()
 	case private == '?' && len(inter) == 0 && (final == 'J' || final == 'K'):
+		if final == 'J' && !eraseInDisplay(params) {
+			return out
+		}
 		return whole()
 	}
 	return out
+}
+
+// eraseInDisplay reports whether the parameters of ED or DECSED (CSI [?] Ps
+// J) erase only the screen: below, above or all of it. Ps 3 (xterm) erases
+// the scrollback, where a warning about the recording may stand.
+func eraseInDisplay(params []byte) bool {
+	switch string(params) {
+	case "", "0", "1", "2":
+		return true
+	}
+	return false
 }
 
 // appendModes appends a mode set or reset with only the modes that pass,

@@ -9,6 +9,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"math"
 	"strconv"
 	"strings"
 	"time"
@@ -205,6 +206,14 @@ func (v *verifier) run() error {
 		v.problem(1, off, rd.off, "header has no Sallyport recording ID: not a Sallyport recording")
 		return nil
 	}
+	if hdr.Sallyport.Format != formatVersion {
+		v.problem(1, off, rd.off, "header says recording format %d; this Sallyport reads format %d", hdr.Sallyport.Format, formatVersion)
+		return nil
+	}
+	if !bytes.HasSuffix(line, []byte("}")) {
+		v.problem(1, off, rd.off, "%v: data after the header", ErrFormat)
+		return nil
+	}
 	v.id = hdr.Sallyport.ID
 	v.compareHeader(hdr)
 	if v.opts.ID != "" && v.opts.ID != v.id {
@@ -248,10 +257,14 @@ func (v *verifier) run() error {
 			v.problem(rd.line, off, rd.off, "%v", err)
 			return nil
 		}
+		if !bytes.HasSuffix(raw, []byte("]")) {
+			// Sallyport ends every event line with its array.
+			v.problem(rd.line, off, rd.off, "%v: data after the event", ErrFormat)
+			return nil
+		}
 		verb, rest, _ := strings.Cut(e.Data, " ")
 		if e.Type == "sallyport" && verb == "end" {
-			var end endRecord
-			if json.Unmarshal([]byte(rest), &end) == nil {
+			if end, ok := parseEndRecord(e.Data); ok {
 				v.end = &end
 			}
 		}
@@ -273,15 +286,24 @@ func (v *verifier) run() error {
 				Reason: fmt.Sprintf("chain record at line %d is numbered %q where block %d was expected: a chain record in this range was altered, or blocks were removed, added or reordered", rd.line, Escape(f[0], 20), v.block)}
 			return nil
 		}
-		// The digest covers the chain line up to the digest, in the form
-		// Sallyport writes it.
-		mark := []byte(verb + " " + f[0] + " " + f[1])
-		at := bytes.Index(raw, mark)
-		if at < 0 {
-			v.problem(rd.line, off, rd.off, "malformed chain record")
+		// The digest covers the chain line up to the digest and the
+		// signature covers the digest; what follows them, and how the line
+		// is written, is covered by neither. So the line must be exactly
+		// the one Sallyport writes for its parts, or any byte of it could
+		// be changed unnoticed.
+		want := appendEventStart(nil, secondsDuration(e.Time), "sallyport")
+		want = append(want, verb+" "+strconv.Itoa(n)+" "...)
+		covered := len(want)
+		want = append(want, f[1]...)
+		if len(f) == 4 {
+			want = append(want, " sig "+f[3]...)
+		}
+		want = append(want, "\"]"...)
+		if !bytes.Equal(raw, want) {
+			v.problem(rd.line, off, rd.off, "chain record is not in the form Sallyport writes (altered)")
 			return nil
 		}
-		h.Write(raw[:at+len(verb)+1+len(f[0])+1])
+		h.Write(raw[:covered])
 		var d [sha256.Size]byte
 		h.Sum(d[:0])
 		hexd := hex.EncodeToString(d[:])
@@ -346,6 +368,26 @@ func (v *verifier) run() error {
 		v.problem(rd.line, lastChainEnd, rd.off, "the final record is not signed")
 	}
 	return nil
+}
+
+// secondsDuration is the event time t (seconds) as a duration, to the
+// microsecond Sallyport writes.
+func secondsDuration(t float64) time.Duration {
+	return time.Duration(math.Round(t*1e6)) * time.Microsecond
+}
+
+// parseEndRecord parses the data of an "end" record. Its bytes are the verb
+// and JSON (stored as event text, see EncodeBytes), whose strings are
+// stored the same way: both are decoded.
+func parseEndRecord(data string) (endRecord, bool) {
+	var rec endRecord
+	_, arg, _ := strings.Cut(string(DecodeBytes(data)), " ")
+	if json.Unmarshal([]byte(arg), &rec) != nil {
+		return endRecord{}, false
+	}
+	rec.ExitSignal = string(DecodeBytes(rec.ExitSignal))
+	rec.Reason = string(DecodeBytes(rec.Reason))
+	return rec, true
 }
 
 // shown is a value of a Mismatch.

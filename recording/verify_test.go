@@ -414,3 +414,54 @@ func TestVerifyIndexRow(t *testing.T) {
 		t.Errorf("terminal session: problem %v, mismatches %v", rep.Problem, rep.Mismatches)
 	}
 }
+
+// TestNotUTF8Kept: strings from the client or the target that are not
+// UTF-8 (a command, TERM, an exit signal) are stored reversibly, as output
+// is, so that a genuine recording agrees with its index row instead of
+// looking altered, and replay shows them escaped.
+func TestNotUTF8Kept(t *testing.T) {
+	ctx := context.Background()
+	env := newEnv(t, nil)
+	m := Meta{Identity: "github:1", User: "al\xe9", Login: "root", Host: "web1", Command: "echo \xff\xfe \U0010FE41 \u00e9",
+		Term: "xterm\xff", SessionID: "conn\xc3"}
+	s, err := env.rec.Start(ctx, m)
+	if err != nil {
+		t.Fatal(err)
+	}
+	mustWrite(t, s.Stdout(), "\x00\x01 binary")
+	if _, err := s.Close(ctx, End{ExitStatus: -1, ExitSignal: "KILL\xff", Reason: "ended \xfe"}); err != nil {
+		t.Fatal(err)
+	}
+	row, err := env.st.Recording(ctx, s.ID())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if row.Command != m.Command || row.ExitSignal != "KILL\xff" {
+		t.Fatalf("index row command %q, signal %q; the test needs them as given", row.Command, row.ExitSignal)
+	}
+	rep := verifyFile(t, s.Path(), VerifyOptions{Key: env.signer.PublicKey(), Index: &row})
+	if !rep.Intact() {
+		t.Errorf("genuine recording: problem %v, mismatches %v; want intact", rep.Problem, rep.Mismatches)
+	}
+	h := rep.Header
+	if h.Command != m.Command || h.Env["TERM"] != m.Term || h.Sallyport.User != m.User || h.Sallyport.SessionID != m.SessionID {
+		t.Errorf("header command %q, TERM %q, user %q, session %q; want them as given", h.Command, h.Env["TERM"], h.Sallyport.User, h.Sallyport.SessionID)
+	}
+	// Another command in the index is still told apart.
+	other := row
+	other.Command = "echo \ufffd\ufffd \U0010FE41 \u00e9"
+	if rep := verifyFile(t, s.Path(), VerifyOptions{Key: env.signer.PublicKey(), Index: &other}); len(rep.Mismatches) != 1 || rep.Mismatches[0].Field != "command" {
+		t.Errorf("index with another command: mismatches %v; want the command", rep.Mismatches)
+	}
+	var out, notes bytes.Buffer
+	rd := openCast(t, s.Path())
+	if err := Play(ctx, &out, rd, PlayOptions{Notes: &notes, NoReset: true, Sleep: func(context.Context, time.Duration) error { return nil }}); err != nil {
+		t.Fatal(err)
+	}
+	if want := `binary output not shown: echo \xff\xfe \U0010fe41 é`; !strings.Contains(out.String(), want) {
+		t.Errorf("played %q; want %q", out.String(), want)
+	}
+	if want := `signal KILL\xff, ended \xfe`; !strings.Contains(notes.String(), want) {
+		t.Errorf("notes %q; want %q", notes.String(), want)
+	}
+}

@@ -1,11 +1,14 @@
 package recording
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"os"
 	"path/filepath"
 	"strings"
+	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 )
@@ -176,5 +179,155 @@ func TestQuietTailSigned(t *testing.T) {
 	}
 	if rep := verifyFile(t, s.Path(), VerifyOptions{Key: key}); !rep.Intact() || !rep.Signed || rep.SignedBlocks != rep.Blocks {
 		t.Errorf("closed recording: %+v %v; want intact and signed", rep, rep.Problem)
+	}
+}
+
+// hangingFile stands for a disk that stops answering: once hang is set,
+// Write and Sync block until gate is closed.
+type hangingFile struct {
+	f       *os.File
+	hang    atomic.Bool
+	once    sync.Once
+	entered chan struct{} // closed when the first call blocks
+	gate    chan struct{}
+}
+
+func newHangingFile(t *testing.T, s *Session) *hangingFile {
+	t.Helper()
+	hf := &hangingFile{f: s.f.(*os.File), entered: make(chan struct{}), gate: make(chan struct{})}
+	// Set before the first write, whose lock orders it before the
+	// writer's first use of s.f.
+	s.f = hf
+	t.Cleanup(func() {
+		// The disk comes back: the writer finishes and closes the file.
+		close(hf.gate)
+		select {
+		case <-s.done:
+		case <-time.After(5 * time.Second):
+			t.Error("the writer did not end once the disk answered again")
+		}
+	})
+	return hf
+}
+
+func (hf *hangingFile) block() {
+	if hf.hang.Load() {
+		hf.once.Do(func() { close(hf.entered) })
+		<-hf.gate
+	}
+}
+
+func (hf *hangingFile) Write(p []byte) (int, error) { hf.block(); return hf.f.Write(p) }
+func (hf *hangingFile) Sync() error                 { hf.block(); return hf.f.Sync() }
+func (hf *hangingFile) Close() error                { return hf.f.Close() }
+
+// TestHungDisk: a recording whose disk stops answering fails within
+// FlushTimeout, so that the bastion ends the session; meanwhile a bulk
+// channel does not run on unrecorded, and Close returns and records the
+// failure in the index instead of waiting for the disk for ever.
+func TestHungDisk(t *testing.T) {
+	const (
+		interval = 20 * time.Millisecond
+		timeout  = time.Second
+	)
+	binary := bytes.Repeat([]byte{0, 1, 2, 0xff}, 8<<10)
+	tests := []struct {
+		name string
+		meta Meta
+		// relay has the session write until a write fails; false means
+		// it writes a little, the disk hangs and the session closes.
+		relay bool
+	}{
+		{"fail/bulk-stream", bulkMeta(), true},
+		{"fail/pty-stream", ptyMeta(), true},
+		{"fail/hung-at-close", bulkMeta(), false},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			ctx := context.Background()
+			env := newEnv(t, func(o *Options) { o.Now = time.Now; o.FlushInterval = interval; o.FlushTimeout = timeout })
+			s, err := env.rec.Start(ctx, tc.meta)
+			if err != nil {
+				t.Fatal(err)
+			}
+			hf := newHangingFile(t, s)
+			if tc.relay {
+				var accepted atomic.Int64
+				relayErr := make(chan error, 1)
+				go func() {
+					for {
+						if _, err := s.Stdout().Write(binary); err != nil {
+							relayErr <- err
+							return
+						}
+						accepted.Add(int64(len(binary)))
+					}
+				}()
+				// Let some data through, then the disk hangs.
+				time.Sleep(3 * interval)
+				hf.hang.Store(true)
+				select {
+				case <-hf.entered:
+				case <-time.After(5 * time.Second):
+					t.Fatal("no write reached the disk")
+				}
+				// Within a flush interval or so of the hang the relay must
+				// stop: nothing it passes now reaches the disk.
+				deadline := time.Now().Add(timeout * 3 / 4)
+				for last, since := accepted.Load(), time.Now(); time.Since(since) < 10*interval; {
+					if time.Now().After(deadline) {
+						t.Fatalf("the relay went on while the disk hung: %d MiB accepted so far", accepted.Load()>>20)
+					}
+					time.Sleep(interval)
+					if n := accepted.Load(); n != last {
+						last, since = n, time.Now()
+					}
+				}
+				select {
+				case <-s.Failed():
+				case <-time.After(timeout + 5*time.Second):
+					t.Fatalf("Failed not closed %v after the disk hung", timeout+5*time.Second)
+				}
+				select {
+				case err := <-relayErr:
+					if !errors.Is(err, ErrFailed) || !errors.Is(err, errStalled) {
+						t.Errorf("the relay's write: %v; want ErrFailed wrapping errStalled", err)
+					}
+				case <-time.After(5 * time.Second):
+					t.Fatal("the relay's write still waits after the recording failed")
+				}
+			} else {
+				mustWrite(t, s.Stdout(), "last words\n")
+				hf.hang.Store(true)
+			}
+			type result struct {
+				sum Summary
+				err error
+			}
+			closed := make(chan result, 1)
+			go func() {
+				sum, err := s.Close(ctx, End{ExitStatus: -1, Reason: "the session can no longer be recorded"})
+				closed <- result{sum, err}
+			}()
+			var r result
+			select {
+			case r = <-closed:
+			case <-time.After(timeout + 5*time.Second):
+				t.Fatalf("Close still waits for the disk %v later", timeout+5*time.Second)
+			}
+			if !errors.Is(r.err, ErrFailed) || !errors.Is(r.err, errStalled) {
+				t.Errorf("Close: %v; want ErrFailed wrapping errStalled", r.err)
+			}
+			if r.sum.Complete || !strings.Contains(r.sum.Failure, errStalled.Error()) {
+				t.Errorf("summary complete %v, failure %q; want incomplete, naming the stall", r.sum.Complete, r.sum.Failure)
+			}
+			row, err := env.st.Recording(ctx, s.ID())
+			if err != nil {
+				t.Fatal(err)
+			}
+			if row.End.IsZero() || !strings.Contains(row.Reason, errStalled.Error()) || row.Digest != "" {
+				t.Errorf("index row end %v, reason %q, digest %q; want ended, reason naming the stall, no digest", row.End, row.Reason, row.Digest)
+			}
+		})
 	}
 }

@@ -27,7 +27,16 @@ const (
 	// maxReplayText bounds the text replay of one recording on a page;
 	// the whole file can be downloaded.
 	maxReplayText = 1 << 20
+	// maxRecordingHead is how much of a recording file a page keeps, as
+	// it verifies it, for its transcript: more than the file holds for
+	// maxReplayText of output, unless the output is mostly not shown
+	// (input, resizes, binary heads).
+	maxRecordingHead = 16 << 20
 )
+
+// afterRecordingCheck runs between the check of a recording and its
+// replay on its page; tests use it to rewrite the file there.
+var afterRecordingCheck = func() {}
 
 type recordingRow struct {
 	store.Recording
@@ -179,7 +188,7 @@ func (s *Server) recordingPage(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	defer f.Close()
-	rep, err := recording.Verify(f, recording.VerifyOptions{Key: s.o.Admin.SessionCA, Index: &rec})
+	rep, head, cut, err := verifyWithHead(f, recording.VerifyOptions{Key: s.o.Admin.SessionCA, Index: &rec}, maxRecordingHead)
 	switch {
 	case err != nil:
 		d.Verdict = "could not be read: " + err.Error()
@@ -200,11 +209,11 @@ func (s *Server) recordingPage(w http.ResponseWriter, r *http.Request) {
 	default:
 		d.Intact, d.Verdict = true, fmt.Sprintf("intact: %d blocks, %d bytes, final digest %s signed by the session CA", rep.Blocks, rep.Bytes, rep.Digest)
 	}
-	if _, err := f.Seek(0, io.SeekStart); err == nil {
-		d.Replay, d.Notes, d.Trimmed, err = replayText(r.Context(), f)
-		if err != nil {
-			d.Notes += "\n[the replay stopped: " + err.Error() + "]"
-		}
+	afterRecordingCheck()
+	d.Replay, d.Notes, d.Trimmed, err = replayText(r.Context(), bytes.NewReader(head))
+	d.Trimmed = d.Trimmed || cut
+	if err != nil {
+		d.Notes += "\n[the replay stopped: " + err.Error() + "]"
 	}
 	s.renderAdmin(w, http.StatusOK, "recording", sess, admin, "Recording "+rec.ID, "", "", d)
 }
@@ -226,6 +235,39 @@ func (s *Server) recordingCast(w http.ResponseWriter, r *http.Request) {
 	w.Header().Set("Content-Type", "application/x-asciicast")
 	w.Header().Set("Content-Disposition", `attachment; filename="`+rec.ID+`.cast"`)
 	io.Copy(w, f) //nolint:errcheck // the client went away
+}
+
+// verifyWithHead verifies the recording read from r and returns the
+// first lines of it, up to max bytes, for the transcript: read in the
+// same pass, so that the transcript shows exactly bytes that were
+// verified, not what the file may hold by the time it is read again. cut
+// says lines past max were left out.
+func verifyWithHead(r io.Reader, opts recording.VerifyOptions, max int) (rep *recording.Report, head []byte, cut bool, err error) {
+	h := &headBuffer{max: max}
+	rep, err = recording.Verify(io.TeeReader(r, h), opts)
+	head = h.buf
+	if h.cut {
+		head = head[:bytes.LastIndexByte(head, '\n')+1]
+	}
+	return rep, head, h.cut, err
+}
+
+// headBuffer keeps the first max bytes written to it.
+type headBuffer struct {
+	buf []byte
+	max int
+	cut bool // more than max bytes were written
+}
+
+func (h *headBuffer) Write(p []byte) (int, error) {
+	room := h.max - len(h.buf)
+	if len(p) > room {
+		h.cut = true
+		h.buf = append(h.buf, p[:max(room, 0)]...)
+	} else {
+		h.buf = append(h.buf, p...)
+	}
+	return len(p), nil
 }
 
 // capWriter keeps the first n bytes written and reports the rest as an

@@ -136,22 +136,37 @@ func openRecording(ctx context.Context, dataDir, arg string) (*os.File, *store.R
 	return f, &row, nil
 }
 
+// maxPlayMemory is how much of a recording play holds in memory; a longer
+// one is copied to a private temporary file (see recording.Snapshot).
+const maxPlayMemory = 64 << 20
+
+// afterPlayCheck runs between the check of a recording and its replay;
+// tests use it to rewrite the file there.
+var afterPlayCheck = func() {}
+
 func runRecordingsPlay(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	fs := newFlagSet("recordings play", "ID|FILE", `
 Replay a recording in this terminal at its recorded pace. Escape sequences
 that could act on your terminal (clipboard writes, title reports, device
-queries and other OSC, DCS and APC strings) are removed on the way; the
-stored recording is unchanged. Of an exec, scp or sftp channel without a
-terminal, whose recording keeps only the head of its output, that head is
-shown if it is text, else one line with the command, the bytes each way and
-their SHA-256. Notes about kept-in-part output and how the session ended go
-to stderr. The recording is first checked as "recordings verify" checks it;
-if it is not intact, or cannot be checked, a warning goes to stderr, the
-recording is played all the same and the exit status is 1.`, stderr)
+queries and other OSC, DCS and APC strings, clearing the scrollback) are
+removed on the way; the stored recording is unchanged. Of an exec, scp or
+sftp channel without a terminal, whose recording keeps only the head of its
+output, that head is shown if it is text, else one line with the command,
+the bytes each way and their SHA-256. Notes about kept-in-part output and
+how the session ended go to stderr. Unless LC_ALL, LC_CTYPE or LANG (the
+first set) names the UTF-8 codeset, as in C.UTF-8 or en_US.UTF-8, every
+character that is not ASCII is shown as '?': a terminal that does not
+decode UTF-8 could take bytes of UTF-8 text for control sequences.
+
+The recording is read once and checked as "recordings verify" checks it,
+and what is played is exactly what was checked. If it is not intact, or
+cannot be checked, a warning goes to stderr and the exit status is 1; it is
+played only with --force, and then the warning is repeated after it.`, stderr)
 	dataDir := fs.String("data", "", "data `folder` to look recording IDs and the session CA's public key up in")
 	keyFile := fs.String("key", "", "public key `file` of the signing CA (default DATA/session_ca.pub)")
 	speed := fs.Float64("speed", 1, "play at `N` times the recorded pace")
 	idle := fs.Duration("idle-limit", 2*time.Second, "cap every pause at this `duration` (0: as recorded)")
+	force := fs.Bool("force", false, "play a recording that is not intact or cannot be checked")
 	rest, err := parseFlags(fs, args)
 	if err != nil {
 		return err
@@ -165,12 +180,22 @@ recording is played all the same and the exit status is 1.`, stderr)
 	if *idle < 0 {
 		return errors.New("recordings play: --idle-limit must not be negative")
 	}
+	ascii := !utf8Locale(os.Getenv)
+	if ascii {
+		stderr = asciiWriter{stderr}
+	}
 	f, row, err := openRecording(ctx, *dataDir, rest[0])
 	if err != nil {
 		return fmt.Errorf("recordings play: %w", err)
 	}
-	defer f.Close()
-	warning := playCheck(f, row, *dataDir, *keyFile)
+	snap, err := recording.NewSnapshot(f, maxPlayMemory, "")
+	f.Close()
+	if err != nil {
+		return fmt.Errorf("recordings play: read %s: %w", recording.Escape(rest[0], 200), err)
+	}
+	defer snap.Close()
+	warning := playCheck(snap.Reader(), row, *dataDir, *keyFile)
+	afterPlayCheck()
 	if warning != "" {
 		hint := "sallyport recordings verify"
 		if *dataDir != "" {
@@ -179,24 +204,58 @@ recording is played all the same and the exit status is 1.`, stderr)
 		if *keyFile != "" {
 			hint += " --key " + *keyFile
 		}
-		fmt.Fprintf(stderr, "sallyport: warning: recording %s is %s; `%s %s` gives details\n",
+		warning = fmt.Sprintf("sallyport: warning: recording %s is %s; `%s %s` gives details",
 			recording.Escape(rest[0], 200), warning, recording.Escape(hint, 400), recording.Escape(rest[0], 200))
+		if !*force {
+			fmt.Fprintf(stderr, "%s; give --force to play it all the same\n", warning)
+			return exitCode(1)
+		}
+		fmt.Fprintln(stderr, warning)
 	}
-	if _, err := f.Seek(0, io.SeekStart); err != nil {
-		return fmt.Errorf("recordings play: %w", err)
+	rd, err := recording.NewReader(snap.Reader())
+	if err == nil {
+		opts := recording.PlayOptions{Speed: *speed, IdleLimit: *idle, Notes: stderr, NoReset: !isTerminal(stdout), ASCII: ascii}
+		err = recording.Play(ctx, stdout, rd, opts)
 	}
-	rd, err := recording.NewReader(f)
+	if warning != "" {
+		// Again after the replay, which may have pushed the first out of
+		// sight.
+		fmt.Fprintln(stderr, warning)
+	}
 	if err != nil {
-		return fmt.Errorf("recordings play: %w", err)
-	}
-	opts := recording.PlayOptions{Speed: *speed, IdleLimit: *idle, Notes: stderr, NoReset: !isTerminal(stdout)}
-	if err := recording.Play(ctx, stdout, rd, opts); err != nil {
 		return fmt.Errorf("recordings play: %w", err)
 	}
 	if warning != "" {
 		return exitCode(1)
 	}
 	return nil
+}
+
+// utf8Locale reports whether the locale named by the environment for
+// character handling (LC_ALL, else LC_CTYPE, else LANG, as setlocale reads
+// them) has the UTF-8 codeset. None set means the C locale: ASCII.
+func utf8Locale(getenv func(string) string) bool {
+	for _, k := range []string{"LC_ALL", "LC_CTYPE", "LANG"} {
+		v := getenv(k)
+		if v == "" {
+			continue
+		}
+		_, codeset, _ := strings.Cut(v, ".")
+		codeset, _, _ = strings.Cut(codeset, "@")
+		return strings.EqualFold(codeset, "UTF-8") || strings.EqualFold(codeset, "utf8")
+	}
+	return false
+}
+
+// asciiWriter writes with every character that is not ASCII as '?', for a
+// terminal that does not decode UTF-8 (see recording.ASCII).
+type asciiWriter struct{ w io.Writer }
+
+func (a asciiWriter) Write(p []byte) (int, error) {
+	if _, err := a.w.Write(recording.ASCII(p)); err != nil {
+		return 0, err
+	}
+	return len(p), nil
 }
 
 // playCheck checks the recording in f as verify does and returns what is

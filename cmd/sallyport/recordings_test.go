@@ -343,16 +343,16 @@ func TestRecordingsVerifyChecks(t *testing.T) {
 	}
 }
 
-// TestRecordingsPlayChecks: play verifies as verify does, warns in one
-// line on stderr and exits 1 when the recording is not intact, but still
-// plays it.
+// TestRecordingsPlayChecks: play verifies as verify does; when the
+// recording is not intact it warns in one line on stderr, exits 1 and plays
+// nothing, or with --force plays it and warns again after it.
 func TestRecordingsPlayChecks(t *testing.T) {
 	tests := []struct {
 		name    string
 		alter   func(t *testing.T, data string, alice, bob recording.Summary)
 		args    []string // "ALICE" is alice's ID, "DATA" the data folder
 		want    string   // in stdout
-		warning []string // in the one warning line; none means no warning
+		warning []string // in the warning line; none means no warning
 	}{
 		{"ok/intact", nil, []string{"ALICE", "--data", "DATA"}, "$ echo hi\r\nhi\r\n", nil},
 		{"ok/text-exec", nil, []string{"BOB", "--data", "DATA"}, "up 3 days\n", nil},
@@ -372,52 +372,70 @@ func TestRecordingsPlayChecks(t *testing.T) {
 		{"fail/file-without-key", nil, []string{"ALICEPATH"}, "$ echo hi\r\n", []string{"not verified", "--key"}},
 	}
 	for _, tc := range tests {
-		t.Run(tc.name, func(t *testing.T) {
-			data, alice, bob := recordingsData(t)
-			if tc.alter != nil {
-				tc.alter(t, data, alice, bob)
+		for _, force := range []bool{false, true} {
+			if tc.warning == nil && force {
+				continue
 			}
-			r := strings.NewReplacer("ALICEPATH", alice.Path, "ALICE", alice.ID, "BOB", bob.ID, "DATA", data)
-			args := []string{"recordings", "play", "--speed", "1000"}
-			for _, a := range tc.args {
-				args = append(args, r.Replace(a))
+			name := tc.name
+			if force {
+				name += "-forced"
 			}
-			out, errOut, err := tryCLI(t, args...)
-			if tc.warning == nil && err != nil {
-				t.Fatalf("play: %v\n%s", err, errOut)
-			}
-			if tc.warning != nil {
-				var ec exitCode
-				if !errors.As(err, &ec) || ec != 1 {
-					t.Fatalf("play: err %v; want exit status 1\n%s", err, errOut)
+			t.Run(name, func(t *testing.T) {
+				data, alice, bob := recordingsData(t)
+				if tc.alter != nil {
+					tc.alter(t, data, alice, bob)
 				}
-			}
-			if !strings.Contains(out, tc.want) {
-				t.Errorf("played %q; want %q", out, tc.want)
-			}
-			// stdout is not a terminal here: no reset sequence.
-			if strings.Contains(out, "\x1b[?25h") || strings.Contains(out, "\x1b7\x1b[r") {
-				t.Errorf("played %q; want no terminal reset on a stdout that is not a terminal", out)
-			}
-			var warnings []string
-			for _, l := range strings.Split(errOut, "\n") {
-				if strings.Contains(l, "warning") {
-					warnings = append(warnings, l)
+				r := strings.NewReplacer("ALICEPATH", alice.Path, "ALICE", alice.ID, "BOB", bob.ID, "DATA", data)
+				args := []string{"recordings", "play", "--speed", "1000"}
+				if force {
+					args = append(args, "--force")
 				}
-			}
-			switch {
-			case tc.warning == nil && len(warnings) > 0:
-				t.Errorf("warned %q; want no warning", warnings)
-			case tc.warning != nil && len(warnings) != 1:
-				t.Errorf("stderr %q; want one warning line", errOut)
-			case tc.warning != nil:
-				for _, w := range tc.warning {
-					if w = r.Replace(w); !strings.Contains(warnings[0], w) {
-						t.Errorf("warned %q; want %q", warnings[0], w)
+				for _, a := range tc.args {
+					args = append(args, r.Replace(a))
+				}
+				out, errOut, err := tryCLI(t, args...)
+				if tc.warning == nil && err != nil {
+					t.Fatalf("play: %v\n%s", err, errOut)
+				}
+				if tc.warning != nil {
+					var ec exitCode
+					if !errors.As(err, &ec) || ec != 1 {
+						t.Fatalf("play: err %v; want exit status 1\n%s", err, errOut)
 					}
 				}
-			}
-		})
+				switch {
+				case tc.warning != nil && !force && out != "":
+					t.Errorf("played %q without --force; want nothing", out)
+				case (tc.warning == nil || force) && !strings.Contains(out, tc.want):
+					t.Errorf("played %q; want %q", out, tc.want)
+				}
+				// stdout is not a terminal here: no reset sequence.
+				if strings.Contains(out, "\x1b[?25h") || strings.Contains(out, "\x1b7\x1b[r") {
+					t.Errorf("played %q; want no terminal reset on a stdout that is not a terminal", out)
+				}
+				var warnings []string
+				lines := strings.Split(strings.TrimSuffix(errOut, "\n"), "\n")
+				for _, l := range lines {
+					if strings.Contains(l, "warning") {
+						warnings = append(warnings, l)
+					}
+				}
+				switch {
+				case tc.warning == nil && len(warnings) > 0:
+					t.Errorf("warned %q; want no warning", warnings)
+				case tc.warning != nil && !force && (len(warnings) != 1 || !strings.Contains(warnings[0], "give --force")):
+					t.Errorf("stderr %q; want one warning line, saying to give --force", errOut)
+				case tc.warning != nil && force && (len(warnings) != 2 || warnings[0] != warnings[1] || warnings[1] != lines[len(lines)-1]):
+					t.Errorf("stderr %q; want the warning before the replay and again as the last line", errOut)
+				case tc.warning != nil:
+					for _, w := range tc.warning {
+						if w = r.Replace(w); !strings.Contains(warnings[0], w) {
+							t.Errorf("warned %q; want %q", warnings[0], w)
+						}
+					}
+				}
+			})
+		}
 	}
 }
 
@@ -439,5 +457,150 @@ func TestRecordingsPlayBinaryBulk(t *testing.T) {
 	}
 	if strings.Contains(out, "ELF") {
 		t.Errorf("played %q; want the summary instead of the bytes", out)
+	}
+}
+
+// TestRecordingsPlayVerifiedBytes: play shows the bytes it verified, not
+// what the file holds by the time it would be read again.
+func TestRecordingsPlayVerifiedBytes(t *testing.T) {
+	data, alice, _ := recordingsData(t)
+	rewritten := false
+	afterPlayCheck = func() {
+		// Someone who can write the recordings folder rewrites what is
+		// still to be played, between the check and the replay.
+		b, err := os.ReadFile(alice.Path)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := os.WriteFile(alice.Path, bytes.Replace(b, []byte("echo hi"), []byte("rm -rf"), 1), 0o600); err != nil {
+			t.Fatal(err)
+		}
+		rewritten = true
+	}
+	t.Cleanup(func() { afterPlayCheck = func() {} })
+	out, errOut, err := tryCLI(t, "recordings", "play", alice.ID, "--data", data, "--speed", "1000")
+	if !rewritten {
+		t.Fatal("the file was not rewritten between the check and the replay")
+	}
+	if err != nil {
+		t.Fatalf("play: %v\n%s", err, errOut)
+	}
+	if !strings.Contains(out, "$ echo hi\r\n") || strings.Contains(out, "rm -rf") {
+		t.Errorf("played %q; want the verified session, with echo hi", out)
+	}
+}
+
+// TestRecordingsPlayKeepsWarning: a recording that is not intact cannot
+// wipe the warning about it: replay clears neither the scrollback (CSI 3
+// J) nor the terminal (RIS), and the warning comes again after it.
+func TestRecordingsPlayKeepsWarning(t *testing.T) {
+	data, _, _ := recordingsData(t)
+	s := recordSession(t, data, recording.Meta{Identity: "github:1", User: "alice", Login: "root", Host: "web1", PTY: true},
+		"\x1b[H\x1b[2J\x1b[3Jhello from the session: ls\r\n\x1bc\x1b[?3J$ ")
+	b, err := os.ReadFile(s.Path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(s.Path, bytes.Replace(b, []byte(`ls\r`), []byte(`id\r`), 1), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	out, errOut, err := tryCLI(t, "recordings", "play", s.ID, "--data", data, "--speed", "1000", "--force")
+	var ec exitCode
+	if !errors.As(err, &ec) || ec != 1 {
+		t.Fatalf("play: err %v; want exit status 1\n%s", err, errOut)
+	}
+	if !strings.Contains(out, "session: id") {
+		t.Errorf("played %q; want the altered session", out)
+	}
+	for _, bad := range []string{"\x1b[3J", "\x1b[?3J", "\x1bc"} {
+		if strings.Contains(out, bad) {
+			t.Errorf("played %q; want no %q", out, bad)
+		}
+	}
+	lines := strings.Split(strings.TrimSuffix(errOut, "\n"), "\n")
+	if last := lines[len(lines)-1]; !strings.Contains(last, "warning: recording "+s.ID+" is not intact") {
+		t.Errorf("stderr %q; want the warning as its last line", errOut)
+	}
+}
+
+// TestRecordingsPlayLocale: unless the locale is UTF-8, play shows every
+// character that is not ASCII as '?', on stdout and stderr, since a
+// terminal reading Latin-1 takes byte 0x9B of "Û" for CSI.
+func TestRecordingsPlayLocale(t *testing.T) {
+	data, _, _ := recordingsData(t)
+	s := recordSession(t, data, recording.Meta{Identity: "github:1", User: "alice", Login: "root", Host: "web1", PTY: true},
+		"\u00db6n caf\u00e9\r\n")
+	// A file named with non-ASCII, played without a key: the warning
+	// names it.
+	dir := filepath.Join(t.TempDir(), "r\u00e9c")
+	if err := os.Mkdir(dir, 0o700); err != nil {
+		t.Fatal(err)
+	}
+	path := filepath.Join(dir, "\u00dd.cast")
+	b, err := os.ReadFile(s.Path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(path, b, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	tests := []struct {
+		name                 string
+		lcAll, lcCtype, lang string
+		want                 string
+	}{
+		{"ok/utf8-lang", "", "", "en_US.UTF-8", "\u00db6n caf\u00e9"},
+		{"ok/utf8-c", "C.utf8", "", "", "\u00db6n caf\u00e9"},
+		{"fail/c", "C", "", "en_US.UTF-8", "?6n caf?"},
+		{"fail/latin1", "", "de_DE.ISO-8859-1", "en_US.UTF-8", "?6n caf?"},
+		{"fail/unset", "", "", "", "?6n caf?"},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			t.Setenv("LC_ALL", tc.lcAll)
+			t.Setenv("LC_CTYPE", tc.lcCtype)
+			t.Setenv("LANG", tc.lang)
+			out, errOut, err := tryCLI(t, "recordings", "play", path, "--speed", "1000", "--force")
+			var ec exitCode
+			if !errors.As(err, &ec) || ec != 1 {
+				t.Fatalf("play: err %v; want exit status 1 (not verified)\n%s", err, errOut)
+			}
+			if !strings.Contains(out, tc.want) {
+				t.Errorf("played %q; want %q", out, tc.want)
+			}
+			if !strings.HasPrefix(tc.name, "ok/") {
+				for _, s := range []string{out, errOut} {
+					if i := strings.IndexFunc(s, func(r rune) bool { return r > 0x7e }); i >= 0 {
+						t.Errorf("wrote %q, not ASCII at %d", s, i)
+					}
+				}
+			}
+		})
+	}
+}
+
+func TestUTF8Locale(t *testing.T) {
+	tests := []struct {
+		name string
+		env  map[string]string
+		want bool
+	}{
+		{"ok/lang", map[string]string{"LANG": "en_US.UTF-8"}, true},
+		{"ok/lowercase-utf8", map[string]string{"LANG": "C.utf8"}, true},
+		{"ok/modifier", map[string]string{"LC_CTYPE": "de_DE.UTF-8@euro", "LANG": "C"}, true},
+		{"ok/lc-all-first", map[string]string{"LC_ALL": "C.UTF-8", "LC_CTYPE": "C", "LANG": "C"}, true},
+		{"fail/none", map[string]string{}, false},
+		{"fail/c", map[string]string{"LANG": "C"}, false},
+		{"fail/posix", map[string]string{"LC_ALL": "POSIX", "LANG": "en_US.UTF-8"}, false},
+		{"fail/latin1", map[string]string{"LC_CTYPE": "en_US.ISO-8859-1", "LANG": "en_US.UTF-8"}, false},
+		{"fail/no-codeset", map[string]string{"LANG": "en_US"}, false},
+		{"fail/utf16", map[string]string{"LANG": "en_US.UTF-16"}, false},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			if got := utf8Locale(func(k string) string { return tc.env[k] }); got != tc.want {
+				t.Errorf("utf8Locale(%v) = %v; want %v", tc.env, got, tc.want)
+			}
+		})
 	}
 }
