@@ -10,6 +10,8 @@ import (
 	"slices"
 	"strconv"
 	"strings"
+	"sync/atomic"
+	"time"
 
 	"golang.org/x/crypto/ssh"
 
@@ -39,6 +41,28 @@ type authInfo struct {
 	// ProxyJump inner connection), whose budget of audited refusals its
 	// refusals spend (see auditDeny).
 	conn *serverConn
+	// carrier is what authenticated the ProxyJump connection an inner
+	// connection came through; nil on a connection from the network.
+	// The inner connection must be the same identity's.
+	carrier *authInfo
+}
+
+// fields are the audit fields naming the certificate of info and, for a
+// ProxyJump inner connection, the serial of the jump connection's
+// certificate ("carrier_serial").
+func (info *authInfo) fields(remote net.Addr) map[string]string {
+	f := certFields(info.cert, remote)
+	info.addCarrier(f)
+	return f
+}
+
+// addCarrier adds the serial of the certificate of the ProxyJump
+// connection info came through to the audit fields f, as
+// "carrier_serial"; nothing on a connection from the network.
+func (info *authInfo) addCarrier(f map[string]string) {
+	if info.carrier != nil {
+		f["carrier_serial"] = strconv.FormatUint(info.carrier.cert.Serial, 10)
+	}
 }
 
 // terms are the conditions of access to one login@host, from the policy
@@ -65,18 +89,65 @@ const (
 	optSourceAddress = "source-address"
 )
 
+// userAuthAlgorithms are the signature algorithms the bastion accepts for
+// user authentication, certificates included (x/crypto names them by the
+// algorithm of the key inside): every key type the CA certifies, but not
+// ssh-rsa, RSA with SHA-1, which x/crypto still accepts by default and
+// OpenSSH refuses since 8.8.
+var userAuthAlgorithms = []string{
+	ssh.KeyAlgoED25519, ssh.KeyAlgoSKED25519,
+	ssh.KeyAlgoECDSA256, ssh.KeyAlgoECDSA384, ssh.KeyAlgoECDSA521, ssh.KeyAlgoSKECDSA256,
+	ssh.KeyAlgoRSASHA512, ssh.KeyAlgoRSASHA256,
+}
+
+// handshake is the authentication of one incoming connection: a user's,
+// or the inner connection of a ProxyJump tunnel.
+type handshake struct {
+	// end ends the connection: the TCP connection, or the tunnel.
+	end func()
+	// refused is set once a key the client proved it holds was refused.
+	// That refusal cannot change on the connection, and the user has
+	// been told why: the connection is ended at the client's next
+	// attempt, and at the latest refusedGrace later.
+	refused atomic.Bool
+}
+
+// refusedGrace is how long a connection whose proven key was refused is
+// kept, so that the client reads the reason before the connection ends.
+const refusedGrace = time.Second
+
+// refuse marks the connection as refused; see handshake.refused.
+func (h *handshake) refuse() {
+	if !h.refused.Swap(true) {
+		time.AfterFunc(refusedGrace, h.end)
+	}
+}
+
+// errRefusedBefore ends a connection that tries again after its proven key
+// was refused.
+var errRefusedBefore = errors.New("a certificate was refused on this connection already")
+
 // serverConfig returns the configuration for one incoming connection on
-// the user connection c, presenting signer. jumpHost is the target of a
-// ProxyJump inner connection, or "" for a connection from the network.
-func (s *Server) serverConfig(c *serverConn, signer ssh.Signer, jumpHost string) *ssh.ServerConfig {
+// the user connection c, presenting signer. tun is the ProxyJump tunnel
+// the connection comes through, or nil for a connection from the network.
+func (s *Server) serverConfig(c *serverConn, signer ssh.Signer, tun *tunnel, h *handshake) *ssh.ServerConfig {
 	cfg := &ssh.ServerConfig{
-		MaxAuthTries:  6,
-		ServerVersion: "SSH-2.0-Sallyport",
+		MaxAuthTries:            6,
+		ServerVersion:           "SSH-2.0-Sallyport",
+		PublicKeyAuthAlgorithms: userAuthAlgorithms,
 		PublicKeyCallback: func(conn ssh.ConnMetadata, key ssh.PublicKey) (*ssh.Permissions, error) {
-			return s.offeredKey(c, conn, key, jumpHost)
+			if h.refused.Load() {
+				h.end()
+				return nil, errRefusedBefore
+			}
+			return s.offeredKey(c, conn, key, tun)
 		},
 		VerifiedPublicKeyCallback: func(conn ssh.ConnMetadata, key ssh.PublicKey, perms *ssh.Permissions, _ string) (*ssh.Permissions, error) {
-			return s.provenKey(conn, key, perms)
+			if h.refused.Load() {
+				h.end()
+				return nil, errRefusedBefore
+			}
+			return s.provenKey(h, conn, key, perms)
 		},
 	}
 	cfg.Ciphers = s.ciphers()
@@ -92,17 +163,21 @@ func banner(err error) error {
 // offeredKey checks a key the client offers. It may run for keys the client
 // never proves it holds, so it keeps no state and writes nothing: it only
 // checks what the certificate alone shows (issuer, type, signature) and
-// returns what it found inside the Permissions for this very key.
-func (s *Server) offeredKey(c *serverConn, conn ssh.ConnMetadata, key ssh.PublicKey, jumpHost string) (*ssh.Permissions, error) {
+// returns what it found inside the Permissions for this very key. On a
+// ProxyJump inner connection, the carrier's own certificate offered there
+// starts the connection to the target (see tunnel.preconnect): nothing is
+// sent on it unless the login is authorised.
+func (s *Server) offeredKey(c *serverConn, conn ssh.ConnMetadata, key ssh.PublicKey, tun *tunnel) (*ssh.Permissions, error) {
 	login, host, err := ParseUser(conn.User())
 	if err != nil {
 		return nil, banner(err)
 	}
-	if jumpHost != "" {
+	var carrier *authInfo
+	if tun != nil {
 		if host != "" {
 			return nil, banner(fmt.Errorf("%w: through ProxyJump, log in as LOGIN, not %q", ErrBadUser, conn.User()))
 		}
-		host = jumpHost
+		host, carrier = tun.host, tun.carrier
 	}
 	cert, ok := key.(*ssh.Certificate)
 	if !ok {
@@ -113,8 +188,11 @@ func (s *Server) offeredKey(c *serverConn, conn ssh.ConnMetadata, key ssh.Public
 	if err := s.checkIssuer(cert); err != nil {
 		return nil, banner(err)
 	}
+	if tun != nil && bytes.Equal(cert.Marshal(), carrier.cert.Marshal()) {
+		tun.preconnect()
+	}
 	return &ssh.Permissions{ExtraData: map[any]any{
-		authKey{}: &authInfo{cert: cert, login: login, host: host, conn: c},
+		authKey{}: &authInfo{cert: cert, login: login, host: host, conn: c, carrier: carrier},
 	}}, nil
 }
 
@@ -151,8 +229,9 @@ func verifyCertSignature(cert *ssh.Certificate) error {
 }
 
 // provenKey runs once the client proved it holds key, with the Permissions
-// offeredKey returned for that key. Refusals from here on are audited.
-func (s *Server) provenKey(conn ssh.ConnMetadata, key ssh.PublicKey, perms *ssh.Permissions) (*ssh.Permissions, error) {
+// offeredKey returned for that key. Refusals from here on are audited
+// (see auditLoginRefusal), and end the connection (see handshake).
+func (s *Server) provenKey(h *handshake, conn ssh.ConnMetadata, key ssh.PublicKey, perms *ssh.Permissions) (*ssh.Permissions, error) {
 	info, _ := perms.ExtraData[authKey{}].(*authInfo)
 	if info == nil || !bytes.Equal(info.cert.Marshal(), key.Marshal()) {
 		return nil, errors.New("bastion: internal error: verified key does not match its permissions")
@@ -165,7 +244,8 @@ func (s *Server) provenKey(conn ssh.ConnMetadata, key ssh.PublicKey, perms *ssh.
 			s.logger().Error("bastion: authentication failed", "err", err, "remote", conn.RemoteAddr().String())
 			return nil, banner(errors.New("the bastion could not check your certificate; try again later"))
 		}
-		_ = s.auditDeny(ctx, info, conn.RemoteAddr(), d.reason)
+		_ = s.auditLoginRefusal(ctx, info, conn.RemoteAddr(), d.reason)
+		h.refuse()
 		return nil, banner(err)
 	}
 	if info.glass != nil {
@@ -202,6 +282,12 @@ func (s *Server) admit(ctx context.Context, info *authInfo, remote net.Addr) err
 		return err
 	}
 	info.identity = identity
+	if c := info.carrier; c != nil && identity != c.identity {
+		// The carrier was authorised for its own identity only: its
+		// tunnel is not a way in for another certificate holder.
+		return deny("certificate serial %d is %s's, but the ProxyJump connection it came through is %s's (serial %d): log in through a jump connection of your own",
+			cert.Serial, identity, c.identity, c.cert.Serial)
+	}
 	if reason, err := s.revoked(ctx, cert); err != nil {
 		return err
 	} else if reason != "" {
@@ -461,15 +547,22 @@ var errTooManyRefusals = errors.New("too many refused requests on the connection
 // goroutine (callers may be in the middle of serving it). Past that, ok
 // is false and nothing more is audited.
 func (s *Server) spendRefusal(info *authInfo, remote net.Addr, reason string) (audited string, ok bool, close func()) {
+	audited, ok, _, close = s.chargeRefusal(info, remote, reason)
+	return audited, ok, close
+}
+
+// chargeRefusal is spendRefusal, also reporting whether this refusal is
+// the one closing the connection.
+func (s *Server) chargeRefusal(info *authInfo, remote net.Addr, reason string) (audited string, ok, closing bool, close func()) {
 	c := info.conn
 	if c == nil || c.refusals.Allow() {
-		return reason, true, func() {}
+		return reason, true, false, func() {}
 	}
 	if !c.overspent.CompareAndSwap(false, true) {
-		return "", false, func() {}
+		return "", false, false, func() {}
 	}
 	s.logger().Info("bastion: closing a connection for too many refused requests", "identity", info.identity, "remote", remote)
-	return fmt.Sprintf("connection closed: too many refused requests (the last: %s)", reason), true,
+	return fmt.Sprintf("connection closed: too many refused requests (the last: %s)", reason), true, true,
 		func() { go c.close("too many refused requests") }
 }
 
@@ -486,28 +579,55 @@ func (s *Server) auditDeny(ctx context.Context, info *authInfo, remote net.Addr,
 	return s.auditDenial(ctx, info, remote, reason)
 }
 
+// auditLoginRefusal audits a refused login (or a connection refused right
+// after it): charged to the connection's refusal budget like auditDeny,
+// and, since a client can open connection after connection, also limited
+// per proven key and per source across connections (loginKeyBudget,
+// loginSourceBudget), the rest summed up in one event a minute.
+func (s *Server) auditLoginRefusal(ctx context.Context, info *authInfo, remote net.Addr, reason string) error {
+	reason, ok, closing, closeConn := s.chargeRefusal(info, remote, reason)
+	if !ok {
+		return errTooManyRefusals
+	}
+	defer closeConn()
+	e := s.denyEvent(info, remote, reason)
+	if closing {
+		return s.audit(ctx, e)
+	}
+	quotas := []auditQuota{{"login-key:" + ssh.FingerprintSHA256(info.cert.Key), loginKeyBudget}}
+	if src, ok := sourceOf(remote); ok {
+		quotas = append(quotas, auditQuota{"login-source:" + src.String(), loginSourceBudget})
+	}
+	return s.audits.write(ctx, e, quotas...)
+}
+
 // auditDenial audits a refusal without charging it: for requests stock
 // clients send on every session by configuration (ForwardAgent,
 // ForwardX11), which a multiplexed connection repeats for each of its
 // sessions. Callers audit those once per channel.
 func (s *Server) auditDenial(ctx context.Context, info *authInfo, remote net.Addr, reason string) error {
+	return s.audit(ctx, s.denyEvent(info, remote, reason))
+}
+
+// denyEvent is the audit event of a refusal of info's request.
+func (s *Server) denyEvent(info *authInfo, remote net.Addr, reason string) audit.Event {
 	target := info.login
 	if info.host != "" {
 		target += "@" + info.host
 	}
-	f := certFields(info.cert, remote)
+	f := info.fields(remote)
 	if info.isBreakGlass() {
 		f["breakglass"] = "true"
 		s.logger().Warn("bastion: break-glass certificate refused", "identity", info.identity, "target", target, "reason", reason)
 	}
-	return s.audit(ctx, audit.Event{
+	return audit.Event{
 		Type:    audit.TypeDeny,
 		Actor:   actor(info),
 		Subject: target,
 		Outcome: audit.OutcomeDenied,
 		Reason:  reason,
 		Fields:  f,
-	})
+	}
 }
 
 func actor(info *authInfo) string {

@@ -12,6 +12,8 @@ import (
 
 	"golang.org/x/crypto/ssh"
 	"golang.org/x/time/rate"
+
+	"github.com/sallyport/sallyport/audit"
 )
 
 // serverConn is one TCP connection from a user.
@@ -55,7 +57,8 @@ func (c *serverConn) serve() {
 		return
 	}
 	_ = c.nc.SetDeadline(deadline)
-	sc, chans, reqs, err := ssh.NewServerConn(c.nc, s.serverConfig(c, signer, ""))
+	h := &handshake{end: func() { c.nc.Close() }}
+	sc, chans, reqs, err := ssh.NewServerConn(c.nc, s.serverConfig(c, signer, nil, h))
 	c.authenticated()
 	if err != nil {
 		s.logger().Debug("bastion: handshake failed", "remote", c.nc.RemoteAddr().String(), "err", err)
@@ -80,13 +83,14 @@ func (c *serverConn) serve() {
 	s.serveCarrier(c, sc, chans, info)
 }
 
-// refuseConn refuses an authenticated connection: it is audited, and the
-// first channel the client opens is refused with reason, which stock ssh
-// shows in one line; then the connection is closed, at the latest at
-// deadline (a channel-less client waits no longer than a handshake).
+// refuseConn refuses an authenticated connection: it is audited as a
+// refused login, and the first channel the client opens is refused with
+// reason, which stock ssh shows in one line; then the connection is
+// closed, at the latest at deadline (a channel-less client waits no
+// longer than a handshake).
 func (s *Server) refuseConn(sc *ssh.ServerConn, chans <-chan ssh.NewChannel, reqs <-chan *ssh.Request, info *authInfo, deadline time.Time, reason string) {
 	s.logger().Info("bastion: connection refused", "identity", info.identity, "remote", sc.RemoteAddr().String(), "reason", reason)
-	_ = s.auditDeny(context.Background(), info, sc.RemoteAddr(), reason)
+	_ = s.auditLoginRefusal(context.Background(), info, sc.RemoteAddr(), reason)
 	go ssh.DiscardRequests(reqs)
 	timer := time.AfterFunc(time.Until(deadline), func() { sc.Close() })
 	defer timer.Stop()
@@ -265,6 +269,15 @@ func (s *Server) serveCarrier(c *serverConn, sc *ssh.ServerConn, chans <-chan ss
 			_ = nc.Reject(ssh.Prohibited, err.Error())
 			continue
 		}
+		tinfo := &authInfo{cert: info.cert, identity: info.identity, login: info.login, host: host, conn: c}
+		// Paced before anything costs a store read. Waiting holds up
+		// only this connection's new channels.
+		if wait, ok := s.reserveTunnel(info.identity); !ok {
+			s.refuseTunnel(nc, tinfo, sc.RemoteAddr(), fmt.Sprintf("too many ProxyJump tunnels opened by %s (at most %d a second); try again shortly", info.identity, tunnelRate))
+			continue
+		} else if wait > 0 {
+			time.Sleep(wait)
+		}
 		reason := s.checkJump(host, d.Port)
 		if reason == "" && info.glass != nil && host != info.glass.host {
 			reason = fmt.Sprintf("this break-glass certificate is valid only for host %s", info.glass.host)
@@ -275,16 +288,23 @@ func (s *Server) serveCarrier(c *serverConn, sc *ssh.ServerConn, chans <-chan ss
 			reason = denialReason(s.decideTunnel(info, host, sc.RemoteAddr()))
 		}
 		if reason != "" {
-			_ = s.auditDeny(context.Background(), &authInfo{cert: info.cert, identity: info.identity, login: info.login, host: host, conn: c}, sc.RemoteAddr(), reason)
+			_ = s.auditDeny(context.Background(), tinfo, sc.RemoteAddr(), reason)
 			_ = nc.Reject(ssh.Prohibited, reason)
 			continue
 		}
+		if !s.addPendingTunnel(info.identity) {
+			s.refuseTunnel(nc, tinfo, sc.RemoteAddr(), fmt.Sprintf("too many ProxyJump tunnels not yet logged in for %s (at most %d)",
+				info.identity, intOr(s.MaxPendingTunnelsPerUser, DefaultMaxPendingTunnelsPerUser)))
+			continue
+		}
 		if !c.openChannel() {
+			s.removePendingTunnel(info.identity)
 			_ = nc.Reject(ssh.ResourceShortage, "too many channels on this connection")
 			continue
 		}
 		ch, reqs, err := nc.Accept()
 		if err != nil {
+			s.removePendingTunnel(info.identity)
 			c.releaseChannel()
 			continue
 		}
@@ -293,13 +313,23 @@ func (s *Server) serveCarrier(c *serverConn, sc *ssh.ServerConn, chans <-chan ss
 		// is; what passes through it then counts only as session and
 		// forward data (see channelConn).
 		c.touch()
+		tun := &tunnel{srv: s, id: newID(), host: host, port: d.Port, carrier: info}
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
 			defer c.releaseChannel()
-			s.serveTunnel(c, sc, ch, host)
+			s.serveTunnel(c, sc, ch, tun)
 		}()
 	}
+}
+
+// refuseTunnel refuses a ProxyJump tunnel for a limit (too many opened,
+// too many not logged in yet): audited within tunnelAuditBudget, but not
+// charged to the connection, whose other tunnels may be in use.
+func (s *Server) refuseTunnel(nc ssh.NewChannel, info *authInfo, remote net.Addr, reason string) {
+	_ = s.audits.write(context.Background(), s.denyEvent(info, remote, reason),
+		auditQuota{"tunnel-refused:" + info.identity, tunnelAuditBudget})
+	_ = nc.Reject(ssh.ResourceShortage, reason)
 }
 
 // checkJump says why a ProxyJump tunnel to host:port is refused, or "".
@@ -342,43 +372,130 @@ func (s *Server) refuseChannel(nc ssh.NewChannel, info *authInfo, remote net.Add
 	_ = nc.Reject(ssh.Prohibited, reason)
 }
 
-// serveTunnel answers a ProxyJump tunnel to host with the bastion's own SSH
-// server, presenting a host certificate for host, and serves the inner
-// connection as a target connection.
-func (s *Server) serveTunnel(c *serverConn, outer *ssh.ServerConn, ch ssh.Channel, host string) {
+// tunnel is a ProxyJump tunnel: a direct-tcpip channel on a carrier
+// connection to a policy host, answered by the bastion's own SSH server.
+// Until its inner connection has logged in it is pending, counted against
+// MaxPendingTunnelsPerUser.
+type tunnel struct {
+	srv     *Server
+	id      string
+	host    string
+	port    uint32
+	carrier *authInfo // what authenticated the carrier connection
+
+	once sync.Once
+	pre  *preConn // set by preconnect, on the inner handshake's goroutine
+}
+
+// preconnect opens the TCP connection to the target ahead, once, so that
+// the target's SSH server starts up while the inner connection finishes
+// authenticating. It runs when the inner client offers the carrier's own
+// certificate: a client that merely opens tunnels, or does not log in as
+// the carrier, makes the bastion dial nothing before a login succeeds.
+// Each identity has at most maxPreconnectsPerUser such connections; beyond
+// that the target is dialled after the login, as for a direct connection.
+func (t *tunnel) preconnect() {
+	t.once.Do(func() {
+		identity := t.carrier.identity
+		if !t.srv.addPreconnect(identity) {
+			return
+		}
+		t.pre = t.srv.preConnect(t.host, func() { t.srv.removePreconnect(identity) })
+		if t.pre == nil {
+			t.srv.removePreconnect(identity)
+		}
+	})
+}
+
+// serveTunnel answers a ProxyJump tunnel with the bastion's own SSH
+// server, presenting a host certificate for its host, and serves the inner
+// connection, which must be the carrier identity's, as a target
+// connection of its own (counted against MaxConnectionsPerUser).
+func (s *Server) serveTunnel(c *serverConn, outer *ssh.ServerConn, ch ssh.Channel, tun *tunnel) {
 	defer ch.Close()
+	identity := tun.carrier.identity
+	released := false
+	release := func() {
+		if !released {
+			released = true
+			s.removePendingTunnel(identity)
+		}
+	}
+	defer release()
 	// "ssh -W", which ProxyJump runs, has turned Nagle's algorithm off.
 	peerNoDelay(c.nc)
-	// The carrier is authenticated and granted a login on host
-	// (decideTunnel): open the TCP connection to the target now, so that
-	// its SSH server starts up while the user authenticates on the inner
-	// connection. Nothing is sent on it unless that connection is
-	// authorised.
-	pre := s.preConnect(host)
-	defer pre.discard()
+	// Audited while the inner connection authenticates, not before: the
+	// tunnel grants nothing by itself, and its login is audited anyway.
+	audited := make(chan struct{})
+	go func() {
+		defer close(audited)
+		s.auditTunnel(tun, outer.RemoteAddr(), audit.OutcomeOK, fmt.Sprintf("ProxyJump tunnel to %s opened", tun.host), nil)
+	}()
+	defer func() { <-audited }()
+	defer func() { tun.pre.discard() }()
 	hs := durationOr(s.HandshakeTimeout, DefaultHandshakeTimeout)
-	timer := time.AfterFunc(hs, func() { ch.Close() })
+	var timedOut atomic.Bool
+	timer := time.AfterFunc(hs, func() { timedOut.Store(true); ch.Close() })
 	ctx, cancel := context.WithTimeout(context.Background(), hs)
-	signer, err := s.hosts.signer(ctx, []string{host})
+	signer, err := s.hosts.signer(ctx, []string{tun.host})
 	cancel()
 	if err != nil {
 		timer.Stop()
-		s.logger().Error("bastion: ProxyJump host certificate", "host", host, "err", err)
+		s.logger().Error("bastion: ProxyJump host certificate", "host", tun.host, "err", err)
 		return
 	}
 	conn := &channelConn{Channel: ch, local: outer.LocalAddr(), remote: outer.RemoteAddr()}
-	sc, chans, reqs, err := ssh.NewServerConn(conn, s.serverConfig(c, signer, host))
+	h := &handshake{end: func() { ch.Close() }}
+	sc, chans, reqs, err := ssh.NewServerConn(conn, s.serverConfig(c, signer, tun, h))
 	if !timer.Stop() && err == nil {
 		err = errors.New("handshake timed out")
 		sc.Close()
 	}
+	release()
 	if err != nil {
-		s.logger().Debug("bastion: ProxyJump handshake failed", "host", host, "err", err)
+		s.logger().Debug("bastion: ProxyJump handshake failed", "host", tun.host, "err", err)
+		// A refused login was audited as such, naming the carrier.
+		if !h.refused.Load() {
+			why := "the client closed it"
+			if timedOut.Load() {
+				why = fmt.Sprintf("no login within %s", hs)
+			}
+			s.auditTunnel(tun, outer.RemoteAddr(), audit.OutcomeError, fmt.Sprintf("ProxyJump tunnel to %s closed before a login succeeded: %s", tun.host, why),
+				map[string]string{"error": err.Error()})
+		}
 		return
 	}
 	defer sc.Close()
 	info := sc.Permissions.ExtraData[authKey{}].(*authInfo)
-	s.serveTarget(c, sc, chans, reqs, info, pre)
+	if !s.addUserConn(info.identity) {
+		s.refuseConn(sc, chans, reqs, info, time.Now().Add(hs), fmt.Sprintf("too many connections for %s (at most %d, a login through ProxyJump counting as one of its own)",
+			info.identity, intOr(s.MaxConnectionsPerUser, DefaultMaxConnectionsPerUser)))
+		return
+	}
+	defer s.removeUserConn(info.identity)
+	s.serveTarget(c, sc, chans, reqs, info, tun.pre)
+}
+
+// auditTunnel audits an event of tun (opened, or closed before its inner
+// login) under the carrier's identity, within tunnelAuditBudget for the
+// identity and outcome, so that a loop of tunnels cannot flood the trail.
+func (s *Server) auditTunnel(tun *tunnel, remote net.Addr, outcome, reason string, extra map[string]string) {
+	c := tun.carrier
+	f := certFields(c.cert, remote)
+	f["kind"] = "proxyjump"
+	f["tunnel"] = tun.id
+	f["host"] = tun.host
+	f["destination"] = net.JoinHostPort(tun.host, strconv.FormatUint(uint64(tun.port), 10))
+	for k, v := range extra {
+		f[k] = v
+	}
+	if c.glass != nil {
+		f["breakglass"] = "true"
+	}
+	_ = s.audits.write(context.Background(), audit.Event{
+		Type: audit.TypePortForward, Actor: c.identity, Subject: tun.host,
+		Outcome: outcome, Reason: reason, Fields: f,
+	}, auditQuota{"tunnel-" + outcome + ":" + c.identity, tunnelAuditBudget})
 }
 
 // channelConn makes a channel usable as the net.Conn under an SSH

@@ -2,11 +2,14 @@ package bastion
 
 import (
 	"context"
+	"fmt"
+	"maps"
 	"strconv"
 	"sync"
 	"time"
 
 	"golang.org/x/crypto/ssh"
+	"golang.org/x/time/rate"
 
 	"github.com/sallyport/sallyport/audit"
 )
@@ -62,6 +65,71 @@ func (s *Server) addUserConn(identity string) bool {
 }
 
 func (s *Server) removeUserConn(identity string) { s.give(s.userConns, identity) }
+
+// ProxyJump tunnels cost the bastion a store read each, and an inner SSH
+// handshake: one identity opens tunnelBurst of them at once, then
+// tunnelRate a second. Opening more is delayed to that pace, so that a
+// client looping on open and close is slowed down, while a burst from
+// people or CI (ansible fanning out over many hosts) only waits a little;
+// a tunnel that would wait more than maxTunnelWait is refused.
+const (
+	tunnelBurst   = 64
+	tunnelRate    = 20
+	maxTunnelWait = time.Second
+	// maxPreconnectsPerUser bounds the TCP connections to targets one
+	// identity's pending tunnels have opened ahead (see serveTunnel):
+	// each is a connection the target's sshd counts against its
+	// MaxStartups (10 by default) until the bastion logs in on it.
+	maxPreconnectsPerUser = 4
+	// maxTunnelRates bounds the identities whose tunnel rate is kept;
+	// beyond it, those whose budget is full again are forgotten.
+	maxTunnelRates = 4096
+)
+
+// reserveTunnel charges one tunnel to identity's rate, and returns how
+// long to wait before opening it; ok is false, and nothing is charged, if
+// that would be longer than maxTunnelWait.
+func (s *Server) reserveTunnel(identity string) (wait time.Duration, ok bool) {
+	now := time.Now()
+	s.mu.Lock()
+	l := s.tunnelRates[identity]
+	if l == nil {
+		if len(s.tunnelRates) >= maxTunnelRates {
+			for id, l := range s.tunnelRates {
+				if l.TokensAt(now) >= tunnelBurst {
+					delete(s.tunnelRates, id)
+				}
+			}
+		}
+		l = rate.NewLimiter(tunnelRate, tunnelBurst)
+		s.tunnelRates[identity] = l
+	}
+	s.mu.Unlock()
+	r := l.ReserveN(now, 1)
+	if wait = r.DelayFrom(now); wait > maxTunnelWait {
+		r.CancelAt(now)
+		return 0, false
+	}
+	return wait, true
+}
+
+// addPendingTunnel counts a ProxyJump tunnel of identity whose inner
+// login has not succeeded yet against MaxPendingTunnelsPerUser;
+// removePendingTunnel undoes it.
+func (s *Server) addPendingTunnel(identity string) bool {
+	return s.take(s.pending, identity, intOr(s.MaxPendingTunnelsPerUser, DefaultMaxPendingTunnelsPerUser))
+}
+
+func (s *Server) removePendingTunnel(identity string) { s.give(s.pending, identity) }
+
+// addPreconnect counts a connection to a target opened ahead for a
+// pending tunnel of identity against maxPreconnectsPerUser;
+// removePreconnect undoes it.
+func (s *Server) addPreconnect(identity string) bool {
+	return s.take(s.preconns, identity, maxPreconnectsPerUser)
+}
+
+func (s *Server) removePreconnect(identity string) { s.give(s.preconns, identity) }
 
 // addUserForward counts a port forward of identity against
 // MaxForwardsPerUser; removeUserForward undoes it.
@@ -220,4 +288,169 @@ func (t *targetConn) keepaliveUpstream(up *ssh.Client) (stop func()) {
 		}
 	}()
 	return func() { close(done) }
+}
+
+// auditBudget is how many audit events of one key are written one by one:
+// a burst of burst, then one per refill. Events beyond it are counted and
+// written as one summary event a summaryInterval after the first of them.
+type auditBudget struct {
+	burst  int
+	refill time.Duration
+}
+
+var (
+	// A refused login is charged to the connection's budget of refusals
+	// (maxRefusals, one more each refusalRefill), but a client can open
+	// connection after connection: so the key it proved it holds has the
+	// same budget across all connections, and so has its source, four
+	// times over (several people may share an address).
+	loginKeyBudget    = auditBudget{maxRefusals, refusalRefill}
+	loginSourceBudget = auditBudget{4 * maxRefusals, refusalRefill / 4}
+	// ProxyJump tunnels opened, refused, or closed before their inner
+	// login, per identity and each on its own.
+	tunnelAuditBudget = auditBudget{tunnelBurst, 10 * time.Second}
+)
+
+const (
+	// summaryInterval is how long after the first event not audited on
+	// its own the summary of those like it is written.
+	summaryInterval = time.Minute
+	// maxAuditKeys bounds the keys whose budget is kept; past it, keys
+	// whose budget is full again are forgotten, and if none is, new keys
+	// share one budget.
+	maxAuditKeys = 4096
+)
+
+// auditQuota names the budget an event is charged to: key (for example
+// "login-key:SHA256:...") and its auditBudget.
+type auditQuota struct {
+	key    string
+	budget auditBudget
+}
+
+// auditLimiter writes audit events within their budgets, and summaries of
+// those it held back, so that a client repeating what is audited (a
+// refused login on connection after connection, a tunnel opened and
+// closed in a loop) cannot make the bastion write durable events without
+// bound.
+type auditLimiter struct {
+	srv      *Server
+	mu       sync.Mutex
+	keys     map[string]*auditKey
+	closed   bool
+	flushing sync.WaitGroup // summaries scheduled or being written
+}
+
+type auditKey struct {
+	lim        *rate.Limiter
+	burst      int
+	suppressed int         // events held back since the last summary
+	last       audit.Event // the last of them
+	timer      *time.Timer // writes the summary; nil if none is due
+}
+
+// overflowKey is the budget new keys share while maxAuditKeys are kept.
+const overflowKey = "overflow"
+
+// key returns q's budget. l.mu is held.
+func (l *auditLimiter) key(q auditQuota, now time.Time) *auditKey {
+	if k := l.keys[q.key]; k != nil {
+		return k
+	}
+	name := q.key
+	if len(l.keys) >= maxAuditKeys {
+		for n, k := range l.keys {
+			if k.timer == nil && k.lim.TokensAt(now) >= float64(k.burst) {
+				delete(l.keys, n)
+			}
+		}
+		if len(l.keys) >= maxAuditKeys {
+			name = overflowKey
+			if k := l.keys[name]; k != nil {
+				return k
+			}
+		}
+	}
+	k := &auditKey{lim: rate.NewLimiter(rate.Every(q.budget.refill), q.budget.burst), burst: q.budget.burst}
+	l.keys[name] = k
+	return k
+}
+
+// write audits e if every quota has budget left, charging each. Otherwise
+// e is held back, under the first quota without budget, and counted in the
+// summary written a summaryInterval later; write then returns nil.
+func (l *auditLimiter) write(ctx context.Context, e audit.Event, quotas ...auditQuota) error {
+	now := time.Now()
+	l.mu.Lock()
+	if l.closed {
+		l.mu.Unlock()
+		return l.srv.audit(ctx, e)
+	}
+	ks := make([]*auditKey, len(quotas))
+	var over *auditKey
+	for i, q := range quotas {
+		ks[i] = l.key(q, now)
+		if over == nil && ks[i].lim.TokensAt(now) < 1 {
+			over = ks[i]
+		}
+	}
+	if over != nil {
+		over.suppressed++
+		over.last = e
+		if over.timer == nil {
+			l.flushing.Add(1)
+			over.timer = time.AfterFunc(summaryInterval, func() { l.flush(over) })
+		}
+		l.mu.Unlock()
+		return nil
+	}
+	for _, k := range ks {
+		k.lim.AllowN(now, 1)
+	}
+	l.mu.Unlock()
+	return l.srv.audit(ctx, e)
+}
+
+// flush writes the summary of what k held back. Each call ends one
+// scheduled summary (l.flushing).
+func (l *auditLimiter) flush(k *auditKey) {
+	defer l.flushing.Done()
+	l.mu.Lock()
+	e, n := k.last, k.suppressed
+	k.suppressed, k.last, k.timer = 0, audit.Event{}, nil
+	l.mu.Unlock()
+	if n == 0 {
+		return
+	}
+	f := maps.Clone(e.Fields)
+	if f == nil {
+		f = map[string]string{}
+	}
+	f["suppressed"] = strconv.Itoa(n)
+	e.Fields = f
+	e.Time = time.Time{}
+	what := "events"
+	if e.Outcome == audit.OutcomeDenied {
+		what = "refusals"
+	}
+	e.Reason = fmt.Sprintf("%d more %s like this were not audited one by one (the last: %s)", n, what, e.Reason)
+	_ = l.srv.audit(context.Background(), e)
+}
+
+// close writes the summaries not written yet, and from then on every
+// event is written as it comes (the server takes no more connections).
+func (l *auditLimiter) close() {
+	l.mu.Lock()
+	l.closed = true
+	var due []*auditKey
+	for _, k := range l.keys {
+		if k.timer != nil && k.timer.Stop() {
+			due = append(due, k)
+		}
+	}
+	l.mu.Unlock()
+	for _, k := range due {
+		l.flush(k)
+	}
+	l.flushing.Wait()
 }

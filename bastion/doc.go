@@ -16,10 +16,12 @@
 //     direct-tcpip channel to web1:22; the bastion answers that channel
 //     with an SSH server of its own that presents a host certificate for
 //     "web1" signed by the host CA (minted on demand and cached), and
-//     authenticates the user again with the same certificate. The bastion
-//     accepts a tunnel, and dials the target, only if the carrier's
+//     authenticates the user again, with a certificate of the carrier's
+//     identity. The bastion accepts a tunnel only if the carrier's
 //     identity is granted at least one login on that host now; otherwise
-//     the tunnel is refused and audited.
+//     the tunnel is refused and audited. It dials the target once the
+//     inner client offers the carrier's certificate (or after the inner
+//     login), so that a tunnel alone makes it dial nothing.
 //
 // Everything else addressed to the bastion itself is refused: remote
 // forwarding (ssh -R), Unix socket forwarding, tun devices, X11, sessions
@@ -63,6 +65,12 @@
 //   - "breakglass:ID": an emergency certificate made by trust.BreakGlass
 //     from a request signed by an admin, for when GitHub is down.
 //   - Anything else is refused.
+//
+// A person or workload an admin suspended (standing.Check) is refused at
+// login, on every new channel and in every sweep, so their live sessions
+// end. A person whose current GitHub login is pinned to another user ID
+// (the login changed hands) is decided for without that login: the
+// policy's "users:" entries naming it do not apply, their teams do.
 //
 // # Break-glass
 //
@@ -120,14 +128,25 @@
 // refused, so that a burst of logins from one machine (ansible with many
 // forks) gets through; a source may have only as many waiting as in their
 // handshake. One identity may hold at most MaxConnectionsPerUser
-// authenticated connections; one more is refused, with its reason on the
-// first channel it opens. Sessions and port forwards are bounded per
+// authenticated connections (a login through ProxyJump is one of its
+// own); one more is refused, with its reason on the first channel it
+// opens. ProxyJump tunnels whose inner login has not succeeded are bounded
+// per identity (MaxPendingTunnelsPerUser), as are the connections to
+// targets opened ahead for them, and tunnel opens are paced per identity. Sessions and port forwards are bounded per
 // identity across connections (MaxSessionsPerUser, MaxForwardsPerUser):
 // each may hold up to x/crypto's 2 MiB channel window each way of data a
 // slow peer has not taken, so these bound what one person can make the
 // bastion hold. A connection whose requests are refused too
 // often (a burst of 16, then one a minute) is closed, and audited once,
-// instead of filling the audit trail.
+// instead of filling the audit trail. A connection whose proven key was
+// refused is ended; refused logins are audited within a budget per key
+// and per source across connections, and ProxyJump tunnel events within
+// one per identity, the rest summed up in one event a minute later.
+// A target may open at most 8 agent channels at once on a connection, and
+// they do not count as activity. When a command ends, its remaining output
+// is delivered however slowly the client takes it; a client that takes
+// none for IdleTimeout is cut off without the exit status, so that it
+// cannot mistake a truncated output for a complete one.
 //
 // # Recording
 //

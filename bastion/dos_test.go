@@ -358,6 +358,9 @@ func TestTunnelNeedsGrant(t *testing.T) {
 			t.Fatalf("tunnel to web2: %v", err)
 		}
 		defer nc.Close()
+		// The target is dialled once the inner login offers the
+		// carrier's certificate (see TestTunnelPendingLimits).
+		stalledLogin(t, nc, e.login, certSigner(t, key, cert))
 		waitFor(t, 5*time.Second, "the bastion's connection to web2", func() bool { return web2.accepts.Load() == 1 })
 	})
 	t.Run("fail/no-longer-a-member", func(t *testing.T) {

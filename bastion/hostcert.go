@@ -2,7 +2,9 @@ package bastion
 
 import (
 	"context"
+	"errors"
 	"fmt"
+	"slices"
 	"strings"
 	"sync"
 	"time"
@@ -71,13 +73,39 @@ func (h *hostCerts) signer(ctx context.Context, names []string) (ssh.Signer, err
 		}
 		return nil, fmt.Errorf("host certificate for %s: %w", key, err)
 	}
-	s, err := ssh.NewCertSigner(cert, h.srv.HostKey)
+	hk, err := hostKeySigner(h.srv.HostKey)
+	if err != nil {
+		return nil, fmt.Errorf("host certificate for %s: %w", key, err)
+	}
+	s, err := ssh.NewCertSigner(cert, hk)
 	if err != nil {
 		return nil, fmt.Errorf("host certificate for %s: %w", key, err)
 	}
 	e.signer = s
 	e.renew = now.Add(ttl / 2)
 	return s, nil
+}
+
+// hostKeySigner restricts an RSA host key to rsa-sha2-512 and
+// rsa-sha2-256 signatures: x/crypto would also offer ssh-rsa (SHA-1)
+// host key algorithms, which OpenSSH disabled in 8.8. Other keys are
+// returned as they are.
+func hostKeySigner(k ssh.Signer) (ssh.Signer, error) {
+	if k.PublicKey().Type() != ssh.KeyAlgoRSA {
+		return k, nil
+	}
+	as, ok := k.(ssh.AlgorithmSigner)
+	if !ok {
+		return nil, errors.New("the RSA host key cannot make rsa-sha2-256 or rsa-sha2-512 signatures")
+	}
+	algs := []string{ssh.KeyAlgoRSASHA512, ssh.KeyAlgoRSASHA256}
+	if m, ok := k.(ssh.MultiAlgorithmSigner); ok {
+		algs = slices.DeleteFunc(algs, func(a string) bool { return !slices.Contains(m.Algorithms(), a) })
+	}
+	if len(algs) == 0 {
+		return nil, errors.New("the RSA host key is restricted to SHA-1 (ssh-rsa) signatures")
+	}
+	return ssh.NewSignerWithAlgorithms(as, algs)
 }
 
 func (e *hostCert) certBefore() uint64 {

@@ -2,8 +2,11 @@ package bastion
 
 import (
 	"context"
+	"errors"
 	"fmt"
+	"log/slog"
 	"net"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -13,6 +16,8 @@ import (
 	"github.com/sallyport/sallyport/audit"
 	"github.com/sallyport/sallyport/ca"
 	"github.com/sallyport/sallyport/policy"
+	"github.com/sallyport/sallyport/standing"
+	"github.com/sallyport/sallyport/store"
 	"github.com/sallyport/sallyport/trust"
 )
 
@@ -39,10 +44,17 @@ type breakGlass struct {
 
 // resolve turns the store's identity of info's certificate into the
 // identity to decide for, as of now, and sets info.who and info.glass.
+// It runs at login, for every new channel and in every re-check of live
+// sessions, so that a suspension refuses new logins and ends live
+// sessions at the next check.
 //
-//   - "github:ID": the GitHub user as the directory knows them now.
+//   - "github:ID": the GitHub user as the directory knows them now,
+//     refused while suspended; a login pinned to another GitHub user is
+//     left out, so that the policy's `users:` entries naming it do not
+//     apply (package standing).
 //   - "github-actions:...": the CI claims it encodes
-//     (policy.ParseCIIdentity); no directory is asked, CI has no teams.
+//     (policy.ParseCIIdentity), refused while its repository's
+//     workloads are suspended; no directory is asked, CI has no teams.
 //   - "breakglass:ID": the certificate's own key ID names its host; no
 //     directory is asked, GitHub is assumed down.
 //
@@ -63,13 +75,34 @@ func (s *Server) resolve(info *authInfo) error {
 		}
 		who.ID = id
 		who.CI = nil
-		info.who = who
+		r, err := s.standing(info, who)
+		if err != nil {
+			return err
+		}
+		if r.Unpinned != "" {
+			if err := s.unpinnedDenies(info, who, r); err != nil {
+				return err
+			}
+			// Said once per connection or tunnel (whose terms are not
+			// decided yet), not at every re-check of a live one.
+			level := slog.LevelDebug
+			if info.terms.address == "" {
+				level = slog.LevelWarn
+			}
+			s.logger().Log(context.Background(), level, "bastion: login pinned to another GitHub user; deciding without it",
+				"identity", identity, "target", info.login+"@"+info.host, "reason", r.Unpinned)
+		}
+		info.who = r.Identity
 	case strings.HasPrefix(identity, policy.CIIdentityPrefix):
 		claims, err := policy.ParseCIIdentity(identity)
 		if err != nil {
 			return deny("certificate serial %d has a CI identity in an old or invalid form (%v); request a new CI certificate", info.cert.Serial, err)
 		}
-		info.who = policy.Identity{CI: &claims}
+		r, err := s.standing(info, policy.Identity{CI: &claims})
+		if err != nil {
+			return err
+		}
+		info.who = r.Identity
 	case strings.HasPrefix(identity, breakGlassPrefix):
 		g, err := parseBreakGlass(identity, info.cert)
 		if err != nil {
@@ -78,6 +111,61 @@ func (s *Server) resolve(info *authInfo) error {
 		info.glass = g
 	default:
 		return deny("certificates of %q identities are not accepted by the bastion", identityKind(identity))
+	}
+	return nil
+}
+
+// standing checks who, the identity of info's certificate, with
+// standing.Check: a suspended identity is denied with who suspended it,
+// when and why. A store that cannot be read denies. The store is asked
+// through standing.Store, which *store.SQLite (what `serve` and `dev`
+// wire, asserted in cmd/sallyport) implements; a Store that does not,
+// such as a test's wrapper, is decided without suspensions and pins, and
+// each such decision is logged as an error. (Store should embed
+// standing.Store, so that the compiler enforces it.)
+func (s *Server) standing(info *authInfo, who policy.Identity) (standing.Result, error) {
+	ctx, cancel := context.WithTimeout(context.Background(), storeTimeout)
+	defer cancel()
+	r, err := standing.Check(ctx, s.Store, info.identity, who, standing.SourceBastion)
+	var se *store.SuspendedError
+	switch {
+	case errors.As(err, &se):
+		return standing.Result{}, deny("%s", se.Error())
+	case err != nil:
+		s.logger().Error("bastion: cannot read the standing of an identity; refused", "identity", info.identity, "err", err)
+		return standing.Result{}, deny("the bastion could not check whether %s is suspended; try again later", info.identity)
+	}
+	return r, nil
+}
+
+// unpinnedDenies explains a refusal that only the pin causes: who
+// without their login (r.Identity) is granted none of the certificate's
+// principals on info.host, so that the request is refused whatever login
+// it is for, while who with it would be granted the login asked for
+// (info.login, or for a ProxyJump tunnel, whose inner login is not known
+// yet, any principal). It never refuses what decide or decideTunnel would
+// allow; it only gives their refusal its plain reason. It returns nil for
+// a ProxyJump carrier, which names no host.
+func (s *Server) unpinnedDenies(info *authInfo, who policy.Identity, r standing.Result) error {
+	p := s.Policy()
+	if p == nil || info.host == "" {
+		return nil
+	}
+	narrow := p.Grant(r.Identity)
+	for _, l := range info.cert.ValidPrincipals {
+		if narrow.Allows(l, info.host).Allow {
+			return nil
+		}
+	}
+	logins := info.cert.ValidPrincipals
+	if slices.Contains(logins, info.login) {
+		logins = []string{info.login}
+	}
+	full := p.Grant(who)
+	for _, l := range logins {
+		if full.Allows(l, info.host).Allow {
+			return deny("%s@%s denied: %s", l, info.host, r.Unpinned)
+		}
 	}
 	return nil
 }

@@ -13,10 +13,12 @@ import (
 
 	"golang.org/x/crypto/ssh"
 	"golang.org/x/sys/cpu"
+	"golang.org/x/time/rate"
 
 	"github.com/sallyport/sallyport/audit"
 	"github.com/sallyport/sallyport/ca"
 	"github.com/sallyport/sallyport/policy"
+	"github.com/sallyport/sallyport/standing"
 	"github.com/sallyport/sallyport/store"
 )
 
@@ -43,6 +45,9 @@ type Store interface {
 	Revocations(ctx context.Context) ([]store.Revocation, error)
 	// Audit records an event durably before the bastion acts on it.
 	Audit(ctx context.Context, e audit.Event) error
+	// Standing says whether an identity is suspended and to whom its
+	// login is pinned (standing.Check).
+	standing.Store
 }
 
 // Defaults for the Server's limits and timeouts.
@@ -63,8 +68,12 @@ const (
 	DefaultMaxForwardsPerUser   = 64
 	// DefaultMaxConnectionsPerUser leaves room for ansible's many forks.
 	DefaultMaxConnectionsPerUser = 128
-	DefaultSweepInterval         = 30 * time.Second
-	DefaultHostCertTTL           = 24 * time.Hour
+	// DefaultMaxPendingTunnelsPerUser leaves room for a CI job or
+	// ansible starting about ten ssh -J at once (or multiplexing their
+	// tunnels over one ControlMaster connection to the bastion).
+	DefaultMaxPendingTunnelsPerUser = 16
+	DefaultSweepInterval            = 30 * time.Second
+	DefaultHostCertTTL              = 24 * time.Hour
 	// SessionCertTTL is the lifetime of the certificates the bastion mints
 	// toward targets: long enough to authenticate, useless afterwards.
 	SessionCertTTL = 2 * time.Minute
@@ -127,7 +136,9 @@ type Server struct {
 	// and toward targets; zero means DefaultHandshakeTimeout.
 	HandshakeTimeout time.Duration
 	// IdleTimeout ends a connection that moved no channel data either way
-	// for this long; zero means DefaultIdleTimeout, negative means never.
+	// for this long, and cuts off a finished command's remaining output
+	// when the client has taken none of it for this long; zero means
+	// DefaultIdleTimeout, negative means never.
 	IdleTimeout time.Duration
 	// DialTimeout bounds the TCP connection to a target; zero means
 	// DefaultDialTimeout.
@@ -174,7 +185,16 @@ type Server struct {
 	// MaxConnectionsPerUser bounds one identity's authenticated
 	// connections, so that one member (or one stolen key) cannot hold
 	// every MaxConnections slot; zero means DefaultMaxConnectionsPerUser.
+	// The login inside a ProxyJump tunnel is a connection of its own, so
+	// ssh -J counts twice: the jump connection and the login through it.
 	MaxConnectionsPerUser int
+	// MaxPendingTunnelsPerUser bounds one identity's ProxyJump tunnels
+	// whose inner login has not succeeded yet, across connections; a
+	// tunnel beyond it is refused. Of those, at most
+	// maxPreconnectsPerUser have a TCP connection to their target opened
+	// ahead (see serveTunnel). Zero means
+	// DefaultMaxPendingTunnelsPerUser.
+	MaxPendingTunnelsPerUser int
 	// SweepInterval is how often live sessions are re-authorised even
 	// without a Reevaluate call; zero means DefaultSweepInterval. Values
 	// over a minute are capped at a minute.
@@ -204,6 +224,14 @@ type Server struct {
 	sessions  map[string]int // open session channels per identity
 	userConns map[string]int // authenticated connections per identity
 	forwards  map[string]int // open port forwards per identity
+	pending   map[string]int // ProxyJump tunnels not yet logged in, per identity
+	preconns  map[string]int // of those, with a connection to the target opened ahead
+	// tunnelRates pace the ProxyJump tunnels each identity opens (see
+	// reserveTunnel).
+	tunnelRates map[string]*rate.Limiter
+	// audits keeps repeated audit events (refused logins, tunnels) from
+	// flooding the trail; see auditLimiter.
+	audits    *auditLimiter
 	live      map[*targetConn]struct{}
 	wake      chan string // Reevaluate requests
 	sweeping  bool
@@ -274,6 +302,10 @@ func (s *Server) init() error {
 		s.sessions = map[string]int{}
 		s.userConns = map[string]int{}
 		s.forwards = map[string]int{}
+		s.pending = map[string]int{}
+		s.preconns = map[string]int{}
+		s.tunnelRates = map[string]*rate.Limiter{}
+		s.audits = &auditLimiter{srv: s, keys: map[string]*auditKey{}}
 		s.live = map[*targetConn]struct{}{}
 		s.done = make(chan struct{})
 		s.wake = make(chan string, 1)
@@ -585,10 +617,12 @@ func (s *Server) Shutdown(ctx context.Context) error {
 	go func() { s.connGroup.Wait(); close(finished) }()
 	select {
 	case <-finished:
+		s.audits.close()
 		return nil
 	case <-ctx.Done():
 		s.closeConns("the bastion is shutting down")
 		<-finished
+		s.audits.close()
 		return ctx.Err()
 	}
 }
@@ -601,6 +635,7 @@ func (s *Server) Close() error {
 	s.closeListeners()
 	s.closeConns("the bastion is shutting down")
 	s.connGroup.Wait()
+	s.audits.close()
 	return nil
 }
 

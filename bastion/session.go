@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io"
 	"path"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -34,6 +35,7 @@ type session struct {
 	term          string
 	width, height int
 	sftp          *sftpaudit.Parser
+	env           []string // NAME=value passed on to the target
 
 	mu         sync.Mutex
 	rec        Recording
@@ -43,6 +45,10 @@ type session struct {
 	exitStatus int
 	exitSignal string
 	reason     string
+	starting   chan struct{} // closed when the last start request has been answered
+	held       []heldRequest // exit status and signal, passed on after the output
+	outputDone bool          // the output has been passed on: held requests go at once
+	cutOff     string        // why the output was not all delivered
 
 	bytesIn, bytesOut atomic.Int64
 	outputs           sync.WaitGroup
@@ -51,33 +57,52 @@ type session struct {
 	exitOnce          sync.Once
 	relayed           chan struct{} // closed when the session ends
 	stopOnce          sync.Once
+	upClosed          chan struct{} // closed when the target has closed the channel
+	targetDone        chan struct{} // closed when the target's side is done: output delivered or cut off
+	gaveUp            chan struct{} // closed when a client that stopped reading was cut off
+	userDone          chan struct{} // closed when the user has closed the channel
+}
+
+// heldRequest is a request from the target passed on to the user later.
+type heldRequest struct {
+	typ     string
+	payload []byte
 }
 
 func newSession(t *targetConn, user ssh.Channel, ureqs <-chan *ssh.Request, up ssh.Channel, upReqs <-chan *ssh.Request) *session {
-	return &session{t: t, id: newID(), user: user, ureqs: ureqs, up: up, upReqs: upReqs, exitStatus: -1, outDone: make(chan struct{}), exited: make(chan struct{}), relayed: make(chan struct{})}
+	return &session{
+		t: t, id: newID(), user: user, ureqs: ureqs, up: up, upReqs: upReqs, exitStatus: -1,
+		outDone: make(chan struct{}), exited: make(chan struct{}), relayed: make(chan struct{}),
+		upClosed: make(chan struct{}), targetDone: make(chan struct{}), gaveUp: make(chan struct{}),
+		userDone: make(chan struct{}),
+	}
 }
 
-// envAllowed is the allow-list of environment variables passed to targets.
-func envAllowed(name string) bool {
-	return name == "LANG" || name == "TERM" || strings.HasPrefix(name, "LC_") && len(name) <= 32
-}
-
-// run relays the session until both sides have closed it.
+// run relays the session until both sides have closed it, or the target
+// has and the user stopped taking its output (see drain).
 func (se *session) run() {
-	upDone := make(chan struct{})
+	go se.targetRequests()
 	go func() {
-		defer close(upDone)
-		se.targetRequests()
+		defer close(se.userDone)
+		se.userRequests()
 	}()
-	se.userRequests()
-	// The user closed the channel (or the connection): close the target's.
-	// sshd acknowledges the close only once the command exits, which a
-	// command ignoring its closed pipes never does; the connection's end
-	// releases whatever is still waiting then.
-	se.up.Close()
-	wait(upDone, closeGrace)
+	select {
+	case <-se.userDone:
+		// The user closed the channel (or the connection): close the
+		// target's. sshd acknowledges the close only once the command
+		// exits, which a command ignoring its closed pipes never does;
+		// the connection's end releases whatever is still waiting then.
+		se.up.Close()
+		wait(se.targetDone, closeGrace)
+	case <-se.gaveUp:
+		// The session is over, but the client acknowledges the close only
+		// once it has written out what it holds, which it may never do:
+		// its channel is released (below) when it does, or with its
+		// connection.
+	}
 	close(se.relayed)
 	se.finish()
+	<-se.userDone
 }
 
 // closeGrace is how long a closing session waits for the target to
@@ -145,12 +170,9 @@ func (se *session) userRequests() {
 		var err error
 		switch r.Type {
 		case "pty-req":
-			ok, err = se.ptyReq(r)
+			ok, err = se.ptyReq(r, refuseOnce)
 		case "env":
-			var e struct{ Name, Value string }
-			if ssh.Unmarshal(r.Payload, &e) == nil && envAllowed(e.Name) && !se.isStarted() {
-				ok, err = se.forward(r)
-			}
+			ok, err = se.setEnv(r, refuseOnce)
 		case "shell", "exec", "subsystem":
 			ok = se.begin(r)
 		case "window-change":
@@ -179,6 +201,103 @@ func (se *session) userRequests() {
 		}
 	}
 }
+
+// maxEnv bounds the environment variables passed on for one session.
+const maxEnv = 32
+
+// setEnv passes an environment variable on to the target if checkEnv
+// allows it, before the session starts and up to maxEnv of them. Others
+// are refused, the first on the channel audited through refuse (a client
+// sends its SendEnv on every session, like agent requests).
+func (se *session) setEnv(r *ssh.Request, refuse func(kind, reason string)) (bool, error) {
+	var e struct{ Name, Value string }
+	if ssh.Unmarshal(r.Payload, &e) != nil {
+		return false, nil
+	}
+	reason := checkEnv(e.Name, e.Value)
+	switch {
+	case reason != "":
+	case se.isStarted():
+		reason = fmt.Sprintf("environment variable %s refused: the session has started", quoteName(e.Name))
+	case len(se.env) >= maxEnv:
+		reason = fmt.Sprintf("environment variable %s refused: at most %d are passed on", quoteName(e.Name), maxEnv)
+	}
+	if reason != "" {
+		refuse("env", reason)
+		return false, nil
+	}
+	// Sent as checked, whatever else the payload held.
+	ok, err := se.up.SendRequest(r.Type, r.WantReply, ssh.Marshal(&e))
+	if err == nil && (ok || !r.WantReply) {
+		se.env = append(se.env, e.Name+"="+e.Value)
+	}
+	return ok, err
+}
+
+// checkEnv says why the environment variable name=value is not passed on
+// to targets, or "". Only the locale (LANG, LC_*) and the terminal type
+// (TERM) are, and only with values that name one: anything else could
+// carry a command past the audit and the recording (eval "$LC_X"), and a
+// name sshd cannot take (a NUL) ends its whole connection.
+func checkEnv(name, value string) string {
+	switch {
+	case name == "LANG" || strings.HasPrefix(name, "LC_") && len(name) > len("LC_") && len(name) <= 32 && envName(name):
+		if len(value) > maxEnvValue || !onlyBytes(value, "_.@-") {
+			return fmt.Sprintf("environment variable %s refused: its value is not a locale name", quoteName(name))
+		}
+	case name == "TERM":
+		if !terminalName(value) {
+			return fmt.Sprintf("environment variable %s refused: its value is not a terminal name", quoteName(name))
+		}
+	default:
+		return fmt.Sprintf("environment variable %s refused: only LANG, LC_* and TERM are passed on", quoteName(name))
+	}
+	return ""
+}
+
+// maxEnvValue bounds the length of a locale or terminal name.
+const maxEnvValue = 64
+
+// terminalName reports whether s can name a terminal type, as terminfo
+// names do (xterm-256color, screen.xterm-256color).
+func terminalName(s string) bool {
+	return s != "" && len(s) <= maxEnvValue && isAlnum(s[0]) && onlyBytes(s, "_.+-")
+}
+
+// envName reports whether s has only upper-case ASCII letters, digits and
+// underscores.
+func envName(s string) bool {
+	for i := 0; i < len(s); i++ {
+		if c := s[i]; c != '_' && (c < 'A' || c > 'Z') && (c < '0' || c > '9') {
+			return false
+		}
+	}
+	return true
+}
+
+// onlyBytes reports whether s has only ASCII letters, digits and bytes of
+// extra.
+func onlyBytes(s, extra string) bool {
+	for i := 0; i < len(s); i++ {
+		if !isAlnum(s[i]) && strings.IndexByte(extra, s[i]) < 0 {
+			return false
+		}
+	}
+	return true
+}
+
+func isAlnum(c byte) bool {
+	return c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c >= '0' && c <= '9'
+}
+
+// quoteName quotes a name from the client for a message or the audit
+// trail: escaped and cut short.
+func quoteName(s string) string { return `"` + recording.Escape(s, 64) + `"` }
+
+// escapeAll escapes s for the audit trail, whole: bytes that are not
+// UTF-8 stay distinct (JSON would turn each into U+FFFD), and control
+// characters cannot act on whoever reads it.
+func escapeAll(s string) string { return recording.Escape(s, len(s)+1) }
 
 func (se *session) isStarted() bool {
 	se.mu.Lock()
@@ -234,7 +353,12 @@ type ptyRequest struct {
 	Modes         string
 }
 
-func (se *session) ptyReq(r *ssh.Request) (bool, error) {
+// ptyReq forwards a pty request the terms permit. Its terminal type
+// becomes TERM on the target, as from an env request: one that is not a
+// terminal name (see terminalName) is refused, the first on the channel
+// audited through refuse. An empty one, which OpenSSH sends when it has no
+// TERM, is passed on.
+func (se *session) ptyReq(r *ssh.Request, refuse func(kind, reason string)) (bool, error) {
 	t := se.t
 	if se.isStarted() {
 		return false, nil
@@ -245,6 +369,12 @@ func (se *session) ptyReq(r *ssh.Request) (bool, error) {
 	}
 	var p ptyRequest
 	if err := ssh.Unmarshal(r.Payload, &p); err != nil {
+		return false, nil
+	}
+	if p.Term != "" && !terminalName(p.Term) {
+		reason := fmt.Sprintf("terminal type %s refused: it is not a terminal name", quoteName(p.Term))
+		refuse("pty", reason)
+		_, _ = fmt.Fprintf(se.user.Stderr(), "sallyport: no terminal: %s\r\n", reason)
 		return false, nil
 	}
 	// The target's answer is asked for even when the client did not ask:
@@ -354,7 +484,11 @@ func (se *session) begin(r *ssh.Request) bool {
 		"remote": t.conn.RemoteAddr().String(),
 	}
 	if command != "" {
-		fields["command"] = command
+		fields["command"] = escapeAll(command)
+	}
+	if len(se.env) > 0 {
+		env := slices.Sorted(slices.Values(se.env))
+		fields["env"] = escapeAll(strings.Join(env, " "))
 	}
 	if t.info.glass != nil {
 		fields["breakglass"] = "true"
@@ -364,8 +498,9 @@ func (se *session) begin(r *ssh.Request) bool {
 		fields["subsystem"] = subsystem
 	}
 	if tm.forceCommand != "" {
-		fields["force_command"] = tm.forceCommand
+		fields["force_command"] = escapeAll(tm.forceCommand)
 	}
+	t.info.addCarrier(fields)
 	abort := func() bool {
 		_, _ = rec.Close(ctx, recording.End{ExitStatus: -1, Reason: "not started"})
 		return se.refuse(r, "session refused: the bastion cannot write its audit log")
@@ -387,6 +522,13 @@ func (se *session) begin(r *ssh.Request) bool {
 		// switches itself off and never ends the session.
 		se.sftp = sftpaudit.NewProbe(se.auditSFTP)
 	}
+	// Until the target has answered, its end of the channel does not
+	// decide what happens to the output (see targetRequests).
+	answered := make(chan struct{})
+	defer close(answered)
+	se.mu.Lock()
+	se.starting = answered
+	se.mu.Unlock()
 	ok, err := se.up.SendRequest(reqType, true, payload)
 	if err != nil || !ok {
 		_, _ = rec.Close(ctx, recording.End{ExitStatus: -1, Reason: "the target refused the request"})
@@ -442,9 +584,11 @@ func shellName(s string) bool {
 // and the relay ends the session (see sftpLost).
 func (se *session) auditSFTP(op sftpaudit.Op) {
 	t := se.t
-	f := map[string]string{"session": se.id, "op": op.Type, "path": op.Path, "login": t.info.login, "host": t.info.host}
+	// Paths are the client's bytes, names the client's and messages the
+	// server's: escaped, so that /x/\xff and /x/\xfe stay apart.
+	f := map[string]string{"session": se.id, "op": op.Type, "path": escapeAll(op.Path), "login": t.info.login, "host": t.info.host}
 	if op.NewPath != "" {
-		f["new_path"] = op.NewPath
+		f["new_path"] = escapeAll(op.NewPath)
 	}
 	if op.Mode != "" {
 		f["mode"] = op.Mode
@@ -454,7 +598,7 @@ func (se *session) auditSFTP(op sftpaudit.Op) {
 		f["bytes_written"] = strconv.FormatInt(op.BytesWritten, 10)
 	}
 	if op.Name != "" {
-		f["name"] = op.Name
+		f["name"] = recording.Escape(op.Name, maxSubsystemName)
 	}
 	if op.Incomplete {
 		f["incomplete"] = "true"
@@ -467,7 +611,7 @@ func (se *session) auditSFTP(op sftpaudit.Op) {
 			t.srv.logger().Error("bastion: SFTP stream refused", "session", se.id, "err", op.Message)
 		}
 	case !op.OK && !op.Incomplete:
-		outcome, reason = audit.OutcomeError, op.Message
+		outcome, reason = audit.OutcomeError, recording.Escape(op.Message, 200)
 		f["status"] = strconv.FormatUint(uint64(op.Status), 10)
 	}
 	_ = t.srv.audit(context.Background(), audit.Event{Type: audit.TypeSFTP, Actor: t.info.identity,
@@ -506,24 +650,23 @@ func (se *session) relay(rec Recording) {
 	if se.sftp != nil {
 		toServer, toClient = se.sftp.ClientWriter(), se.sftp.ServerWriter()
 	}
+	// The counts grow as data is delivered: drain tells a client that
+	// takes output slowly from one that stopped by them.
 	se.outputs.Add(2)
 	go func() {
 		defer se.outputs.Done()
-		n, _ := copyBuffer(se.user, se.up, touch, tap(rec.Stdout(), toClient))
-		se.bytesOut.Add(n)
+		_ = copyBuffer(se.user, se.up, touch, tap(rec.Stdout(), toClient), &se.bytesOut)
 	}()
 	go func() {
 		defer se.outputs.Done()
-		n, _ := copyBuffer(se.user.Stderr(), se.up.Stderr(), touch, tap(rec.Stderr(), nil))
-		se.bytesOut.Add(n)
+		_ = copyBuffer(se.user.Stderr(), se.up.Stderr(), touch, tap(rec.Stderr(), nil), &se.bytesOut)
 	}()
 	go func() {
 		se.outputs.Wait()
 		se.endOutput()
 	}()
 	go func() {
-		n, _ := copyBuffer(se.up, se.user, touch, tap(rec.Stdin(), toServer))
-		se.bytesIn.Add(n)
+		_ = copyBuffer(se.up, se.user, touch, tap(rec.Stdin(), toServer), &se.bytesIn)
 		_ = se.up.CloseWrite()
 	}()
 	go func() {
@@ -535,16 +678,47 @@ func (se *session) relay(rec Recording) {
 	}()
 }
 
-// endOutput tells the user the target's output has ended (EOF), once the
-// exit status is passed on or, at most closeGrace later, without it. A
-// client whose input is done closes the channel on EOF: OpenSSH's
-// ControlMaster does, and a status arriving after its close is lost, so
-// the multiplexed client exits 255. The wait is bounded for a command
-// that closes its output and keeps running.
+// endOutput tells the user the target's output has ended, once all of it
+// reached them: the exit status (or signal), then EOF. The status comes
+// before EOF because a client whose input is done closes the channel on
+// EOF: OpenSSH's ControlMaster does, and a status arriving after its close
+// is lost, so the multiplexed client exits 255. It is held until the
+// output has been delivered (see passExit), and waited for at most
+// closeGrace, for a command that closes its output and keeps running.
 func (se *session) endOutput() {
 	wait(se.exited, closeGrace)
+	se.releaseHeld()
 	_ = se.user.CloseWrite()
 	close(se.outDone)
+}
+
+// passExit passes an exit status or signal from the target on to the
+// user, after the output the target sent before it: sshd may send the
+// status while its last output is still on the way, and a client that got
+// the status and then lost the rest of the output (a client cut off for
+// not reading, see drain) would report success.
+func (se *session) passExit(typ string, payload []byte) {
+	se.mu.Lock()
+	now := se.outputDone
+	if !now {
+		se.held = append(se.held, heldRequest{typ, payload})
+	}
+	se.mu.Unlock()
+	if now {
+		_, _ = se.user.SendRequest(typ, false, payload)
+	}
+}
+
+// releaseHeld passes on what passExit held; from then on it passes
+// requests on at once.
+func (se *session) releaseHeld() {
+	se.mu.Lock()
+	held := se.held
+	se.held, se.outputDone = nil, true
+	se.mu.Unlock()
+	for _, r := range held {
+		_, _ = se.user.SendRequest(r.typ, false, r.payload)
+	}
 }
 
 // markExited records that no exit status is still to be passed on.
@@ -598,22 +772,79 @@ func (se *session) targetRequests() {
 			}
 		}
 		switch r.Type {
-		case "exit-status", "exit-signal", "xon-xoff", "eow@openssh.com":
-			// Passed on at once, before the end of the output (see
-			// endOutput).
-			_, _ = se.user.SendRequest(r.Type, false, r.Payload)
-		}
-		if r.Type == "exit-status" || r.Type == "exit-signal" {
+		case "exit-status", "exit-signal":
+			se.passExit(r.Type, r.Payload)
 			se.markExited()
+		case "xon-xoff", "eow@openssh.com":
+			_, _ = se.user.SendRequest(r.Type, false, r.Payload)
 		}
 		if r.WantReply {
 			_ = r.Reply(false, nil)
 		}
 	}
+	close(se.upClosed)
 	se.markExited()
-	// The target closed its side: let its data reach the user, then close.
-	se.waitOutput(closeGrace)
+	// A start request still unanswered decides whether there is output
+	// to deliver: its answer was read before the channel's end.
+	se.mu.Lock()
+	answered := se.starting
+	se.mu.Unlock()
+	if answered != nil {
+		<-answered
+	}
+	if !se.isStarted() {
+		se.releaseHeld()
+	}
+	// The target closed its side: let its output reach the user, then
+	// close.
+	delivered := se.drain()
 	se.user.Close()
+	if !delivered {
+		close(se.gaveUp)
+	}
+	close(se.targetDone)
+}
+
+// drain waits for the target's output to reach the user, once the target
+// has closed the channel, for as long as the user keeps taking it. A
+// client may read slowly (a slow link, a pager the user pages through);
+// sshd would wait for it indefinitely, with the whole window of output
+// held. The bastion gives up on a client that took nothing for
+// IdleTimeout, as it would end a connection moving no data (the session
+// still counts against the limits until the client lets go of the
+// channel), and never if IdleTimeout is negative. It reports whether all
+// the output was delivered.
+func (se *session) drain() bool {
+	if !se.isStarted() {
+		return true
+	}
+	idle := durationOr(se.t.srv.IdleTimeout, DefaultIdleTimeout)
+	if idle < 0 {
+		<-se.outDone
+		return true
+	}
+	timer := time.NewTimer(idle)
+	defer timer.Stop()
+	last := se.bytesOut.Load()
+	for {
+		select {
+		case <-se.outDone:
+			return true
+		case <-timer.C:
+		}
+		n := se.bytesOut.Load()
+		if n == last {
+			break
+		}
+		last = n
+		timer.Reset(idle)
+	}
+	reason := fmt.Sprintf("the client took no output for %s after the command ended", idle)
+	se.t.srv.logger().Info("bastion: output not delivered; ending session", "session", se.id, "reason", reason)
+	se.mu.Lock()
+	se.cutOff = reason
+	se.mu.Unlock()
+	return false
 }
 
 // finish closes the recording and audits the end of the session.
@@ -625,7 +856,7 @@ func (se *session) finish() {
 		se.sftp.Close()
 	}
 	se.mu.Lock()
-	rec, started, start := se.rec, se.started, se.start
+	rec, started, start, cutOff := se.rec, se.started, se.start, se.cutOff
 	end := recording.End{ExitStatus: se.exitStatus, ExitSignal: se.exitSignal, Reason: se.reason}
 	se.mu.Unlock()
 	if !started {
@@ -652,6 +883,9 @@ func (se *session) finish() {
 	}
 	if sum.Failure != "" {
 		fields["recording_failure"] = sum.Failure
+	}
+	if cutOff != "" {
+		fields["cut_off"] = cutOff
 	}
 	outcome := audit.OutcomeOK
 	if end.Reason != "" {

@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"io"
 	"net"
+	"net/netip"
 	"strconv"
 	"strings"
 	"sync"
@@ -18,6 +19,7 @@ import (
 
 	"github.com/sallyport/sallyport/audit"
 	"github.com/sallyport/sallyport/policy"
+	"github.com/sallyport/sallyport/recording"
 )
 
 // targetConn is an authenticated user connection bound to one login@host:
@@ -37,7 +39,9 @@ type targetConn struct {
 	upErr   error
 
 	mu         sync.Mutex
-	terms      terms // in force; open channels rely on no more than these
+	terms      terms  // in force; open channels rely on no more than these
+	decisions  uint64 // decisions begun (see reauthorise)
+	termsFrom  uint64 // the decision terms come from
 	sessions   map[*session]struct{}
 	forwards   int // open port forwards
 	ended      bool
@@ -72,6 +76,7 @@ func (s *Server) serveTarget(c *serverConn, sc *ssh.ServerConn, chans <-chan ssh
 
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
+	userGone := make(chan struct{}) // closed when the user's connection has ended
 	go func() {
 		up, nc, err := s.dialTarget(ctx, t, info.terms)
 		t.up, t.upNC, t.upErr = up, nc, err
@@ -87,12 +92,18 @@ func (s *Server) serveTarget(c *serverConn, sc *ssh.ServerConn, chans <-chan ssh
 		}
 		close(t.upReady)
 		if info.terms.perms.Has(policy.AgentForwarding) {
-			go t.serveAgentChannels(up.HandleChannelOpen("auth-agent@openssh.com"))
+			go t.serveAgentChannels(up.HandleChannelOpen(agentChannel))
 		}
 		stop := t.keepaliveUpstream(up)
 		_ = up.Wait()
 		stop()
-		// The target went away: end the user's side too.
+		// The target went away: end the user's side too, once each
+		// session has delivered the output the bastion still holds
+		// (see session.drain). A client with nothing left open then
+		// disconnects by itself; closing first would fail its goodbye,
+		// and OpenSSH through ProxyJump would exit 255 for it.
+		t.drainSessions()
+		wait(userGone, closeGrace)
 		sc.Close()
 	}()
 	defer func() {
@@ -114,6 +125,7 @@ func (s *Server) serveTarget(c *serverConn, sc *ssh.ServerConn, chans <-chan ssh
 			s.refuseChannel(nc, info, sc.RemoteAddr())
 		}
 	}
+	close(userGone)
 	t.end("")
 }
 
@@ -125,7 +137,7 @@ func (s *Server) auditTargetFailure(t *targetConn, remote net.Addr, err error) e
 	if errors.Is(err, errTargetHostKey) {
 		outcome = audit.OutcomeDenied
 	}
-	f := certFields(t.info.cert, remote)
+	f := t.info.fields(remote)
 	f["connection"] = t.id
 	// The user is told the cause in a few words; the trail keeps the
 	// detail (address, resolver or handshake error) for whoever fixes it.
@@ -186,6 +198,40 @@ func (t *targetConn) end(reason string) {
 	}
 }
 
+// drainSessions waits, once the target's connection has ended, until the
+// user has all the output of every session open on t, so that closing the
+// user's connection loses none. A session's output is delivered, or its
+// client cut off for not taking it (see session.drain); then the client
+// still has to write out the last window of it, and acknowledges the
+// close of the channel once it has (OpenSSH does): that is waited for,
+// with no way to see progress, at most IdleTimeout.
+func (t *targetConn) drainSessions() {
+	t.mu.Lock()
+	ss := make([]*session, 0, len(t.sessions))
+	for se := range t.sessions {
+		ss = append(ss, se)
+	}
+	t.mu.Unlock()
+	idle := durationOr(t.srv.IdleTimeout, DefaultIdleTimeout)
+	var wg sync.WaitGroup
+	for _, se := range ss {
+		wg.Go(func() {
+			<-se.targetDone
+			select {
+			case <-se.gaveUp:
+			case <-se.userDone:
+			default:
+				if idle < 0 {
+					<-se.userDone
+				} else {
+					wait(se.userDone, idle)
+				}
+			}
+		})
+	}
+	wg.Wait()
+}
+
 func (t *targetConn) isEnded() bool {
 	t.mu.Lock()
 	defer t.mu.Unlock()
@@ -201,7 +247,20 @@ func (t *targetConn) isEnded() bool {
 // those in force; if they take away anything an open channel relies on
 // (see narrowed), t may no longer be used either. It returns why t may no
 // longer be used, or "".
+//
+// Decisions on one connection run concurrently (a new channel, the
+// sweep) and read the policy and the directory as they stand at different
+// moments. The terms of a decision are put in force only if no decision
+// begun after it already has been: one that read the policy before a
+// reload, but finishes after the re-evaluation that follows the reload,
+// leaves that re-evaluation's terms in force. (Every change is followed by
+// a re-evaluation begun after it, so the terms in force once it is done
+// come from the change or something newer.)
 func (s *Server) reauthorise(t *targetConn, revs *revocationSet) string {
+	t.mu.Lock()
+	t.decisions++
+	decision := t.decisions
+	t.mu.Unlock()
 	info := *t.info
 	remote := t.conn.RemoteAddr()
 	if revs != nil {
@@ -221,6 +280,12 @@ func (s *Server) reauthorise(t *targetConn, revs *revocationSet) string {
 	tm.perms &= t.info.terms.perms
 	t.mu.Lock()
 	defer t.mu.Unlock()
+	if decision < t.termsFrom {
+		// A newer decision has put its terms in force, and judged the
+		// connection by them.
+		return ""
+	}
+	t.termsFrom = decision
 	lost := t.narrowed(tm)
 	// The target enforces the forced command minted into the session
 	// certificate, whatever the bastion sends: once the policy's differs
@@ -319,7 +384,12 @@ func (s *Server) admitChannel(ctx context.Context, t *targetConn, nc ssh.NewChan
 	rs := newRevocationSet(revs)
 	reason := s.reauthorise(t, &rs)
 	if reason == "" {
-		t.c.touch() // opening a session or forward is activity
+		// Opening a session or forward is activity. An agent channel is
+		// opened by the target, not the user: it must not keep an idle
+		// connection alive.
+		if nc.ChannelType() != agentChannel {
+			t.c.touch()
+		}
 		return true
 	}
 	_ = s.auditDeny(ctx, t.info, t.conn.RemoteAddr(), reason)
@@ -480,14 +550,28 @@ func userError(err error) string {
 }
 
 // openForward relays a local port forward (ssh -L) to the target, which
-// opens the connection from its side, when the policy permits it.
+// opens the connection from its side, when the policy permits it. The
+// forward is audited when the target has answered: opened, or refused
+// with the target's reason. Refusals, the bastion's and the target's,
+// spend the connection's refusal budget (see spendRefusal), so that a
+// client cannot write audit events without bound.
 func (s *Server) openForward(ctx context.Context, t *targetConn, nc ssh.NewChannel, wg *sync.WaitGroup) {
 	var d directTCPIP
 	if err := ssh.Unmarshal(nc.ExtraData(), &d); err != nil {
 		_ = nc.Reject(ssh.ConnectionFailed, "malformed direct-tcpip request")
 		return
 	}
-	dest := net.JoinHostPort(d.Host, strconv.FormatUint(uint64(d.Port), 10))
+	if reason := checkDestination(d.Host, d.Port); reason != "" {
+		// Before anything else, and with the destination cut short.
+		dest := recording.Escape(d.Host, maxDestination) + ":" + strconv.FormatUint(uint64(d.Port), 10)
+		if audited, ok, closeConn := s.spendRefusal(t.info, t.conn.RemoteAddr(), reason); ok {
+			_ = s.audit(ctx, forwardEvent(t, dest, audit.OutcomeDenied, audited, nil))
+			closeConn()
+		}
+		_ = nc.Reject(ssh.Prohibited, reason)
+		return
+	}
+	dest := escapeAll(net.JoinHostPort(d.Host, strconv.FormatUint(uint64(d.Port), 10)))
 	if !s.admitChannel(ctx, t, nc) {
 		return
 	}
@@ -526,20 +610,31 @@ func (s *Server) openForward(ctx context.Context, t *targetConn, nc ssh.NewChann
 		_ = nc.Reject(ssh.ConnectionFailed, userError(err))
 		return
 	}
-	if err := s.audit(ctx, forwardEvent(t, dest, audit.OutcomeOK, "", nil)); err != nil {
-		release()
-		_ = nc.Reject(ssh.ConnectionFailed, "the bastion cannot audit this forward")
-		return
-	}
-	upCh, upReqs, err := up.OpenChannel("direct-tcpip", nc.ExtraData())
+	// Sent as checked, whatever else the request held.
+	upCh, upReqs, err := up.OpenChannel("direct-tcpip", ssh.Marshal(&d))
 	if err != nil {
 		release()
+		why, message, code := "the target could not open the forward", "the target could not open the forward", ssh.ConnectionFailed
+		outcome := audit.OutcomeError
 		var oe *ssh.OpenChannelError
 		if errors.As(err, &oe) {
-			_ = nc.Reject(oe.Reason, oe.Message)
-		} else {
-			_ = nc.Reject(ssh.ConnectionFailed, "the target could not open the forward")
+			why = fmt.Sprintf("refused by %s: %s", t.info.host, recording.Escape(oe.Message, 200))
+			message, code = oe.Message, oe.Reason
+			if oe.Reason == ssh.Prohibited {
+				outcome = audit.OutcomeDenied
+			}
 		}
+		if audited, ok, closeConn := s.spendRefusal(t.info, t.conn.RemoteAddr(), why); ok {
+			_ = s.audit(ctx, forwardEvent(t, dest, outcome, audited, nil))
+			closeConn()
+		}
+		_ = nc.Reject(code, message)
+		return
+	}
+	if err := s.audit(ctx, forwardEvent(t, dest, audit.OutcomeOK, "opened", nil)); err != nil {
+		release()
+		upCh.Close()
+		_ = nc.Reject(ssh.ConnectionFailed, "the bastion cannot audit this forward")
 		return
 	}
 	ch, reqs, err := nc.Accept()
@@ -561,6 +656,33 @@ func (s *Server) openForward(ctx context.Context, t *targetConn, nc ssh.NewChann
 	}()
 }
 
+// maxDestination bounds the runes of a refused destination host copied
+// into the audit trail.
+const maxDestination = 64
+
+// checkDestination says why a port forward to host:port is refused, or
+// "": host must be a host name (letters, digits, '.', '-', '_', at most
+// 253 bytes, not starting with '-') or an IP address, port 1 to 65535.
+func checkDestination(host string, port uint32) string {
+	switch {
+	case port == 0 || port > 65535:
+		return fmt.Sprintf("forward refused: port %d is not a valid port", port)
+	case host == "":
+		return "forward refused: no host to connect to"
+	case len(host) > 253:
+		return fmt.Sprintf("forward refused: the host name is longer than 253 bytes (%d)", len(host))
+	}
+	if a, err := netip.ParseAddr(host); err == nil && (a.Zone() == "" || onlyBytes(a.Zone(), "._-")) {
+		return ""
+	}
+	if host[0] == '-' || !onlyBytes(host, "._-") {
+		return fmt.Sprintf("forward refused: %s is not a host name or IP address", quoteName(host))
+	}
+	return ""
+}
+
+// forwardEvent is the audit event of a port forward on t to dest, which
+// is escaped already.
 func forwardEvent(t *targetConn, dest, outcome, reason string, extra map[string]string) audit.Event {
 	f := map[string]string{"destination": dest, "host": t.info.host, "login": t.info.login, "connection": t.id, "serial": strconv.FormatUint(t.info.cert.Serial, 10)}
 	for k, v := range extra {
@@ -569,87 +691,160 @@ func forwardEvent(t *targetConn, dest, outcome, reason string, extra map[string]
 	if t.info.glass != nil {
 		f["breakglass"] = "true"
 	}
+	t.info.addCarrier(f)
 	return audit.Event{Type: audit.TypePortForward, Actor: t.info.identity, Subject: t.info.login + "@" + t.info.host, Outcome: outcome, Reason: reason, Fields: f}
 }
 
 // splice copies both ways between a user channel and a target channel
 // until both directions end, then closes both. It returns the bytes from
-// the user and to the user.
+// the user and to the user. touch, if not nil, is called as data moves.
 func splice(user, target ssh.Channel, touch func()) (in, out int64) {
 	var wg sync.WaitGroup
+	var nin, nout atomic.Int64
 	wg.Add(2)
 	go func() {
 		defer wg.Done()
-		in, _ = copyBuffer(target, user, touch, nil)
+		_ = copyBuffer(target, user, touch, nil, &nin)
 		_ = target.CloseWrite()
 	}()
 	go func() {
 		defer wg.Done()
-		out, _ = copyBuffer(user, target, touch, nil)
+		_ = copyBuffer(user, target, touch, nil, &nout)
 		_ = user.CloseWrite()
 	}()
 	wg.Wait()
 	user.Close()
 	target.Close()
-	return in, out
+	return nin.Load(), nout.Load()
 }
 
 // copyBufferSize is the relay's buffer: larger than one SSH packet (32
 // KiB) so each read drains what the channel has buffered.
 const copyBufferSize = 128 << 10
 
+// firstReadSize is the buffer a relay waits for data with. Most relays
+// wait most of the time (an idle shell, an agent channel): they hold this
+// much each, not a copy buffer.
+const firstReadSize = 2 << 10
+
 var copyBuffers = sync.Pool{New: func() any { b := make([]byte, copyBufferSize); return &b }}
 
 // copyBuffer copies src to dst, calling tap (when not nil) with each chunk
-// before it is written. A tap error stops the copy.
-func copyBuffer(dst io.Writer, src io.Reader, touch func(), tap func([]byte) error) (int64, error) {
-	bp := copyBuffers.Get().(*[]byte)
-	defer copyBuffers.Put(bp)
-	buf := *bp
-	var n int64
+// before it is written, touch (when not nil) when data arrives, and adding
+// what was written to *count (when not nil) as it goes. A tap error stops
+// the copy; the end of src ends it with a nil error. A read error that
+// comes with data does not stop it: an SSH channel whose connection is
+// gone reports so (its window adjustment failed) while it still holds data
+// received before; the copy goes on until a read returns none.
+//
+// It waits for data in a small buffer and takes a copy buffer from the
+// pool only once some arrived: if the small one filled up, more is likely
+// waiting, and one large read takes it, so that bulk data still moves in
+// large writes. That read may block (exactly a small buffer's worth had
+// arrived), holding the copy buffer until the next data; it is returned
+// after each write.
+func copyBuffer(dst io.Writer, src io.Reader, touch func(), tap func([]byte) error, count *atomic.Int64) error {
+	small := make([]byte, firstReadSize)
 	for {
-		nr, rerr := src.Read(buf)
-		if nr > 0 {
-			touch()
-			if tap != nil {
-				if err := tap(buf[:nr]); err != nil {
-					return n, err
-				}
-			}
-			nw, werr := dst.Write(buf[:nr])
-			n += int64(nw)
-			if werr != nil {
-				return n, werr
-			}
+		nr, rerr := src.Read(small)
+		chunk := small[:nr]
+		var bp *[]byte
+		if nr == len(small) && rerr == nil {
+			bp = copyBuffers.Get().(*[]byte)
+			buf := *bp
+			copy(buf, chunk)
+			var more int
+			more, rerr = src.Read(buf[nr:])
+			chunk = buf[:nr+more]
 		}
-		if rerr != nil {
-			if rerr == io.EOF {
-				return n, nil
-			}
-			return n, rerr
+		err := relayChunk(dst, chunk, touch, tap, count)
+		if bp != nil {
+			copyBuffers.Put(bp)
+		}
+		switch {
+		case err != nil:
+			return err
+		case rerr == io.EOF:
+			return nil
+		case rerr != nil && len(chunk) == 0:
+			return rerr
 		}
 	}
 }
 
+// relayChunk writes one chunk read by copyBuffer.
+func relayChunk(dst io.Writer, p []byte, touch func(), tap func([]byte) error, count *atomic.Int64) error {
+	if len(p) == 0 {
+		return nil
+	}
+	if touch != nil {
+		touch()
+	}
+	if tap != nil {
+		if err := tap(p); err != nil {
+			return err
+		}
+	}
+	nw, err := dst.Write(p)
+	if count != nil {
+		count.Add(int64(nw))
+	}
+	return err
+}
+
+// agentChannel is the channel type of agent forwarding.
+const agentChannel = "auth-agent@openssh.com"
+
+// maxAgentChannels bounds the agent channels open at once on one
+// connection. The target opens them, not the user, and a hostile target
+// could open them without end: each is a channel on the user's connection
+// and a connection to the user's agent. One use of the agent (ssh, git,
+// ssh-add on the target) holds one for a moment.
+const maxAgentChannels = 8
+
 // serveAgentChannels connects agent requests from the target to the
 // user's agent, when the user asked for agent forwarding and the policy
-// permits it.
+// permits it, at most maxAgentChannels at once. The first use of the agent
+// on the connection is audited, and the first refusal for too many; what
+// passes through does not count as activity for IdleTimeout.
 func (t *targetConn) serveAgentChannels(chans <-chan ssh.NewChannel) {
+	s := t.srv
+	ctx := context.Background()
+	var open atomic.Int32
+	audited, overAudited := false, false
 	for nc := range chans {
 		if !t.agentAsked.Load() {
 			_ = nc.Reject(ssh.Prohibited, "agent forwarding not requested")
 			continue
 		}
+		// Refused before the store is asked for anything.
+		if open.Load() >= maxAgentChannels {
+			reason := fmt.Sprintf("too many agent channels open at once (at most %d)", maxAgentChannels)
+			if !overAudited {
+				overAudited = true
+				s.logger().Warn("bastion: target opens too many agent channels", "connection", t.id, "host", t.info.host)
+				_ = s.auditDenial(ctx, t.info, t.conn.RemoteAddr(), reason)
+			}
+			_ = nc.Reject(ssh.ResourceShortage, reason)
+			continue
+		}
 		// Each use of the agent is a new channel on the user's connection,
 		// decided like the others.
-		if !t.srv.admitChannel(context.Background(), t, nc) {
+		if !s.admitChannel(ctx, t, nc) {
 			continue
 		}
 		if !t.currentTerms().perms.Has(policy.AgentForwarding) {
 			_ = nc.Reject(ssh.Prohibited, "agent forwarding is no longer permitted")
 			continue
 		}
-		uch, ureqs, err := t.conn.OpenChannel("auth-agent@openssh.com", nil)
+		if !audited {
+			if err := s.audit(ctx, agentEvent(t)); err != nil {
+				_ = nc.Reject(ssh.ConnectionFailed, "the bastion cannot audit the use of the agent")
+				continue
+			}
+			audited = true
+		}
+		uch, ureqs, err := t.conn.OpenChannel(agentChannel, nil)
 		if err != nil {
 			_ = nc.Reject(ssh.ConnectionFailed, "the user's agent is not available")
 			continue
@@ -661,6 +856,18 @@ func (t *targetConn) serveAgentChannels(chans <-chan ssh.NewChannel) {
 		}
 		go ssh.DiscardRequests(ureqs)
 		go ssh.DiscardRequests(reqs)
-		go splice(uch, ch, t.c.touch)
+		open.Add(1)
+		go func() {
+			defer open.Add(-1)
+			splice(uch, ch, nil)
+		}()
 	}
+}
+
+// agentEvent is the audit event of the first use of the user's agent by
+// the target of t.
+func agentEvent(t *targetConn) audit.Event {
+	e := forwardEvent(t, "agent", audit.OutcomeOK, "the target uses the forwarded agent", nil)
+	e.Fields["kind"] = "agent"
+	return e
 }

@@ -190,6 +190,15 @@ func (d *upstreamDial) abort() {
 // accepted its host certificate, waits for creds to authenticate as login.
 // It returns the client and the network connection under it.
 func (s *Server) dialUpstream(ctx context.Context, host, addr, login string, pre *preConn, creds <-chan upstreamCreds) (*ssh.Client, net.Conn, error) {
+	// Read while the connection and the key exchange run, for the host
+	// key check.
+	revs := make(chan revocationList, 1)
+	go func() {
+		rctx, cancel := context.WithTimeout(ctx, storeTimeout)
+		defer cancel()
+		list, err := s.Store.Revocations(rctx)
+		revs <- revocationList{newRevocationSet(list), err}
+	}()
 	dctx, cancel := context.WithTimeout(ctx, durationOr(s.DialTimeout, DefaultDialTimeout))
 	nc, ok, err := pre.take(dctx, addr)
 	if !ok {
@@ -223,8 +232,21 @@ func (s *Server) dialUpstream(ctx context.Context, host, addr, login string, pre
 	// The host key callback runs for every key exchange, the first one
 	// before authentication starts: it waits there for the credentials,
 	// and sets the key that authentication then uses.
+	var rl *revocationList
 	cfg.HostKeyCallback = func(_ string, _ net.Addr, key ssh.PublicKey) error {
-		if checked = s.checkTargetHostKey(host, addr, pins, key); checked != nil || authed {
+		if rl == nil {
+			select {
+			case r := <-revs:
+				rl = &r
+			case <-ctx.Done():
+				checked = errDialAbandoned
+				return checked
+			}
+		}
+		if checked = s.checkTargetHostKey(host, addr, pins, key); checked == nil {
+			checked = s.checkTargetRevoked(host, key, *rl)
+		}
+		if checked != nil || authed {
 			return checked
 		}
 		keyOK.Store(true)
@@ -267,21 +289,21 @@ func (s *Server) dialUpstream(ctx context.Context, host, addr, login string, pre
 	return ssh.NewClient(c, chans, reqs), nc, nil
 }
 
-// preConn is a TCP connection to a ProxyJump target, opened when the
-// tunnel is accepted so that the target's SSH server starts up while the
-// user authenticates on the inner connection.
+// preConn is a TCP connection to a ProxyJump target, opened while the
+// user authenticates on the inner connection (see tunnel.preconnect).
 type preConn struct {
-	addr   string
-	cancel context.CancelFunc
-	done   chan struct{} // closed when nc or err is set
-	nc     net.Conn
-	err    error
-	taken  atomic.Bool
+	addr    string
+	cancel  context.CancelFunc
+	done    chan struct{} // closed when nc or err is set
+	nc      net.Conn
+	err     error
+	taken   atomic.Bool
+	release func() // called once, when the connection is taken or discarded
 }
 
 // preConnect starts connecting to the policy host named host; nil if there
-// is none.
-func (s *Server) preConnect(host string) *preConn {
+// is none. release is called once the connection is taken or discarded.
+func (s *Server) preConnect(host string, release func()) *preConn {
 	p := s.Policy()
 	if p == nil {
 		return nil
@@ -292,7 +314,7 @@ func (s *Server) preConnect(host string) *preConn {
 	}
 	addr := h.Address
 	ctx, cancel := context.WithTimeout(context.Background(), durationOr(s.DialTimeout, DefaultDialTimeout))
-	pc := &preConn{addr: addr, cancel: cancel, done: make(chan struct{})}
+	pc := &preConn{addr: addr, cancel: cancel, done: make(chan struct{}), release: release}
 	go func() {
 		defer close(pc.done)
 		pc.nc, pc.err = s.dial(ctx, addr)
@@ -313,6 +335,7 @@ func (p *preConn) take(ctx context.Context, addr string) (nc net.Conn, ok bool, 
 	if !p.taken.CompareAndSwap(false, true) {
 		return nil, false, nil
 	}
+	defer p.release()
 	select {
 	case <-p.done:
 		p.cancel()
@@ -338,6 +361,7 @@ func (p *preConn) discard() {
 		if p.nc != nil {
 			p.nc.Close()
 		}
+		p.release()
 	}()
 }
 
@@ -430,6 +454,38 @@ func (s *Server) checkTargetHostKey(host, addr string, pins []policy.HostKey, ke
 		}
 	}
 	return fmt.Errorf("%s presented a host certificate for other names: %w", host, errTargetHostKey)
+}
+
+// revocationList is the store's revocations as read for one connection to
+// a target, or the error reading them.
+type revocationList struct {
+	set revocationSet
+	err error
+}
+
+// checkTargetRevoked refuses a target host key (trusted by
+// checkTargetHostKey) that has been revoked: a host certificate from the
+// host CA by its serial, and the key itself, plain or inside any
+// certificate. A target is not trusted if the revocations cannot be read.
+func (s *Server) checkTargetRevoked(host string, key ssh.PublicKey, rl revocationList) error {
+	if rl.err != nil {
+		return &targetError{fmt.Sprintf("the bastion could not check whether the host key of %s is revoked; try again later", host), rl.err}
+	}
+	cert, isCert := key.(*ssh.Certificate)
+	plain := key
+	if isCert {
+		plain = cert.Key
+	}
+	if reason, ok := rl.set.keys[ssh.FingerprintSHA256(plain)]; ok {
+		return fmt.Errorf("%s presented host key %s %s, which has been revoked%s: %w", host, plain.Type(), ssh.FingerprintSHA256(plain), because(reason), errTargetHostKey)
+	}
+	// Serials name certificates of this Sallyport's CAs only.
+	if isCert && bytes.Equal(cert.SignatureKey.Marshal(), s.hostCA.Marshal()) {
+		if reason, ok := rl.set.serials[cert.Serial]; ok {
+			return fmt.Errorf("%s presented host certificate serial %d, which has been revoked%s: %w", host, cert.Serial, because(reason), errTargetHostKey)
+		}
+	}
+	return nil
 }
 
 // hostKeyList names pinned keys for messages: type and fingerprint, e.g.

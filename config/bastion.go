@@ -63,8 +63,11 @@ type BastionLimits struct {
 	// across connections (default 64).
 	MaxForwardsPerUser int `yaml:"max_forwards_per_user"`
 	// MaxConnectionsPerUser bounds one person's authenticated connections
-	// (default 128).
+	// (default 128); a login through ProxyJump counts as one of its own.
 	MaxConnectionsPerUser int `yaml:"max_connections_per_user"`
+	// MaxPendingTunnelsPerUser bounds one person's ProxyJump tunnels
+	// whose login has not succeeded yet, across connections (default 16).
+	MaxPendingTunnelsPerUser int `yaml:"max_pending_tunnels_per_user"`
 	// ReauthorizeInterval is how often every live session is checked
 	// against the policy, teams and revocations even without a change
 	// being noticed (default 30s, at most 1m).
@@ -94,7 +97,8 @@ func (c *Config) validateBastion(v *validator) {
 	}
 	l := c.BastionLimits
 	if l.HandshakeTimeout < 0 || l.IdleTimeout < 0 || l.ReauthorizeInterval < 0 || l.RevocationPoll < 0 || l.HostCertTTL < 0 ||
-		l.MaxConnections < 0 || l.MaxStartups < 0 || l.MaxStartupsPerSource < 0 || l.MaxChannelsPerConnection < 0 || l.MaxSessionsPerUser < 0 || l.MaxForwardsPerUser < 0 || l.MaxConnectionsPerUser < 0 {
+		l.MaxConnections < 0 || l.MaxStartups < 0 || l.MaxStartupsPerSource < 0 || l.MaxChannelsPerConnection < 0 || l.MaxSessionsPerUser < 0 || l.MaxForwardsPerUser < 0 || l.MaxConnectionsPerUser < 0 ||
+		l.MaxPendingTunnelsPerUser < 0 {
 		v.errorf("bastion_limits", "bastion_limits must not be negative")
 	}
 	if l.ReauthorizeInterval > time.Minute {

@@ -453,6 +453,22 @@ func (d *Directory) Lookup(id int64) (Membership, error) {
 	return Membership{ID: id, Login: m.login, Member: true, Teams: slices.Clone(m.teams), AsOf: m.asOf}, nil
 }
 
+// Members returns every active member as last known, by ID; nil before
+// the first successful refresh.
+func (d *Directory) Members() []Membership {
+	d.mu.RLock()
+	defer d.mu.RUnlock()
+	if d.members == nil {
+		return nil
+	}
+	out := make([]Membership, 0, len(d.members))
+	for id, m := range d.members {
+		out = append(out, Membership{ID: id, Login: m.login, Member: true, Teams: slices.Clone(m.teams), AsOf: m.asOf})
+	}
+	sort.Slice(out, func(i, j int) bool { return out[i].ID < out[j].ID })
+	return out
+}
+
 // Version returns the number of updates applied so far; 0 means nothing
 // is known yet.
 func (d *Directory) Version() uint64 {

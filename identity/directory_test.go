@@ -455,3 +455,23 @@ func TestWebhookReplayWindow(t *testing.T) {
 		t.Errorf("remembered %d delivery IDs; want at most 3", n)
 	}
 }
+
+func TestDirectoryMembers(t *testing.T) {
+	f := newDirFixture(t)
+	if got := f.dir.Members(); got != nil {
+		t.Fatalf("before refresh: %+v; want nil", got)
+	}
+	must(t, f.dir.Refresh(t.Context()))
+	var got []string
+	for _, m := range f.dir.Members() {
+		if !m.Member {
+			t.Errorf("%+v is not marked a member", m)
+		}
+		got = append(got, m.Login)
+	}
+	// By ID: alice 1001, bob 1002, carol 1003, octo-admin 1004; dave is
+	// only invited and erin in another organisation.
+	if want := []string{"alice", "bob", "carol", "octo-admin"}; !slices.Equal(got, want) {
+		t.Errorf("members %q; want %q", got, want)
+	}
+}

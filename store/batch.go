@@ -476,8 +476,16 @@ func (tx *txn) recordBatch(ctx context.Context, batch []*batchReq, now time.Time
 	if err != nil {
 		return err
 	}
+	suspended, err := tx.suspended(ctx, batch, stmts)
+	if err != nil {
+		return err
+	}
 	ok := make([]*batchReq, 0, len(batch))
 	for _, r := range batch {
+		if sp, found := suspended[SuspensionSubject(r.identity)]; found {
+			r.err = &SuspendedError{Identity: r.identity, Suspension: sp}
+			continue
+		}
 		if revoked.keys[r.row.keyFP] {
 			r.err = fmt.Errorf("key %s %w", r.row.keyFP, ErrRevoked)
 			continue
@@ -563,6 +571,7 @@ const (
 	stmtInsertAudit
 	stmtRevokedKeys
 	stmtRevokedSerials
+	stmtSuspended
 )
 
 // query returns the statement of kind for n rows.
@@ -590,6 +599,8 @@ func (k stmtKind) query(n int) string {
 		// older backup).
 		q.WriteString(`SELECT serial FROM revoked_serials r
 	WHERE NOT EXISTS (SELECT 1 FROM certificates c WHERE c.serial = r.serial) AND serial IN (?` + strings.Repeat(",?", n-1) + `)`)
+	case stmtSuspended:
+		q.WriteString(`SELECT subject, reason, actor, suspended_at FROM suspensions WHERE subject IN (?` + strings.Repeat(",?", n-1) + `)`)
 	}
 	return q.String()
 }
@@ -653,6 +664,32 @@ func (tx *txn) revoked(ctx context.Context, batch []*batchReq, stmts *stmtCache)
 		var n int64
 		err := rows.Scan(&n)
 		set.serials[n] = true
+		return err
+	})
+	return set, err
+}
+
+// suspended returns the suspensions covering the batch's identities, by
+// subject.
+func (tx *txn) suspended(ctx context.Context, batch []*batchReq, stmts *stmtCache) (map[string]Suspension, error) {
+	set := map[string]Suspension{}
+	subjects := make([]any, 0, 1)
+	seen := map[string]bool{}
+	for _, r := range batch {
+		if sub := SuspensionSubject(r.identity); !seen[sub] {
+			seen[sub] = true
+			subjects = append(subjects, sub)
+		}
+	}
+	err := tx.matching(ctx, stmtSuspended, subjects, stmts, func(rows *sql.Rows) error {
+		var sp Suspension
+		var at string
+		if err := rows.Scan(&sp.Subject, &sp.Reason, &sp.Actor, &at); err != nil {
+			return err
+		}
+		var err error
+		sp.Time, err = parseTime(at)
+		set[sp.Subject] = sp
 		return err
 	})
 	return set, err

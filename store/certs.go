@@ -309,3 +309,52 @@ ORDER BY revoked_at, kind, serial`)
 	}
 	return revs, nil
 }
+
+// IdentityRevocation is what RevokeIdentity did.
+type IdentityRevocation struct {
+	// Certificates is how many certificates were recorded for the
+	// identity; every one of them is now revoked.
+	Certificates int
+	// Keys is how many distinct keys those certificates certified; each
+	// is revoked, and with it every certificate of it, now and later.
+	Keys int
+}
+
+// RevokeIdentity revokes the key of every certificate recorded for
+// identity (and so every certificate of those keys, now and later), one
+// Revoke with its "revoke" audit event per key, by actor with reason. It
+// stops at the first failure, returning what was done before it; an error
+// matching ErrAuditLog means everything was revoked but the JSON copy of
+// some audit events failed. A key already revoked is counted (Revoke
+// audits it again).
+func (s *SQLite) RevokeIdentity(ctx context.Context, identity, reason, actor string) (IdentityRevocation, error) {
+	var done IdentityRevocation
+	if identity == "" {
+		return done, errors.New("store: revoke identity: no identity")
+	}
+	certs, err := s.Certificates(ctx, CertificateFilter{Identity: identity})
+	if err != nil {
+		return done, fmt.Errorf("store: revoke everything of %s: %w", identity, err)
+	}
+	keys := map[string]bool{}
+	var logErr error // the revocations stand; their JSON copy failed
+	for _, c := range certs {
+		if keys[c.KeyFingerprint] {
+			continue
+		}
+		cert, err := c.Cert()
+		if err == nil {
+			err = s.Revoke(ctx, Revocation{Key: cert.Key, Reason: reason, Actor: actor})
+		}
+		if errors.Is(err, ErrAuditLog) {
+			logErr, err = err, nil
+		}
+		if err != nil {
+			return done, fmt.Errorf("store: revoke everything of %s: %w", identity, err)
+		}
+		keys[c.KeyFingerprint] = true
+		done.Keys = len(keys)
+	}
+	done.Certificates = len(certs)
+	return done, logErr
+}

@@ -107,6 +107,27 @@ CREATE TABLE used_requests (
 	actor   TEXT NOT NULL
 );
 `,
+	// 4: GitHub logins pinned to the numeric user ID they were first seen
+	// with, and suspended identities (see standing.go).
+	`
+CREATE TABLE login_pins (
+	login     TEXT PRIMARY KEY,        -- lower case: GitHub logins ignore case
+	github_id INTEGER NOT NULL CHECK (github_id > 0),
+	seen_as   TEXT NOT NULL,           -- the login as GitHub spelled it
+	source    TEXT NOT NULL,           -- where it was first seen, or "admin"
+	pinned_at TEXT NOT NULL,
+	actor     TEXT NOT NULL DEFAULT '', -- the admin who re-pinned it; '' when first seen
+	reason    TEXT NOT NULL DEFAULT ''
+);
+CREATE INDEX login_pins_github_id ON login_pins (github_id);
+
+CREATE TABLE suspensions (
+	subject      TEXT PRIMARY KEY, -- "github:ID", "ci:OWNER/NAME" or another identity
+	reason       TEXT NOT NULL,
+	actor        TEXT NOT NULL,
+	suspended_at TEXT NOT NULL
+);
+`,
 }
 
 // schemaVersion is the database schema version this binary writes.

@@ -12,6 +12,8 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"sync"
+	"sync/atomic"
 	"time"
 
 	"modernc.org/sqlite" // registers the "sqlite" database/sql driver
@@ -46,6 +48,11 @@ type SQLite struct {
 	// keeps many concurrent writers from failing and lets a waiting
 	// writer give up when its context ends.
 	wsem chan struct{}
+
+	// standing is the read every issuance and every bastion check makes
+	// (see Standing), prepared on first use rather than for each call.
+	standingMu sync.Mutex
+	standing   atomic.Pointer[sql.Stmt]
 }
 
 // Open opens the database at path, creating it with mode 0600 if it does not
@@ -123,6 +130,9 @@ func Open(ctx context.Context, path string, opts Options) (*SQLite, error) {
 
 // Close closes the database.
 func (s *SQLite) Close() error {
+	if st := s.standing.Load(); st != nil {
+		st.Close()
+	}
 	if err := s.db.Close(); err != nil {
 		return fmt.Errorf("store: close: %w", err)
 	}

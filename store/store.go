@@ -1,5 +1,6 @@
 // Package store owns Sallyport's durable state: certificate serials, issued
-// certificates, revocations and the audit trail.
+// certificates, revocations, suspended identities, GitHub logins pinned to
+// numeric user IDs, and the audit trail.
 //
 // Callers use the Store interface (or the few of its methods they need); the
 // SQLite type is the embedded implementation, and a PostgreSQL one for several
@@ -30,8 +31,10 @@ type Store interface {
 	// RecordIssued durably records an issued certificate, issued to
 	// identity (e.g. "github:12345"), and its "issue" audit event in one
 	// transaction. It fails with ErrDuplicateSerial if the serial is already
-	// recorded and with ErrRevoked if the serial or the certificate's key is
-	// revoked; the caller must then not hand the certificate out.
+	// recorded, with ErrRevoked if the serial or the certificate's key is
+	// revoked, and with ErrSuspended (a *SuspendedError) if a suspension
+	// covers identity (see SuspensionSubject); the caller must then not
+	// hand the certificate out.
 	RecordIssued(ctx context.Context, cert *ssh.Certificate, identity string) error
 	// Revoke durably records a revocation and its "revoke" audit event in
 	// one transaction. Revoking by key also revokes the serial of every

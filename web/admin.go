@@ -17,6 +17,7 @@ import (
 
 	"github.com/sallyport/sallyport/audit"
 	"github.com/sallyport/sallyport/ca"
+	"github.com/sallyport/sallyport/standing"
 	"github.com/sallyport/sallyport/store"
 	"github.com/sallyport/sallyport/trust"
 )
@@ -64,11 +65,18 @@ type BreakGlassOptions struct {
 // implements it.
 type AdminStore interface {
 	Revoke(ctx context.Context, r store.Revocation) error
+	RevokeIdentity(ctx context.Context, identity, reason, actor string) (store.IdentityRevocation, error)
 	Revocations(ctx context.Context) ([]store.Revocation, error)
 	Certificates(ctx context.Context, f store.CertificateFilter) ([]store.Certificate, error)
 	AuditEvents(ctx context.Context, q store.AuditQuery) ([]audit.Event, error)
 	Recordings(ctx context.Context, f store.RecordingFilter) ([]store.Recording, error)
 	Recording(ctx context.Context, id string) (store.Recording, error)
+	Suspend(ctx context.Context, sp store.Suspension) (store.Suspension, bool, error)
+	Lift(ctx context.Context, subject, actor, reason string) (store.Suspension, error)
+	Suspensions(ctx context.Context) ([]store.Suspension, error)
+	LoginPins(ctx context.Context, f store.LoginPinFilter) ([]store.LoginPin, error)
+	Repin(ctx context.Context, login string, githubID int64, actor, reason string) (*store.LoginPin, error)
+	Unpin(ctx context.Context, login, actor, reason string) (store.LoginPin, error)
 }
 
 // AuditTypeAdmin is the audit event type of every admin decision: a
@@ -105,6 +113,10 @@ func (s *Server) adminRoutes(mux *http.ServeMux) {
 	mux.HandleFunc("GET /admin/certificates", s.adminCertificates)
 	mux.HandleFunc("POST /admin/revoke", s.adminRevoke)
 	mux.HandleFunc("POST /admin/revoke-user", s.adminRevokeUser)
+	mux.HandleFunc("GET /admin/identities", s.adminIdentities)
+	mux.HandleFunc("POST /admin/lift", s.adminLift)
+	mux.HandleFunc("POST /admin/repin", s.adminRepin)
+	mux.HandleFunc("POST /admin/release", s.adminRelease)
 	mux.HandleFunc("GET /admin/audit", s.adminAudit)
 	mux.HandleFunc("GET /recordings", s.recordingsPage)
 	mux.HandleFunc("GET /recordings/{id}", s.recordingPage)
@@ -160,6 +172,20 @@ func (s *Server) signedInFor(w http.ResponseWriter, r *http.Request) (*session, 
 	}
 	if r.Method == http.MethodPost && !constantEqual(r.PostFormValue("csrf"), sess.csrf) {
 		s.pages.error(w, http.StatusForbidden, "Refused", "The form was not sent from this site's page. Reload the page and try again.")
+		return nil, false
+	}
+	// A session made before its owner was suspended (by another server
+	// or `sallyport ca revoke --identity`) opens no admin page and no
+	// recording.
+	_, err := standing.Check(r.Context(), s.o.Standing, sess.user.actor(), sess.user.identity, standing.SourceSignIn)
+	switch {
+	case errors.Is(err, store.ErrSuspended):
+		s.log.Warn("suspended identity refused a page", "who", sess.user.actor(), "page", r.URL.Path)
+		s.pages.error(w, http.StatusForbidden, "Suspended", "Your access is suspended: "+suspendedReason(err)+".")
+		return nil, false
+	case err != nil:
+		s.log.Error("page: standing", "who", sess.user.actor(), "err", err)
+		s.pages.error(w, http.StatusServiceUnavailable, "Not available now", "Sallyport could not check your account. Try again in a minute.")
 		return nil, false
 	}
 	return sess, true
@@ -394,6 +420,12 @@ func (s *Server) adminRevoke(w http.ResponseWriter, r *http.Request) {
 	s.renderCertificates(w, r, sess, http.StatusOK, "", strconv.FormatUint(serial, 10), fmt.Sprintf("Certificate %d is revoked.", serial), "")
 }
 
+// adminRevokeUser stops a person or workload: it suspends the identity
+// (so that no certificate is issued to it, whatever key it brings, and the
+// bastion refuses it and ends its live sessions, until an admin lifts the
+// suspension), revokes the key of every certificate recorded for it, and
+// ends its signed-in sessions here. The suspension comes first, so that no
+// certificate can be issued between the revocations and it.
 func (s *Server) adminRevokeUser(w http.ResponseWriter, r *http.Request) {
 	sess, _, ok := s.requireAdmin(w, r)
 	if !ok {
@@ -410,42 +442,36 @@ func (s *Server) adminRevokeUser(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	ctx := r.Context()
-	certs, err := s.o.Admin.Store.Certificates(ctx, store.CertificateFilter{Identity: id})
-	if err != nil {
-		s.log.Error("admin: list certificates", "err", err)
-		s.renderCertificates(w, r, sess, http.StatusInternalServerError, id, "", "", "Not revoked: the certificates could not be read.")
-		return
-	}
-	ended := s.sessions.endIdentity(id)
-	if len(certs) == 0 {
-		s.renderCertificates(w, r, sess, http.StatusOK, id, "", fmt.Sprintf("No certificate was ever issued to %s; %d signed-in sessions ended.", id, ended), "")
-		return
-	}
-	// Revoking a key revokes every certificate recorded for it, so one
-	// revocation per key covers every serial.
-	done := map[string]bool{}
-	var failed []string
-	for _, c := range certs {
-		if done[c.KeyFingerprint] {
-			continue
-		}
-		done[c.KeyFingerprint] = true
-		cert, err := c.Cert()
-		if err == nil {
-			err = s.o.Admin.Store.Revoke(ctx, store.Revocation{Key: cert.Key, Reason: reason + " (everything of " + id + ")", Actor: sess.user.actor()})
-		}
+	var suspended string
+	if subject, err := store.ParseSuspensionSubject(id); err != nil {
+		suspended = fmt.Sprintf("%s cannot be suspended (%v); only its keys are revoked. ", id, err)
+	} else {
+		sp, fresh, err := s.o.Admin.Store.Suspend(ctx, store.Suspension{Subject: subject, Reason: reason, Actor: sess.user.actor()})
 		if err != nil && !errors.Is(err, store.ErrAuditLog) {
-			s.log.Error("admin: revoke key", "identity", id, "key", c.KeyFingerprint, "err", err)
-			failed = append(failed, c.KeyFingerprint)
+			s.log.Error("admin: suspend", "identity", subject, "err", err)
+			s.renderCertificates(w, r, sess, http.StatusInternalServerError, id, "", "", "Not revoked: the suspension could not be recorded. Try again.")
+			return
+		}
+		s.log.Warn("identity suspended", "identity", subject, "by", sess.user.actor(), "reason", reason)
+		suspended = fmt.Sprintf("Suspended %s: no certificate is issued to it and the bastion refuses it and ends its sessions until an admin lifts the suspension on the identities page. ", sp.Describe())
+		if !fresh {
+			suspended = fmt.Sprintf("%s was already suspended by %s since %s (%q). ", sp.Describe(), sp.Actor, sp.Time.UTC().Format(time.RFC3339), sp.Reason)
 		}
 	}
-	s.log.Warn("everything of a user revoked", "identity", id, "keys", len(done)-len(failed), "certificates", len(certs), "failed", len(failed),
-		"sessions_ended", ended, "by", sess.user.actor(), "reason", reason)
-	msg := fmt.Sprintf("Revoked %d keys of %s and with them all %d certificates issued to it; %d signed-in sessions ended.",
-		len(done)-len(failed), id, len(certs), ended)
-	if len(failed) > 0 {
-		s.renderCertificates(w, r, sess, http.StatusInternalServerError, id, "", msg, fmt.Sprintf("%d keys could not be revoked (%s); try again.", len(failed), strings.Join(failed, ", ")))
+	done, err := s.o.Admin.Store.RevokeIdentity(ctx, id, reason+" (everything of "+id+")", sess.user.actor())
+	ended := s.sessions.endIdentity(id)
+	if err != nil && !errors.Is(err, store.ErrAuditLog) {
+		s.log.Error("admin: revoke everything of a user", "identity", id, "keys", done.Keys, "err", err)
+		s.renderCertificates(w, r, sess, http.StatusInternalServerError, id, "", suspended+fmt.Sprintf("%d signed-in sessions ended.", ended),
+			fmt.Sprintf("Only %d keys could be revoked; try again.", done.Keys))
 		return
+	}
+	s.log.Warn("everything of a user revoked", "identity", id, "keys", done.Keys, "certificates", done.Certificates,
+		"sessions_ended", ended, "by", sess.user.actor(), "reason", reason)
+	msg := suspended + fmt.Sprintf("Revoked %d keys of %s and with them all %d certificates issued to it; %d signed-in sessions ended.",
+		done.Keys, id, done.Certificates, ended)
+	if done.Certificates == 0 {
+		msg = suspended + fmt.Sprintf("No certificate was ever issued to %s; %d signed-in sessions ended.", id, ended)
 	}
 	s.renderCertificates(w, r, sess, http.StatusOK, id, "", msg, "")
 }

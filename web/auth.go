@@ -13,6 +13,8 @@ import (
 
 	"github.com/sallyport/sallyport/audit"
 	"github.com/sallyport/sallyport/identity"
+	"github.com/sallyport/sallyport/standing"
+	"github.com/sallyport/sallyport/store"
 )
 
 // loginTTL bounds the time between leaving for GitHub and coming back.
@@ -235,6 +237,23 @@ func (s *Server) finishSignIn(w http.ResponseWriter, r *http.Request, provider s
 			s.refuseSignIn(w, r, provider, "", err.Error(), http.StatusForbidden, providerName(provider)+" did not confirm the sign-in. Start again.")
 		}
 		return
+	}
+	// A suspended identity is refused here, so that it holds no session
+	// or CLI token at all; a GitHub login seen for the first time is
+	// pinned to the user's numeric ID.
+	st, err := standing.Check(ctx, s.o.Standing, user.actor(), user.identity, standing.SourceSignIn)
+	switch {
+	case errors.Is(err, store.ErrSuspended):
+		s.refuseSignIn(w, r, provider, user.actor(), suspendedReason(err), http.StatusForbidden,
+			"Sallyport access for your account is suspended: "+suspendedReason(err)+".")
+		return
+	case err != nil:
+		s.log.Error("sign-in: standing", "who", user.actor(), "err", err)
+		s.refuseSignIn(w, r, provider, user.actor(), "the store could not be read", http.StatusServiceUnavailable,
+			"Sallyport could not check your account. Nothing was issued; try again in a minute.")
+		return
+	case st.Unpinned != "":
+		s.auditUnpinned(ctx, user, user.identity.Login, st.Unpinned, "sign-in")
 	}
 	token, _, err := s.sessions.create("browser", user, s.o.SessionTTL, s.now())
 	if err != nil {

@@ -97,7 +97,7 @@ func BenchmarkIssueHTTP(b *testing.B) {
 	if err != nil {
 		b.Fatal(err)
 	}
-	srv, err := New(Options{BaseURL: "http://127.0.0.1", Issuer: authority, Audit: st, Policy: pf, GitHub: noGitHub{}})
+	srv, err := New(Options{BaseURL: "http://127.0.0.1", Issuer: authority, Audit: st, Standing: st, Policy: pf, GitHub: noGitHub{}})
 	if err != nil {
 		b.Fatal(err)
 	}

@@ -154,6 +154,11 @@ func TestBrowserSignIn(t *testing.T) {
 			if got := tableRows(tab); !slices.Equal(got, want) {
 				t.Errorf("access table rows = %q; want %q", got, want)
 			}
+			// Nothing went wrong on the way that the browser noticed: no
+			// blocked resource, no missing icon, no error.
+			if c := tab.Console(); len(c) > 0 {
+				t.Errorf("the browser's console after signing in:\n%s", strings.Join(c, "\n"))
+			}
 
 			// The session cookie is there, HttpOnly and SameSite=Lax, and
 			// hidden from scripts; the sign-in's binding cookie is gone.

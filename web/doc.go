@@ -28,14 +28,23 @@
 // certificate when every granted pair forces the same one, and
 // source-address when every granted pair restricts sources (their union).
 //
+// Before the policy decides, every sign-in and issuance makes the check of
+// package standing, the same one the bastion makes: a suspended identity
+// is refused (and RecordIssued refuses it again, atomically with the
+// record), and a GitHub login pinned to another numeric user ID than the
+// signed-in person's is left out of the decision, so that the policy's
+// `users:` entries naming it do not apply; the narrowing is audited.
+//
 // # Admins
 //
 // The admin role comes from the OpenPGP web of trust only (AdminSet, see
 // package trust): a person signed in with GitHub is an admin while an
 // admitted key names their numeric GitHub ID, checked afresh on every admin
 // request; team membership never makes an admin. Admins revoke
-// certificates (one, or everything of a user), read the audit log and see
-// every session recording; everyone else sees only their own recordings.
+// certificates (one, or everything of a user, which also suspends the
+// identity), lift suspensions, re-pin or release GitHub logins, read the
+// audit log and see every session recording; everyone else sees only
+// their own recordings.
 // Every admin decision is logged and audited with its reason. A
 // PolicyFile can require admin signatures (RequireSignatures), and
 // BreakGlassPath turns admin-signed requests into certificates without

@@ -104,7 +104,7 @@ func newEnv(t *testing.T, opts ...envOption) *env {
 	if err != nil {
 		t.Fatal(err)
 	}
-	o := Options{BaseURL: base, Issuer: authority, Audit: st, Policy: pf, GitHub: signIn, HostCA: keys.Host.PublicKey()}
+	o := Options{BaseURL: base, Issuer: authority, Audit: st, Standing: st, Policy: pf, GitHub: signIn, HostCA: keys.Host.PublicKey()}
 	for _, f := range opts {
 		f(&o)
 	}

@@ -21,6 +21,7 @@ import (
 	"github.com/sallyport/sallyport/audit"
 	"github.com/sallyport/sallyport/ca"
 	"github.com/sallyport/sallyport/policy"
+	"github.com/sallyport/sallyport/standing"
 	"github.com/sallyport/sallyport/store"
 )
 
@@ -301,18 +302,37 @@ func (s *Server) issue(ctx context.Context, who signedIn, pub ssh.PublicKey, kin
 			}
 		}
 	}
+	// The policy decides for the identity as it stands: not at all when
+	// suspended, and without its login when that is pinned to another
+	// GitHub user. The key ID still names the login GitHub reports.
+	st, err := standing.Check(ctx, s.o.Standing, act, id, standing.SourceIssuance)
+	if err != nil {
+		if errors.Is(err, store.ErrSuspended) {
+			return nil, refuse(http.StatusForbidden, reasonSuspended, suspendedReason(err))
+		}
+		s.log.Error("issue certificate: standing", "identity", act, "err", err)
+		s.metrics.refuse(reasonError)
+		return nil, fmt.Errorf("issue certificate: %w", err)
+	}
 	p := s.o.Policy.Policy()
 	maxTTL := p.Defaults.MaxTTL
 	if id.CI != nil {
 		maxTTL = min(maxTTL, s.o.MaxCITTL)
 	}
-	t, ok := s.terms.get(p, id, maxTTL)
+	t, ok := s.terms.get(p, st.Identity, maxTTL)
 	if !ok {
 		whom := who.display()
 		if id.CI != nil {
 			whom = id.CI.String()
 		}
-		return nil, refuse(http.StatusForbidden, reasonNoGrant, fmt.Sprintf("the policy grants %s nothing: %s", whom, noGrantReason(p, id)))
+		why := noGrantReason(p, st.Identity)
+		if st.Unpinned != "" {
+			why = st.Unpinned + " (and " + why + ")"
+		}
+		return nil, refuse(http.StatusForbidden, reasonNoGrant, fmt.Sprintf("the policy grants %s nothing: %s", whom, why))
+	}
+	if st.Unpinned != "" {
+		s.auditUnpinned(ctx, who, id.Login, st.Unpinned, "issuance")
 	}
 	keyID, identity := keyIDOf(who, id), act
 	cert, err := s.o.Issuer.IssueUser(ctx, ca.UserRequest{
@@ -328,6 +348,9 @@ func (s *Server) issue(ctx context.Context, who signedIn, pub ssh.PublicKey, kin
 	})
 	if err != nil {
 		switch {
+		case errors.Is(err, store.ErrSuspended):
+			// Suspended between the check above and the record.
+			return nil, refuse(http.StatusForbidden, reasonSuspended, suspendedReason(err))
 		case errors.Is(err, store.ErrRevoked):
 			return nil, refuse(http.StatusForbidden, reasonRevoked, "this key is revoked; create a new key")
 		case isKeyError(err):

@@ -34,6 +34,7 @@ const (
 	reasonBadToken        = "bad_token"
 	reasonRateLimited     = "rate_limited"
 	reasonRevoked         = "revoked"
+	reasonSuspended       = "suspended"
 	reasonError           = "error"
 )
 

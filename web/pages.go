@@ -2,12 +2,15 @@ package web
 
 import (
 	"embed"
+	"errors"
 	"html/template"
 	"net/http"
 	"regexp"
 	"time"
 
 	"github.com/sallyport/sallyport/policy"
+	"github.com/sallyport/sallyport/standing"
+	"github.com/sallyport/sallyport/store"
 )
 
 //go:embed templates
@@ -23,7 +26,7 @@ type pages struct {
 
 func newPages() (*pages, error) {
 	p := &pages{t: map[string]*template.Template{}}
-	for _, name := range []string{"error", "signin", "home", "device", "admin", "admin_certs", "admin_audit", "recordings", "recording"} {
+	for _, name := range []string{"error", "signin", "home", "device", "admin", "admin_certs", "admin_audit", "admin_identities", "recordings", "recording"} {
 		t, err := template.ParseFS(templateFS, "templates/layout.html", "templates/"+name+".html")
 		if err != nil {
 			return nil, err
@@ -60,6 +63,9 @@ type pageData struct {
 	SSH      SSHConfig
 	OIDC     []string // names of the OIDC providers to offer
 	Admin    bool     // the signed-in person is an admin (links only)
+	// Unpinned says why the person's GitHub login matches no `users:`
+	// entry of the policy (it is pinned to another account); "" if it does.
+	Unpinned string
 }
 
 type view struct {
@@ -92,6 +98,13 @@ func (s *Server) style(w http.ResponseWriter, r *http.Request) {
 	w.Write(s.pages.style) //nolint:errcheck // the client went away
 }
 
+// favicon answers the icon every browser asks for with nothing, so that
+// each page load does not log a 404 in the browser's console.
+func favicon(w http.ResponseWriter, r *http.Request) {
+	w.Header().Set("Cache-Control", "public, max-age=86400")
+	w.WriteHeader(http.StatusNoContent)
+}
+
 func (s *Server) home(w http.ResponseWriter, r *http.Request) {
 	sess, _, ok := s.browserSession(r)
 	if !ok {
@@ -114,11 +127,21 @@ func (s *Server) renderHome(w http.ResponseWriter, r *http.Request, sess *sessio
 		}
 	}
 	d := pageData{Session: sess, Error: errMsg, BaseURL: s.base.String(), SSH: s.sshConfig(""), Admin: s.isAdminNow(sess)}
-	if t, ok := termsOf(p.Grant(id), p.Defaults.MaxTTL); ok {
-		d.Access = &t.access
-		d.TTL = policy.FormatDuration(t.access.TTL)
-	} else {
-		d.NoAccess = "The policy grants you nothing at the moment: " + noGrantReason(p, id) + ". Ask the infrastructure team if you need access."
+	st, err := standing.Check(r.Context(), s.o.Standing, sess.user.actor(), id, standing.SourceSignIn)
+	switch {
+	case errors.Is(err, store.ErrSuspended):
+		d.NoAccess = "Your access is suspended: " + suspendedReason(err) + "."
+	case err != nil:
+		s.log.Error("home: standing", "who", sess.user.actor(), "err", err)
+		d.NoAccess = "Sallyport could not check your account just now; reload the page in a minute."
+	default:
+		d.Unpinned = st.Unpinned
+		if t, ok := termsOf(p.Grant(st.Identity), p.Defaults.MaxTTL); ok {
+			d.Access = &t.access
+			d.TTL = policy.FormatDuration(t.access.TTL)
+		} else {
+			d.NoAccess = "The policy grants you nothing at the moment: " + noGrantReason(p, st.Identity) + ". Ask the infrastructure team if you need access."
+		}
 	}
 	s.pages.render(w, status, "home", d)
 }

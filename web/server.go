@@ -17,6 +17,7 @@ import (
 	"github.com/sallyport/sallyport/ca"
 	"github.com/sallyport/sallyport/identity"
 	"github.com/sallyport/sallyport/policy"
+	"github.com/sallyport/sallyport/standing"
 )
 
 // Issuer signs user certificates and records them before returning. The
@@ -81,6 +82,10 @@ type Options struct {
 	Issuer Issuer
 	// Audit records sign-ins and refusals. Required.
 	Audit Auditor
+	// Standing tells whether an identity is suspended and pins GitHub
+	// logins to numeric user IDs (package standing); it is checked at
+	// every sign-in and issuance. Required; *store.SQLite implements it.
+	Standing standing.Store
 	// Policy is the policy in force. Required.
 	Policy PolicySource
 	// GitHub signs people in. Required.
@@ -174,6 +179,9 @@ func New(o Options) (*Server, error) {
 	}
 	if o.Audit == nil {
 		errs = append(errs, errors.New("no auditor"))
+	}
+	if o.Standing == nil {
+		errs = append(errs, errors.New("no standing store (suspensions and login pins)"))
 	}
 	if o.Policy == nil {
 		errs = append(errs, errors.New("no policy"))
@@ -285,6 +293,7 @@ func (s *Server) routes() http.Handler {
 	mux.HandleFunc("POST /api/v1/ci/certificate", s.apiCICertificate)
 	mux.HandleFunc("GET /api/v1/ssh-config", s.apiSSHConfig)
 	mux.HandleFunc("GET /static/style.css", s.style)
+	mux.HandleFunc("GET /favicon.ico", favicon)
 	s.adminRoutes(mux)
 	if s.o.Webhook != nil {
 		mux.Handle("POST "+WebhookPath, s.o.Webhook)

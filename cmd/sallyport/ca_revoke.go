@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"io"
 	"strconv"
+	"strings"
 	"time"
 
 	"golang.org/x/crypto/ssh"
@@ -17,12 +18,19 @@ import (
 func runCARevoke(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	fs := newFlagSet("ca revoke", "", `
 Revoke one certificate by serial, or every certificate of a public key (the
-key itself is revoked too, so certificates issued for it later are refused).
+key itself is revoked too, so certificates issued for it later are refused),
+or stop a person or workload with --identity: the identity is suspended (no
+certificate is issued to it, whatever key it brings; the bastion refuses it
+and ends its live sessions) until 'sallyport ca lift', and the key of every
+certificate recorded for it is revoked. --identity takes a numeric GitHub
+user ID or github:ID (never a login, which can be renamed), ci:OWNER/NAME
+for every GitHub Actions workflow of a repository, or an oidc: identity.
 Afterwards run 'sallyport ca krl' and distribute the KRL to sshd's RevokedKeys.`, stderr)
 	dataDir := fs.String("data", "", "data `folder` holding the CA keys and database (required)")
 	serial := fs.String("serial", "", "`serial` number of the certificate to revoke")
 	keyFile := fs.String("key", "", "public key `file` (USER_KEY.pub) whose certificates to revoke")
-	reason := fs.String("reason", "", "why, in plain words; recorded in the audit log")
+	identity := fs.String("identity", "", "`identity` to suspend and revoke everything of, e.g. github:12345")
+	reason := fs.String("reason", "", "why, in plain words; recorded in the audit log (required with --identity)")
 	rest, err := parseFlags(fs, args)
 	if err != nil {
 		return err
@@ -30,8 +38,17 @@ Afterwards run 'sallyport ca krl' and distribute the KRL to sshd's RevokedKeys.`
 	if err := noArgs(rest); err != nil {
 		return fmt.Errorf("ca revoke: %w", err)
 	}
-	if (*serial == "") == (*keyFile == "") {
-		return fmt.Errorf("ca revoke: give exactly one of --serial or --key")
+	given := 0
+	for _, f := range []string{*serial, *keyFile, *identity} {
+		if f != "" {
+			given++
+		}
+	}
+	if given != 1 {
+		return fmt.Errorf("ca revoke: give exactly one of --serial, --key or --identity")
+	}
+	if *identity != "" {
+		return revokeIdentity(ctx, *dataDir, *identity, *reason, stdout)
 	}
 	var n uint64
 	var key ssh.PublicKey
@@ -58,6 +75,49 @@ Afterwards run 'sallyport ca krl' and distribute the KRL to sshd's RevokedKeys.`
 		fmt.Fprintf(stdout, "revoked key %s and its certificates\n", ssh.FingerprintSHA256(key))
 	} else {
 		fmt.Fprintf(stdout, "revoked serial %d\n", n)
+	}
+	return nil
+}
+
+// revokeIdentity suspends identity and revokes the key of every
+// certificate recorded for it. The suspension comes first, so that no
+// certificate can be issued between the revocations and it.
+func revokeIdentity(ctx context.Context, dataDir, identity, reason string, stdout io.Writer) error {
+	subject, err := store.ParseSuspensionSubject(identity)
+	if err != nil {
+		return fmt.Errorf("ca revoke: --identity %w", err)
+	}
+	if strings.TrimSpace(reason) == "" {
+		return fmt.Errorf("ca revoke: --reason is required with --identity: it is kept with the suspension and shown to whoever is refused")
+	}
+	// The identity certificates are recorded under: a bare number is a
+	// GitHub user; a repository's workloads each have their own.
+	recorded := strings.TrimSpace(identity)
+	if strings.HasPrefix(subject, "github:") {
+		recorded = subject
+	}
+	st, err := openStore(ctx, dataDir)
+	if err != nil {
+		return fmt.Errorf("ca revoke: %w", err)
+	}
+	defer st.Close()
+	sp, fresh, err := st.Suspend(ctx, store.Suspension{Subject: subject, Reason: reason, Actor: offlineActor()})
+	if err != nil {
+		return fmt.Errorf("ca revoke: %w", err)
+	}
+	if fresh {
+		fmt.Fprintf(stdout, "suspended %s: no certificate is issued to it and the bastion refuses it until 'sallyport ca lift --identity %s'\n", sp.Describe(), sp.Subject)
+	} else {
+		fmt.Fprintf(stdout, "%s was already suspended since %s by %s (%q)\n", sp.Describe(), sp.Time.UTC().Format(time.RFC3339), sp.Actor, sp.Reason)
+	}
+	done, err := st.RevokeIdentity(ctx, recorded, reason+" (everything of "+recorded+")", offlineActor())
+	if err != nil {
+		return fmt.Errorf("ca revoke: %w", err)
+	}
+	if done.Certificates == 0 {
+		fmt.Fprintf(stdout, "no certificate was ever recorded for %s\n", recorded)
+	} else {
+		fmt.Fprintf(stdout, "revoked %d keys of %s and with them all %d certificates recorded for it\n", done.Keys, recorded, done.Certificates)
 	}
 	return nil
 }

@@ -188,6 +188,7 @@ Nothing of this mode is available in 'sallyport serve'.`, stderr)
 	opts := web.Options{
 		BaseURL:               base,
 		Audit:                 st,
+		Standing:              st,
 		Policy:                pf,
 		GitHub:                signIn,
 		Directory:             dir,
@@ -226,6 +227,7 @@ Try:
 %s`, base, data, tempNote(*dataDir == ""), policyPath, gh.URL, org, bastionAddr, bs.recordings, targetLine(target, targetErr), base, try)
 	return serveWeb(ctx, ln, st, keys, opts, pf, time.Second, [2]string{}, []func(context.Context){
 		func(ctx context.Context) { dir.Run(ctx) }, //nolint:errcheck // returns ctx.Err()
+		pinDirectoryLogins(dir, st, logger),
 	}, bs, logger)
 }
 

@@ -46,7 +46,7 @@ type command struct {
 // commands lists the top-level subcommands. Each lives in its own file.
 var commands = map[string]command{
 	"version":    {"print the version and exit", runVersion},
-	"ca":         {"create CA keys, sign certificates offline, revoke, export a KRL", runCA},
+	"ca":         {"create CA keys, sign certificates offline, revoke, suspend, pin logins, export a KRL", runCA},
 	"recordings": {"list, replay and verify session recordings", runRecordings},
 	"trust":      {"manage the admins' PGP web of trust and check admin signatures", runTrust},
 	"breakglass": {"request an emergency certificate when GitHub is unavailable", runBreakGlass},

@@ -116,6 +116,7 @@ host key and the policy, then exits.`, stderr)
 	opts := web.Options{
 		BaseURL:               cfg.BaseURL,
 		Audit:                 st,
+		Standing:              st,
 		Policy:                pf,
 		GitHub:                gh,
 		HostCA:                keys.Host.PublicKey(),
@@ -159,7 +160,8 @@ host key and the policy, then exits.`, stderr)
 			return fmt.Errorf("serve: %w", err)
 		}
 		opts.Directory = dir
-		background = append(background, func(ctx context.Context) { dir.Run(ctx) }) //nolint:errcheck // returns ctx.Err()
+		background = append(background, func(ctx context.Context) { dir.Run(ctx) }, //nolint:errcheck // returns ctx.Err()
+			pinDirectoryLogins(dir, st, logger))
 		if cfg.GitHub.WebhookSecret != nil {
 			ws, err := readSecret(*cfg.GitHub.WebhookSecret)
 			if err != nil {
@@ -219,20 +221,21 @@ func serveBastion(cfg *config.Config, dir *identity.Directory, logger *slog.Logg
 	}
 	l := cfg.BastionLimits
 	srv := &bastion.Server{
-		HostKey:               key,
-		HostNames:             cfg.BastionNames,
-		Logger:                logger,
-		HandshakeTimeout:      l.HandshakeTimeout,
-		IdleTimeout:           l.IdleTimeout,
-		MaxConnections:        l.MaxConnections,
-		MaxStartups:           l.MaxStartups,
-		MaxStartupsPerSource:  l.MaxStartupsPerSource,
-		MaxChannelsPerConn:    l.MaxChannelsPerConnection,
-		MaxSessionsPerUser:    l.MaxSessionsPerUser,
-		MaxForwardsPerUser:    l.MaxForwardsPerUser,
-		MaxConnectionsPerUser: l.MaxConnectionsPerUser,
-		SweepInterval:         l.ReauthorizeInterval,
-		HostCertTTL:           l.HostCertTTL,
+		HostKey:                  key,
+		HostNames:                cfg.BastionNames,
+		Logger:                   logger,
+		HandshakeTimeout:         l.HandshakeTimeout,
+		IdleTimeout:              l.IdleTimeout,
+		MaxConnections:           l.MaxConnections,
+		MaxStartups:              l.MaxStartups,
+		MaxStartupsPerSource:     l.MaxStartupsPerSource,
+		MaxChannelsPerConn:       l.MaxChannelsPerConnection,
+		MaxSessionsPerUser:       l.MaxSessionsPerUser,
+		MaxForwardsPerUser:       l.MaxForwardsPerUser,
+		MaxConnectionsPerUser:    l.MaxConnectionsPerUser,
+		MaxPendingTunnelsPerUser: l.MaxPendingTunnelsPerUser,
+		SweepInterval:            l.ReauthorizeInterval,
+		HostCertTTL:              l.HostCertTTL,
 	}
 	ln, err := net.Listen("tcp", cfg.BastionListen)
 	if err != nil {

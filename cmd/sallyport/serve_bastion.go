@@ -12,6 +12,7 @@ import (
 	"net"
 	"os"
 	"path/filepath"
+	"strings"
 	"time"
 
 	"golang.org/x/crypto/ssh"
@@ -21,6 +22,7 @@ import (
 	"github.com/sallyport/sallyport/identity"
 	"github.com/sallyport/sallyport/policy"
 	"github.com/sallyport/sallyport/recording"
+	"github.com/sallyport/sallyport/standing"
 	"github.com/sallyport/sallyport/store"
 )
 
@@ -75,6 +77,10 @@ func (b *bastionSetup) start(ctx context.Context, st *dataStore, keys ca.Keys, a
 	return errc, nil
 }
 
+// The bastion checks suspensions and login pins through its store only
+// if the store implements standing.Store (bastion.Server.standing).
+var _ standing.Store = (*dataStore)(nil)
+
 // policySource is the policy in force; *web.PolicyFile implements it.
 type policySource interface {
 	Policy() *policy.Policy
@@ -93,17 +99,18 @@ func (o orgDirectory) Identity(id int64) (policy.Identity, bool) {
 	return policy.Identity{Login: m.Login, ID: id, Teams: m.Teams}, true
 }
 
-// watchRevocations reads the revocations every interval and asks the
-// bastion to re-check its live sessions when their number changed: how a
-// `sallyport ca revoke` in another process, or a revocation through the
-// web, ends live sessions within seconds rather than at the next sweep.
+// watchRevocations reads the revocations and suspensions every interval
+// and asks the bastion to re-check its live sessions when either changed:
+// how a `sallyport ca revoke` in another process, or a revocation or
+// suspension through the web, ends live sessions within seconds rather
+// than at the next sweep.
 func watchRevocations(ctx context.Context, st *dataStore, every time.Duration, s *bastion.Server) {
 	if every <= 0 {
 		return
 	}
 	t := time.NewTicker(every)
 	defer t.Stop()
-	last := -1
+	last, lastSuspended, readSuspended := -1, "", false
 	for {
 		revs, err := st.Revocations(ctx)
 		if err == nil {
@@ -111,6 +118,18 @@ func watchRevocations(ctx context.Context, st *dataStore, every time.Duration, s
 				s.Reevaluate("certificate revoked")
 			}
 			last = len(revs)
+		}
+		if sps, err := st.Suspensions(ctx); err == nil {
+			// A lifted suspension and a new one between two reads still
+			// change the list's text.
+			var b strings.Builder
+			for _, sp := range sps {
+				fmt.Fprintf(&b, "%s %d\n", sp.Subject, sp.Time.UnixNano())
+			}
+			if now := b.String(); readSuspended && now != lastSuspended {
+				s.Reevaluate("suspensions changed")
+			}
+			lastSuspended, readSuspended = b.String(), true
 		}
 		select {
 		case <-ctx.Done():

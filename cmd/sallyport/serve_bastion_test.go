@@ -30,8 +30,10 @@ const endWithin = 20 * time.Second
 // TestServeBastion runs `sallyport serve` with its bastion in front of a
 // real sshd, and checks the wiring of continuous authorisation: a live
 // session through the real ssh client ends, with the reason, when its
-// certificate is revoked with `sallyport ca revoke`, when a policy reload
-// removes the access, and when the person leaves the team granting it.
+// certificate is revoked with `sallyport ca revoke`, when the person is
+// suspended (in the store, or with `sallyport ca revoke --identity`), when
+// a policy reload removes the access, and when the person leaves the team
+// granting it.
 func TestServeBastion(t *testing.T) {
 	gh := githubtest.New(t)
 	users, err := gh.AddDemoUsers("example-oss")
@@ -54,6 +56,7 @@ policy_poll: 100ms
 bastion_listen: %s
 bastion_names: [127.0.0.1]
 bastion_limits: {revocation_poll: 200ms}
+limits: {sign_in_per_minute: 60}
 `, bastionAddr))
 	dir := filepath.Dir(cfg)
 	data := filepath.Join(dir, "data")
@@ -110,12 +113,19 @@ bastion_limits: {revocation_poll: 200ms}
 	if err := os.WriteFile(knownHosts, []byte("@cert-authority * "+hostCA+"\n"), 0o644); err != nil {
 		t.Fatal(err)
 	}
-	login := func(t *testing.T) (key string, serial uint64) {
-		t.Helper()
-		key = filepath.Join(keys, "alice")
+	// loginWith runs `sallyport login` as alice with the key file name.
+	loginWith := func(name string) (key string, out []byte, err error) {
+		key = filepath.Join(keys, name)
 		cmd := exec.Command(binary(t), "login", "--server", "http://"+listen, "--dev-user", "alice", "--key", key)
 		cmd.Env = append(os.Environ(), "SSH_AUTH_SOCK=")
-		if out, err := cmd.CombinedOutput(); err != nil {
+		out, err = cmd.CombinedOutput()
+		return key, out, err
+	}
+	keyName := "alice" // the suspend subtest revokes it, and moves on to another
+	login := func(t *testing.T) (key string, serial uint64) {
+		t.Helper()
+		key, out, err := loginWith(keyName)
+		if err != nil {
 			t.Fatalf("login: %v\n%s", err, out)
 		}
 		return key, certSerial(t, key+"-cert.pub")
@@ -174,6 +184,34 @@ bastion_limits: {revocation_poll: 200ms}
 			t.Errorf("ssh said %q; want the revocation and its reason", got)
 		}
 	})
+	t.Run("suspend", func(t *testing.T) {
+		key, _ := login(t)
+		wait := live(t, key)
+		// As the admin page of another server sharing the store would.
+		if _, _, err := idx.Suspend(t.Context(), store.Suspension{Subject: "github:1001", Reason: "account hijacked", Actor: "github:1003"}); err != nil {
+			t.Fatal(err)
+		}
+		if got := wait(); !strings.Contains(got, "github:1001 is suspended since") || !strings.Contains(got, "account hijacked") {
+			t.Errorf("ssh said %q; want the suspension and its reason", got)
+		}
+		if _, out, err := loginWith("alice-new"); err == nil || !strings.Contains(string(out), "suspended") {
+			t.Errorf("login while suspended: %v\n%s; want it refused, saying why", err, out)
+		}
+		runCLI(t, "ca", "lift", "--data", data, "--identity", "github:1001", "--reason", "account recovered")
+		// `ca revoke --identity` suspends again and revokes every key of
+		// alice's; the live session ends either way.
+		key, _ = login(t)
+		wait = live(t, key)
+		runCLI(t, "ca", "revoke", "--data", data, "--identity", "github:1001", "--reason", "hijacked again")
+		if got := wait(); !strings.Contains(got, "hijacked again") {
+			t.Errorf("ssh said %q; want the reason", got)
+		}
+		runCLI(t, "ca", "lift", "--data", data, "--identity", "github:1001", "--reason", "recovered again")
+		if _, out, err := loginWith("alice-new"); err != nil {
+			t.Errorf("login with a new key after the lift: %v\n%s", err, out)
+		}
+		keyName = "alice-new" // every earlier key of alice's is revoked
+	})
 	t.Run("policy-reload", func(t *testing.T) {
 		key, _ := login(t)
 		wait := live(t, key)
@@ -201,7 +239,7 @@ bastion_limits: {revocation_poll: 200ms}
 	if err != nil {
 		t.Fatal(err)
 	}
-	for _, want := range []string{"live session ended", `"trigger":"certificate revoked"`, `"trigger":"policy reloaded`, `"trigger":"teams changed`} {
+	for _, want := range []string{"live session ended", `"trigger":"certificate revoked"`, `"trigger":"suspensions changed"`, `"trigger":"policy reloaded`, `"trigger":"teams changed`} {
 		if !strings.Contains(string(audit), want) {
 			t.Errorf("audit log lacks %s", want)
 		}

@@ -1,0 +1,281 @@
+package web
+
+import (
+	"context"
+	"html"
+	"net/http"
+	"net/url"
+	"strconv"
+	"strings"
+	"testing"
+
+	"golang.org/x/crypto/ssh"
+	"golang.org/x/oauth2"
+
+	"github.com/sallyport/sallyport/audit"
+	"github.com/sallyport/sallyport/identity"
+	"github.com/sallyport/sallyport/internal/oidctest"
+	"github.com/sallyport/sallyport/store"
+)
+
+// TestAdminRevokeUserSuspends: "revoke everything of a user" on the admin
+// page also suspends the person, so that signing in again with a new key
+// gets them nothing until an admin lifts the suspension.
+func TestAdminRevokeUserSuspends(t *testing.T) {
+	e := newAdminEnv(t)
+	ctx := context.Background()
+	_, _, serials := e.issueFor(t, "alice", 1)
+	carol, _, home := e.signIn(t, "carol")
+	csrf := csrfOf(t, home)
+	status, page := postForm(t, carol, e.ts.URL+"/admin/revoke-user", url.Values{"csrf": {csrf}, "identity": {"github:1001"}, "reason": {"account compromised"}})
+	if status != 200 {
+		t.Fatalf("revoke-user: %d\n%.3000s", status, page)
+	}
+	contains(t, "answer", page, "Suspended github:1001")
+
+	// alice, or whoever holds her GitHub account, signs in again.
+	b, status, page := e.signIn(t, "alice")
+	if status != http.StatusForbidden {
+		_, pub := newKey(t)
+		code, cr, _ := e.requestCert(t, b, csrfOf(t, page), pub)
+		t.Fatalf("sign-in of a suspended user: %d (then a certificate: %d %+v); want 403", status, code, cr)
+	}
+	page = html.UnescapeString(page)
+	contains(t, "refusal", page, "github:1001 is suspended since")
+	contains(t, "refusal", page, `by github:1003 ("account compromised")`)
+	certs, err := e.st.Certificates(ctx, store.CertificateFilter{Identity: "github:1001"})
+	if err != nil || len(certs) != 1 || certs[0].Serial != serials[0] {
+		t.Errorf("certificates of github:1001: %+v %v; want only the first", certs, err)
+	}
+	if evs := e.auditOf(t, store.AuditTypeSuspend); len(evs) != 1 || evs[0].Actor != "github:1003" || evs[0].Subject != "github:1001" || evs[0].Reason != "account compromised" {
+		t.Errorf("suspension audited as %+v", evs)
+	}
+	if evs := e.auditOf(t, audit.TypeLogin); len(evs) == 0 || evs[0].Outcome != audit.OutcomeDenied || evs[0].Actor != "github:1001" {
+		t.Errorf("newest sign-in event %+v; want alice's refusal", evs)
+	}
+
+	// The admin page lists it, with a way to lift it.
+	status, page = get(t, carol, e.ts.URL+"/admin/identities")
+	if status != 200 {
+		t.Fatalf("identities page: %d", status)
+	}
+	contains(t, "identities page", page, "github:1001")
+	contains(t, "identities page", page, "account compromised")
+	contains(t, "identities page", page, `action="/admin/lift"`)
+
+	for _, tc := range []struct {
+		name   string
+		form   url.Values
+		status int
+		want   string
+	}{
+		{"fail/no-reason", url.Values{"csrf": {csrf}, "identity": {"github:1001"}}, 400, "say why"},
+		{"fail/login", url.Values{"csrf": {csrf}, "identity": {"alice"}, "reason": {"x"}}, 400, "never a login"},
+		{"ok/lift", url.Values{"csrf": {csrf}, "identity": {"github:1001"}, "reason": {"account secured again"}}, 200, "Lifted the suspension of github:1001"},
+		{"fail/not-suspended", url.Values{"csrf": {csrf}, "identity": {"github:1001"}, "reason": {"again"}}, 404, "github:1001 is not suspended"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			status, page := postForm(t, carol, e.ts.URL+"/admin/lift", tc.form)
+			if status != tc.status {
+				t.Fatalf("status %d; want %d\n%.3000s", status, tc.status, page)
+			}
+			contains(t, "answer", page, tc.want)
+		})
+	}
+	if evs := e.auditOf(t, store.AuditTypeLift); len(evs) != 1 || evs[0].Actor != "github:1003" || evs[0].Reason != "account secured again" {
+		t.Errorf("lift audited as %+v", evs)
+	}
+	// Lifted: a new key gets a certificate; the revoked ones stay revoked.
+	b, status, page = e.signIn(t, "alice")
+	if status != 200 {
+		t.Fatalf("sign-in after the lift: %d", status)
+	}
+	_, pub := newKey(t)
+	if code, _, apiErr := e.requestCert(t, b, csrfOf(t, page), pub); code != 200 {
+		t.Errorf("certificate after the lift: %d %+v", code, apiErr)
+	}
+}
+
+// TestSuspendedWhileSignedIn: a suspension recorded elsewhere (`sallyport
+// ca revoke --identity` on the CA's machine) refuses issuance to browser
+// sessions and CLI tokens handed out before it.
+func TestSuspendedWhileSignedIn(t *testing.T) {
+	e := newEnv(t)
+	b, _, page := e.signIn(t, "alice")
+	verifier := oauth2.GenerateVerifier()
+	st, out := e.postJSON(t, "/api/v1/cli/token", "", map[string]string{"code": e.cliCode(t, "alice", verifier), "code_verifier": verifier})
+	if st != 200 {
+		t.Fatalf("CLI token: %d %v", st, out)
+	}
+	token := out["token"].(string)
+	if _, _, err := e.st.Suspend(context.Background(), store.Suspension{Subject: "github:1001", Reason: "laptop stolen", Actor: "offline:root"}); err != nil {
+		t.Fatal(err)
+	}
+	_, pub := newKey(t)
+	code, _, apiErr := e.requestCert(t, b, csrfOf(t, page), pub)
+	if code != http.StatusForbidden || apiErr.Error != "suspended" || !strings.Contains(apiErr.Message, `github:1001 is suspended since`) ||
+		!strings.Contains(apiErr.Message, `by offline:root ("laptop stolen")`) {
+		t.Errorf("browser session: %d %+v; want 403 suspended with who and why", code, apiErr)
+	}
+	st, out = e.postJSON(t, "/api/v1/certificate", token, CertificateRequest{PublicKey: string(ssh.MarshalAuthorizedKey(pub))})
+	if st != http.StatusForbidden || out["error"] != "suspended" {
+		t.Errorf("CLI token: %d %v; want 403 suspended", st, out)
+	}
+	// A new `sallyport login` is refused at the sign-in.
+	l := newCLIListener(t)
+	q := url.Values{"port": {strconv.Itoa(l.port)}, "state": {"cli-state-abcdefgh-" + strconv.Itoa(l.port)},
+		"code_challenge": {oauth2.S256ChallengeFromVerifier(verifier)}, "code_challenge_method": {"S256"}, "login_hint": {"alice"}}
+	if st, body := get(t, e.browser(t), e.ts.URL+"/cli/login?"+q.Encode()); st != http.StatusForbidden || !strings.Contains(html.UnescapeString(body), "laptop stolen") {
+		t.Errorf("CLI sign-in: %d; want 403 naming the suspension\n%.2000s", st, body)
+	}
+	// The home page says so instead of listing access.
+	_, home := get(t, b, e.ts.URL+"/")
+	contains(t, "home page", html.UnescapeString(home), "Your access is suspended: github:1001 is suspended since")
+	refusals := e.auditOf(t, audit.TypeRefuse)
+	if len(refusals) < 2 || refusals[0].Actor != "github:1001" || !strings.Contains(refusals[0].Reason, "laptop stolen") {
+		t.Errorf("refusals %+v; want alice's, with the suspension", refusals)
+	}
+	certs, _ := e.st.Certificates(context.Background(), store.CertificateFilter{Identity: "github:1001"})
+	if len(certs) != 0 {
+		t.Errorf("%d certificates issued to suspended alice", len(certs))
+	}
+	// Someone else is not affected.
+	bb, _, bpage := e.signIn(t, "bob")
+	if code, _, apiErr := e.requestCert(t, bb, csrfOf(t, bpage), pub); code != 200 {
+		t.Errorf("bob: %d %+v", code, apiErr)
+	}
+}
+
+// TestSuspendedCIRepository: suspending a repository refuses every token
+// exchange of its workflows, whatever ref, environment or workflow name.
+func TestSuspendedCIRepository(t *testing.T) {
+	iss := oidctest.New(t)
+	const aud = "https://sallyport.example.org"
+	actions, err := identity.NewActions(identity.ActionsConfig{Issuer: iss.URL, Audience: aud, HTTPClient: iss.Client()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	e := newEnv(t, func(o *Options) { o.CI = actions })
+	exchange := func() (int, map[string]any) {
+		_, pub := newKey(t)
+		return e.postJSON(t, "/api/v1/ci/certificate", iss.Sign(iss.ActionsClaims(aud)), CertificateRequest{PublicKey: string(ssh.MarshalAuthorizedKey(pub))})
+	}
+	if st, out := exchange(); st != 200 {
+		t.Fatalf("before: %d %v", st, out)
+	}
+	sub, err := store.ParseSuspensionSubject("ci:Example-OSS/website")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, _, err := e.st.Suspend(context.Background(), store.Suspension{Subject: sub, Reason: "workflow hijacked", Actor: "github:1003"}); err != nil {
+		t.Fatal(err)
+	}
+	st, out := exchange()
+	if st != http.StatusForbidden || out["error"] != "suspended" || !strings.Contains(out["message"].(string), "every GitHub Actions workload of example-oss/website") {
+		t.Errorf("suspended repository: %d %v; want 403 suspended", st, out)
+	}
+	if _, err := e.st.Lift(context.Background(), sub, "github:1003", "workflow fixed"); err != nil {
+		t.Fatal(err)
+	}
+	if st, out := exchange(); st != 200 {
+		t.Errorf("after the lift: %d %v", st, out)
+	}
+}
+
+// TestAdminLoginPins: an admin sees which account a login is pinned to,
+// re-pins it to the login's new rightful holder, or releases it.
+func TestAdminLoginPins(t *testing.T) {
+	e := newAdminEnv(t)
+	e.takeOverOctoAdmin(t)
+	alice, _, aliceHome := e.signIn(t, "alice")
+	carol, _, home := e.signIn(t, "carol")
+	csrf := csrfOf(t, home)
+
+	status, page := get(t, carol, e.ts.URL+"/admin/identities?login=Octo-Admin")
+	if status != 200 {
+		t.Fatalf("identities page: %d", status)
+	}
+	contains(t, "identities page", page, "<td>octo-admin</td><td>1004</td>")
+	// mallory, now octo-admin, is refused octo-admin's role.
+	mb, _, mpage := e.signIn(t, "octo-admin")
+	_, pub := newKey(t)
+	if code, _, _ := e.requestCert(t, mb, csrfOf(t, mpage), pub); code != http.StatusForbidden {
+		t.Fatalf("mallory before the re-pin: %d; want 403", code)
+	}
+	for _, tc := range []struct {
+		name    string
+		browser *http.Client
+		path    string
+		form    url.Values
+		status  int
+		want    string
+	}{
+		{"fail/not-admin", alice, "/admin/repin", url.Values{"csrf": {csrfOf(t, aliceHome)}, "login": {"octo-admin"}, "github_id": {"2001"}, "reason": {"x"}}, 403, "Admins only"},
+		{"fail/no-csrf", carol, "/admin/repin", url.Values{"login": {"octo-admin"}, "github_id": {"2001"}, "reason": {"x"}}, 403, "not sent from this site"},
+		{"fail/no-reason", carol, "/admin/repin", url.Values{"csrf": {csrf}, "login": {"octo-admin"}, "github_id": {"2001"}}, 400, "say why"},
+		{"fail/bad-id", carol, "/admin/repin", url.Values{"csrf": {csrf}, "login": {"octo-admin"}, "github_id": {"octo"}, "reason": {"x"}}, 400, "numeric GitHub user ID"},
+		{"fail/bad-login", carol, "/admin/repin", url.Values{"csrf": {csrf}, "login": {"octo admin"}, "github_id": {"2001"}, "reason": {"x"}}, 400, "is not a GitHub login"},
+		{"ok/repin", carol, "/admin/repin", url.Values{"csrf": {csrf}, "login": {"octo-admin"}, "github_id": {"2001"}, "reason": {"the old account was deleted"}}, 200, "Login octo-admin is now pinned to GitHub user 2001 (was 1004)"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			status, page := postForm(t, tc.browser, e.ts.URL+tc.path, tc.form)
+			if status != tc.status {
+				t.Fatalf("status %d; want %d\n%.3000s", status, tc.status, page)
+			}
+			contains(t, "answer", page, tc.want)
+		})
+	}
+	if code, cr, apiErr := e.requestCert(t, mb, csrfOf(t, mpage), pub); code != 200 || cr.Principals[len(cr.Principals)-1] != "root" {
+		t.Errorf("octo-admin (2001) after the re-pin: %d %+v %+v; want root", code, cr, apiErr)
+	}
+	pins, err := e.st.LoginPins(context.Background(), store.LoginPinFilter{Login: "octo-admin"})
+	if err != nil || len(pins) != 1 || pins[0].GitHubID != 2001 || pins[0].Actor != "github:1003" {
+		t.Errorf("pin %+v %v", pins, err)
+	}
+
+	status, page = postForm(t, carol, e.ts.URL+"/admin/release", url.Values{"csrf": {csrf}, "login": {"octo-admin"}, "reason": {"octo-admin leaves"}})
+	if status != 200 {
+		t.Fatalf("release: %d\n%.3000s", status, page)
+	}
+	contains(t, "answer", page, "Login octo-admin is released")
+	if status, page = postForm(t, carol, e.ts.URL+"/admin/release", url.Values{"csrf": {csrf}, "login": {"octo-admin"}, "reason": {"again"}}); status != 404 {
+		t.Errorf("second release: %d; want 404\n%.2000s", status, page)
+	}
+	var got []string
+	for _, ev := range e.auditOf(t, store.AuditTypeLoginPin) {
+		if ev.Actor == "github:1003" && ev.Subject == "octo-admin" {
+			got = append(got, ev.Reason)
+		}
+	}
+	if len(got) != 2 || got[0] != "octo-admin leaves" || got[1] != "the old account was deleted" {
+		t.Errorf("admin pin events %q", got)
+	}
+	var admin []string
+	for _, ev := range e.auditOf(t, AuditTypeAdmin) {
+		if ev.Actor == "github:1003" && ev.Outcome == audit.OutcomeOK && ev.Subject != "GET /admin/identities" {
+			admin = append(admin, ev.Subject)
+		}
+	}
+	if len(admin) < 3 {
+		t.Errorf("admin decisions %q; want each action audited", admin)
+	}
+}
+
+// TestSuspendedAdminSession: an admin suspended while signed in (from
+// another server or the CA's machine) can use no admin page.
+func TestSuspendedAdminSession(t *testing.T) {
+	e := newAdminEnv(t)
+	carol, _, _ := e.signIn(t, "carol")
+	if status, _ := get(t, carol, e.ts.URL+"/admin"); status != 200 {
+		t.Fatalf("before: %d", status)
+	}
+	if _, _, err := e.st.Suspend(context.Background(), store.Suspension{Subject: "github:1003", Reason: "GitHub account taken over", Actor: "offline:root"}); err != nil {
+		t.Fatal(err)
+	}
+	for _, path := range []string{"/admin", "/admin/identities", "/recordings"} {
+		status, page := get(t, carol, e.ts.URL+path)
+		if status != http.StatusForbidden || !strings.Contains(html.UnescapeString(page), "GitHub account taken over") {
+			t.Errorf("GET %s while suspended: %d; want 403 naming the suspension", path, status)
+		}
+	}
+}
