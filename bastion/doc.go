@@ -130,10 +130,11 @@
 // handshake. One identity may hold at most MaxConnectionsPerUser
 // authenticated connections (a login through ProxyJump is one of its
 // own); one more is refused, with its reason on the first channel it
-// opens. ProxyJump tunnels whose inner login has not succeeded are bounded
-// per identity (MaxPendingTunnelsPerUser), as are the connections to
-// targets opened ahead for them, and tunnel opens are paced per identity. Sessions and port forwards are bounded per
-// identity across connections (MaxSessionsPerUser, MaxForwardsPerUser):
+// opens. ProxyJump tunnels whose inner login has not succeeded are
+// bounded per identity (MaxPendingTunnelsPerUser), as are the connections
+// to targets opened ahead for them, and tunnel opens are paced per
+// identity. Sessions and port forwards are bounded per identity across
+// connections (MaxSessionsPerUser, MaxForwardsPerUser):
 // each may hold up to x/crypto's 2 MiB channel window each way of data a
 // slow peer has not taken, so these bound what one person can make the
 // bastion hold. A connection whose requests are refused too

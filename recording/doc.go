@@ -60,13 +60,15 @@
 //
 // A channel with a pty, and a shell (no command) without one, is recorded in
 // full: a shell is interactive whether or not the client asked for a
-// terminal (ssh -T), and its commands and output must not escape the
-// recording. The bulk rule below applies only to exec and subsystem channels
-// (and forced commands) without a pty.
+// terminal (ssh -T), and its output must not escape the recording. A shell
+// without a terminal does not echo the commands it reads: they are input,
+// kept as below. The bulk rule below applies only to exec and subsystem
+// channels (and forced commands) without a pty.
 //
 // Input is kept only when the policy's record_input (Meta.RecordInput)
 // asks, with or without a pty: then in full on a pty or a shell, and its
-// head (see Bulk output) on exec and subsystem channels without a pty. Without record_input no input event is written: input holds
+// head (see Bulk output) on exec and subsystem channels without a pty.
+// Without record_input no input event is written: input holds
 // passwords typed without echo (on a terminal, or to sudo -S), files
 // uploaded by sftp, scp or rsync (private keys, .env files) and scripts
 // piped into ssh -T. Its byte count is kept always; its SHA-256 (on exec
