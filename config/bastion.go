@@ -79,6 +79,10 @@ type BastionLimits struct {
 	// HostCertTTL is the lifetime of the bastion's host certificates
 	// (default 24h, at most 720h).
 	HostCertTTL time.Duration `yaml:"host_cert_ttl"`
+	// RecordingStallTimeout is how long a recording's disk may take to
+	// answer a write or fsync before the recording fails and its session
+	// ends (default 1m, at least 5s).
+	RecordingStallTimeout time.Duration `yaml:"recording_stall_timeout"`
 }
 
 // BastionEnabled reports whether serve runs the bastion.
@@ -96,13 +100,16 @@ func (c *Config) validateBastion(v *validator) {
 		}
 	}
 	l := c.BastionLimits
-	if l.HandshakeTimeout < 0 || l.IdleTimeout < 0 || l.ReauthorizeInterval < 0 || l.RevocationPoll < 0 || l.HostCertTTL < 0 ||
+	if l.HandshakeTimeout < 0 || l.IdleTimeout < 0 || l.ReauthorizeInterval < 0 || l.RevocationPoll < 0 || l.HostCertTTL < 0 || l.RecordingStallTimeout < 0 ||
 		l.MaxConnections < 0 || l.MaxStartups < 0 || l.MaxStartupsPerSource < 0 || l.MaxChannelsPerConnection < 0 || l.MaxSessionsPerUser < 0 || l.MaxForwardsPerUser < 0 || l.MaxConnectionsPerUser < 0 ||
 		l.MaxPendingTunnelsPerUser < 0 {
 		v.errorf("bastion_limits", "bastion_limits must not be negative")
 	}
 	if l.ReauthorizeInterval > time.Minute {
 		v.errorf("bastion_limits.reauthorize_interval", "bastion_limits.reauthorize_interval must be at most 1m (sessions no longer allowed end within a minute)")
+	}
+	if l.RecordingStallTimeout != 0 && l.RecordingStallTimeout < 5*time.Second {
+		v.errorf("bastion_limits.recording_stall_timeout", "bastion_limits.recording_stall_timeout must be at least 5s (a disk busy for a moment must not end every session)")
 	}
 	if l.HostCertTTL != 0 && (l.HostCertTTL < 10*time.Minute || l.HostCertTTL > 720*time.Hour) {
 		v.errorf("bastion_limits.host_cert_ttl", "bastion_limits.host_cert_ttl must be between 10m and 720h")

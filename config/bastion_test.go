@@ -58,6 +58,7 @@ func TestBastionInvalid(t *testing.T) {
 		{"fail/negative-limit", minimal + "bastion_limits: {max_connections: -1}\n", "cfg.yaml:7: bastion_limits must not be negative"},
 		{"fail/negative-startups", minimal + "bastion_limits: {max_startups_per_source: -1}\n", "cfg.yaml:7: bastion_limits must not be negative"},
 		{"fail/negative-forwards", minimal + "bastion_limits: {max_forwards_per_user: -1}\n", "cfg.yaml:7: bastion_limits must not be negative"},
+		{"fail/stall-too-short", minimal + "bastion_limits: {recording_stall_timeout: 1s}\n", "cfg.yaml:7: bastion_limits.recording_stall_timeout must be at least 5s"},
 		{"fail/negative-pending-tunnels", minimal + "bastion_limits: {max_pending_tunnels_per_user: -1}\n", "cfg.yaml:7: bastion_limits must not be negative"},
 		{"fail/slow-reauthorization", minimal + "bastion_limits:\n  reauthorize_interval: 2m\n", "cfg.yaml:8: bastion_limits.reauthorize_interval"},
 		{"fail/host-cert-ttl", minimal + "bastion_limits: {host_cert_ttl: 1m}\n", "bastion_limits.host_cert_ttl"},

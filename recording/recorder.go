@@ -45,9 +45,11 @@ const (
 	DefaultBulkHead      = 64 << 10
 	DefaultBulkText      = 8 << 20
 	DefaultSignInterval  = time.Second
-	// defaultFlushTimeoutSlack is added to twice the flush interval to make
-	// the default FlushTimeout.
-	defaultFlushTimeoutSlack = 5 * time.Second
+	// DefaultFlushTimeout is long enough that a disk which is slow for a
+	// moment (a backup, a throttled cloud volume) ends no session, and
+	// short enough that a hung one does not leave sessions unrecorded for
+	// long.
+	DefaultFlushTimeout = time.Minute
 )
 
 // errClosed is returned by writes after Close has begun.
@@ -122,10 +124,11 @@ type Options struct {
 	// (or Close's) may take: past it the recording fails (Session.Failed
 	// closes, as for a write error) and Close stops waiting for the disk,
 	// so a hung disk ends the session instead of letting it run
-	// unrecorded. Once a flush has taken FlushInterval, writes of an exec
-	// or subsystem channel without a pty wait for it, so that its output
-	// does not run ahead of what reaches the disk. 0 means twice
-	// FlushInterval plus 5 seconds.
+	// unrecorded. Once a flush has taken a quarter of FlushTimeout, writes
+	// of an exec or subsystem channel without a pty wait for it, so that
+	// its output does not run far ahead of what reaches the disk (a
+	// terminal's output waits anyway once MaxPending is held). 0 means
+	// DefaultFlushTimeout; it is at least twice FlushInterval.
 	FlushTimeout time.Duration
 }
 
@@ -180,8 +183,9 @@ func New(opts Options) (*Recorder, error) {
 		opts.SignInterval = DefaultSignInterval
 	}
 	if opts.FlushTimeout == 0 {
-		opts.FlushTimeout = 2*opts.FlushInterval + defaultFlushTimeoutSlack
+		opts.FlushTimeout = DefaultFlushTimeout
 	}
+	opts.FlushTimeout = max(opts.FlushTimeout, 2*opts.FlushInterval)
 	return &Recorder{opts: opts}, nil
 }
 
@@ -386,8 +390,8 @@ type Session struct {
 	// I/O starts and when it ends, so a watchdog timer of I/O that has
 	// ended does nothing.
 	ioGen uint64
-	// overdue is set while the writer's I/O has taken FlushInterval or
-	// more: writes of a bulk channel then wait.
+	// overdue is set while the writer's I/O has taken a quarter of
+	// FlushTimeout or more: writes of a bulk channel then wait.
 	overdue bool
 	// written is what has been written to the file.
 	written writtenState

@@ -44,8 +44,8 @@ func (s *Session) fail(err error) {
 }
 
 // watch arms the watchdog over one stretch of file I/O by the writer and
-// returns the function that disarms it. Once the I/O has taken
-// FlushInterval, bulk writes wait for it (countBulk); once it has taken
+// returns the function that disarms it. Once the I/O has taken a quarter
+// of FlushTimeout, bulk writes wait for it (countBulk); once it has taken
 // FlushTimeout, the recording fails and Close stops waiting for the writer,
 // which may never come back from a hung disk.
 func (s *Session) watch() (disarm func()) {
@@ -54,7 +54,7 @@ func (s *Session) watch() (disarm func()) {
 	s.ioGen++
 	gen := s.ioGen
 	s.mu.Unlock()
-	slow := time.AfterFunc(o.FlushInterval, func() {
+	slow := time.AfterFunc(o.FlushTimeout/4, func() {
 		s.mu.Lock()
 		if s.ioGen == gen {
 			s.overdue = true

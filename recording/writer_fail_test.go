@@ -331,3 +331,61 @@ func TestHungDisk(t *testing.T) {
 		})
 	}
 }
+
+// slowFile stands for a disk that answers, slowly: every Sync takes delay.
+type slowFile struct {
+	*os.File
+	delay time.Duration
+}
+
+func (sf slowFile) Sync() error { time.Sleep(sf.delay); return sf.File.Sync() }
+
+// TestSlowDiskKeepsRecording: a disk whose fsyncs take many flush intervals
+// but well under FlushTimeout (a backup running, a throttled volume) fails
+// no recording, and output without a pty is not held back by it.
+func TestSlowDiskKeepsRecording(t *testing.T) {
+	const (
+		interval = 20 * time.Millisecond
+		timeout  = 2 * time.Second
+		delay    = 10 * interval // under a quarter of timeout
+	)
+	for _, tc := range []struct {
+		name string
+		meta Meta
+	}{
+		{"ok/bulk-stream", bulkMeta()},
+		{"ok/pty-stream", ptyMeta()},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			ctx := context.Background()
+			env := newEnv(t, func(o *Options) { o.Now = time.Now; o.FlushInterval = interval; o.FlushTimeout = timeout })
+			s, err := env.rec.Start(ctx, tc.meta)
+			if err != nil {
+				t.Fatal(err)
+			}
+			s.f = slowFile{File: s.f.(*os.File), delay: delay}
+			chunk := bytes.Repeat([]byte("slow disk\n"), 100)
+			var longest time.Duration
+			for end := time.Now().Add(5 * delay); time.Now().Before(end); {
+				start := time.Now()
+				if _, err := s.Stdout().Write(chunk); err != nil {
+					t.Fatalf("write on a slow disk: %v", err)
+				}
+				longest = max(longest, time.Since(start))
+				time.Sleep(time.Millisecond)
+			}
+			select {
+			case <-s.Failed():
+				t.Fatalf("the recording failed on a disk that answers: %v", s.Err())
+			default:
+			}
+			if !tc.meta.PTY && longest >= delay/2 {
+				t.Errorf("a write without a pty waited %v for a slow fsync", longest)
+			}
+			sum, err := s.Close(ctx, End{ExitStatus: 0})
+			if err != nil || !sum.Complete {
+				t.Fatalf("Close: %+v, %v; want complete", sum, err)
+			}
+		})
+	}
+}

@@ -242,7 +242,7 @@ func serveBastion(cfg *config.Config, dir *identity.Directory, logger *slog.Logg
 		return nil, fmt.Errorf("bastion: %w", err)
 	}
 	return &bastionSetup{ln: ln, srv: srv, dir: dir, revocationPoll: l.RevocationPoll,
-		recordings: filepath.Join(cfg.Data, recordingsDir)}, nil
+		recordings: filepath.Join(cfg.Data, recordingsDir), recordingStall: l.RecordingStallTimeout}, nil
 }
 
 // readSecret reads a secret from its file (which must not be readable by

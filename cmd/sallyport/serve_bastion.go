@@ -40,6 +40,8 @@ type bastionSetup struct {
 	revocationPoll time.Duration
 	// recordings is the folder recordings are written to.
 	recordings string
+	// recordingStall is the recorder's FlushTimeout; 0 means its default.
+	recordingStall time.Duration
 }
 
 // start completes the bastion with what it shares with the web server,
@@ -49,7 +51,7 @@ func (b *bastionSetup) start(ctx context.Context, st *dataStore, keys ca.Keys, a
 	if err := b.closeInterrupted(ctx, st); err != nil {
 		return nil, err
 	}
-	rec, err := recording.New(recording.Options{Dir: b.recordings, Index: st, Signer: keys.Session})
+	rec, err := recording.New(recording.Options{Dir: b.recordings, Index: st, Signer: keys.Session, FlushTimeout: b.recordingStall})
 	if err != nil {
 		return nil, err
 	}
