@@ -203,7 +203,11 @@ func (s *Server) ReevaluateNow(ctx context.Context, why string) int {
 		if t.isEnded() {
 			continue
 		}
-		if reason := s.reauthorise(t, revs); reason != "" {
+		reason, retry := s.reauthorise(t, revs)
+		switch {
+		case retry:
+			s.logger().Error("bastion: re-evaluation: cannot read the store; the connection goes on until the next check", "why", why, "connection", t.id, "reason", reason)
+		case reason != "":
 			ended = append(ended, endingConn{t, reason})
 		}
 	}

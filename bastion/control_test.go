@@ -418,6 +418,48 @@ func TestReevaluateWithoutRevocations(t *testing.T) {
 	}
 }
 
+// failingStanding is the real store whose suspensions and login pins
+// cannot be read while fail is set.
+type failingStanding struct {
+	Store
+	fail atomic.Bool
+}
+
+func (f *failingStanding) Standing(ctx context.Context, identity, login string, githubID int64, source string) (store.Standing, error) {
+	if f.fail.Load() {
+		return store.Standing{}, errors.New("store: standing: database is locked")
+	}
+	return f.Store.Standing(ctx, identity, login, githubID, source)
+}
+
+// TestReevaluateWithoutStanding: when suspensions and pins cannot be read,
+// re-evaluation ends no live session for the store's failure alone, and a
+// new channel is refused with a reason, its connection going on.
+func TestReevaluateWithoutStanding(t *testing.T) {
+	st := &failingStanding{}
+	e := newEnv(t, envOptions{configure: func(s *Server) {
+		s.SweepInterval = time.Hour
+		st.Store = s.Store
+		s.Store = st
+	}})
+	c := e.client(e.issue(certOptions{}))
+	master := c.direct(e.login, "web1")
+	_, stderr, done := liveSession(t, c, master)
+	st.fail.Store(true)
+	if n := e.srv.ReevaluateNow(context.Background(), "test"); n != 0 {
+		t.Fatalf("ended %d connections for a store failure; want 0", n)
+	}
+	select {
+	case <-done:
+		t.Fatalf("session ended: %s", stderr.String())
+	case <-time.After(200 * time.Millisecond):
+	}
+	st.fail.Store(false)
+	if n := e.srv.ReevaluateNow(context.Background(), "test"); n != 0 {
+		t.Fatalf("ended %d connections once the store answered; want 0", n)
+	}
+}
+
 // stalledSession starts the real client running a command that writes
 // more than the SSH windows hold, reads its first line and then no more,
 // so that the client stops reading from the bastion. It returns a channel

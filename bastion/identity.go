@@ -56,7 +56,8 @@ type breakGlass struct {
 //     (policy.ParseCIIdentity), refused while its repository's
 //     workloads are suspended; no directory is asked, CI has no teams.
 //   - "breakglass:ID": the certificate's own key ID names its host; no
-//     directory is asked, GitHub is assumed down.
+//     directory is asked, GitHub is assumed down. Refused once the admin
+//     who signed its request is suspended.
 //
 // Anything else, including CI identities in the old colon-separated form,
 // is refused.
@@ -75,7 +76,7 @@ func (s *Server) resolve(info *authInfo) error {
 		}
 		who.ID = id
 		who.CI = nil
-		r, err := s.standing(info, who)
+		r, err := s.standing(identity, who)
 		if err != nil {
 			return err
 		}
@@ -98,7 +99,7 @@ func (s *Server) resolve(info *authInfo) error {
 		if err != nil {
 			return deny("certificate serial %d has a CI identity in an old or invalid form (%v); request a new CI certificate", info.cert.Serial, err)
 		}
-		r, err := s.standing(info, policy.Identity{CI: &claims})
+		r, err := s.standing(identity, policy.Identity{CI: &claims})
 		if err != nil {
 			return err
 		}
@@ -108,6 +109,14 @@ func (s *Server) resolve(info *authInfo) error {
 		if err != nil {
 			return err
 		}
+		// An admin suspended since signing loses what they signed.
+		if _, err := s.standing(g.by, policy.Identity{}); err != nil {
+			var u *unavailable
+			if errors.As(err, &u) {
+				return err
+			}
+			return deny("this break-glass certificate's request was signed by %s, who is suspended: %v", g.by, err)
+		}
 		info.glass = g
 	default:
 		return deny("certificates of %q identities are not accepted by the bastion", identityKind(identity))
@@ -115,25 +124,25 @@ func (s *Server) resolve(info *authInfo) error {
 	return nil
 }
 
-// standing checks who, the identity of info's certificate, with
-// standing.Check: a suspended identity is denied with who suspended it,
-// when and why. A store that cannot be read denies. The store is asked
-// through standing.Store, which *store.SQLite (what `serve` and `dev`
-// wire, asserted in cmd/sallyport) implements; a Store that does not,
-// such as a test's wrapper, is decided without suspensions and pins, and
-// each such decision is logged as an error. (Store should embed
-// standing.Store, so that the compiler enforces it.)
-func (s *Server) standing(info *authInfo, who policy.Identity) (standing.Result, error) {
+// unavailable is a refusal because the store could not be read: a login or
+// a new channel is refused, but a live connection is not ended for it
+// (see reauthorise), as for a revocation list that cannot be read.
+type unavailable struct{ denial }
+
+// standing checks who, of the store's identity, with standing.Check: a
+// suspended identity is denied with who suspended it, when and why. A
+// store that cannot be read denies with an *unavailable.
+func (s *Server) standing(identity string, who policy.Identity) (standing.Result, error) {
 	ctx, cancel := context.WithTimeout(context.Background(), storeTimeout)
 	defer cancel()
-	r, err := standing.Check(ctx, s.Store, info.identity, who, standing.SourceBastion)
+	r, err := standing.Check(ctx, s.Store, identity, who, standing.SourceBastion)
 	var se *store.SuspendedError
 	switch {
 	case errors.As(err, &se):
 		return standing.Result{}, deny("%s", se.Error())
 	case err != nil:
-		s.logger().Error("bastion: cannot read the standing of an identity; refused", "identity", info.identity, "err", err)
-		return standing.Result{}, deny("the bastion could not check whether %s is suspended; try again later", info.identity)
+		s.logger().Error("bastion: cannot read the standing of an identity; refused", "identity", identity, "err", err)
+		return standing.Result{}, &unavailable{denial{fmt.Sprintf("the bastion could not check whether %s is suspended; try again later", identity)}}
 	}
 	return r, nil
 }

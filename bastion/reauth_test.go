@@ -49,7 +49,7 @@ func TestReauthoriseKeepsNewestTerms(t *testing.T) {
 	// A new channel's decision reads the policy that grants forwarding...
 	hold.Store(true)
 	decided := make(chan string, 1)
-	go func() { decided <- e.srv.reauthorise(tc, nil) }()
+	go func() { reason, _ := e.srv.reauthorise(tc, nil); decided <- reason }()
 	<-reading
 	// ...then the policy is reloaded without it, and re-evaluated.
 	e.setPolicy(`

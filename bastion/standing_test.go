@@ -222,3 +222,36 @@ func TestSuspendedCIAtBastion(t *testing.T) {
 		t.Errorf("suspended repository: %d %q", r.code, r.stderr)
 	}
 }
+
+// TestBreakGlassSignerSuspended: a break-glass certificate is refused once
+// the admin who signed its request is suspended, and works again after the
+// suspension is lifted.
+func TestBreakGlassSignerSuspended(t *testing.T) {
+	e := newEnv(t, envOptions{configure: func(s *Server) { s.Directory = nobody{} }})
+	a := newGlassAdmin(t)
+	k, cert := e.breakGlass(a, e.login, "web1")
+	c := e.client(k, cert)
+	if r := c.ssh(nil, c.direct(e.login, "web1"), "echo glass"); r.code != 0 {
+		t.Fatalf("before: code %d stderr %q", r.code, r.stderr)
+	}
+	ctx := context.Background()
+	if _, _, err := e.store.Suspend(ctx, store.Suspension{Subject: "github:4242", Reason: "key lost", Actor: "github:7"}); err != nil {
+		t.Fatal(err)
+	}
+	for _, jump := range []bool{false, true} {
+		args := c.direct(e.login, "web1")
+		if jump {
+			args = c.jump(e.login, "web1")
+		}
+		r := c.ssh(nil, args, "echo glass")
+		if r.code == 0 || strings.Contains(r.stdout, "glass") || !strings.Contains(r.stderr, "signed by github:4242, who is suspended") {
+			t.Fatalf("jump=%v: code %d stdout %q stderr %q; want refused naming the suspended signer", jump, r.code, r.stdout, r.stderr)
+		}
+	}
+	if _, err := e.store.Lift(ctx, "github:4242", "github:7", "key found"); err != nil {
+		t.Fatal(err)
+	}
+	if r := c.ssh(nil, c.direct(e.login, "web1"), "echo glass"); r.code != 0 {
+		t.Fatalf("after the lift: code %d stderr %q", r.code, r.stderr)
+	}
+}

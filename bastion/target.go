@@ -256,7 +256,11 @@ func (t *targetConn) isEnded() bool {
 // leaves that re-evaluation's terms in force. (Every change is followed by
 // a re-evaluation begun after it, so the terms in force once it is done
 // come from the change or something newer.)
-func (s *Server) reauthorise(t *targetConn, revs *revocationSet) string {
+//
+// A store that cannot be read leaves the terms in force and returns
+// retry: the connection goes on, and the caller refuses only what it was
+// asked for now (a new channel), as when revs is nil.
+func (s *Server) reauthorise(t *targetConn, revs *revocationSet) (reason string, retry bool) {
 	t.mu.Lock()
 	t.decisions++
 	decision := t.decisions
@@ -265,15 +269,16 @@ func (s *Server) reauthorise(t *targetConn, revs *revocationSet) string {
 	remote := t.conn.RemoteAddr()
 	if revs != nil {
 		if reason := revs.check(info.cert); reason != "" {
-			return reason
+			return reason, false
 		}
 	}
 	if err := s.resolve(&info); err != nil {
-		return err.Error()
+		var u *unavailable
+		return err.Error(), errors.As(err, &u)
 	}
 	tm, err := s.decide(&info, remote)
 	if err != nil {
-		return err.Error()
+		return err.Error(), false
 	}
 	// The permissions minted into the session certificate cannot grow;
 	// new terms may only narrow them.
@@ -283,7 +288,7 @@ func (s *Server) reauthorise(t *targetConn, revs *revocationSet) string {
 	if decision < t.termsFrom {
 		// A newer decision has put its terms in force, and judged the
 		// connection by them.
-		return ""
+		return "", false
 	}
 	t.termsFrom = decision
 	lost := t.narrowed(tm)
@@ -300,9 +305,9 @@ func (s *Server) reauthorise(t *targetConn, revs *revocationSet) string {
 	}
 	t.terms = tm
 	if len(lost) > 0 {
-		return fmt.Sprintf("access to %s@%s changed (%s); reconnect to go on under the new terms", t.info.login, t.info.host, strings.Join(lost, ", "))
+		return fmt.Sprintf("access to %s@%s changed (%s); reconnect to go on under the new terms", t.info.login, t.info.host, strings.Join(lost, ", ")), false
 	}
-	return ""
+	return "", false
 }
 
 // narrowed lists what of the terms in force, on which an open channel of
@@ -382,7 +387,11 @@ func (s *Server) admitChannel(ctx context.Context, t *targetConn, nc ssh.NewChan
 		return false
 	}
 	rs := newRevocationSet(revs)
-	reason := s.reauthorise(t, &rs)
+	reason, retry := s.reauthorise(t, &rs)
+	if retry {
+		_ = nc.Reject(ssh.ConnectionFailed, reason)
+		return false
+	}
 	if reason == "" {
 		// Opening a session or forward is activity. An agent channel is
 		// opened by the target, not the user: it must not keep an idle
