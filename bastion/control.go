@@ -313,6 +313,8 @@ var (
 	// ProxyJump tunnels opened, refused, or closed before their inner
 	// login, per identity and each on its own.
 	tunnelAuditBudget = auditBudget{tunnelBurst, 10 * time.Second}
+	// Forwards the target could not open, per connection.
+	forwardAuditBudget = auditBudget{maxRefusals, time.Second}
 )
 
 const (

@@ -633,10 +633,12 @@ func (s *Server) openForward(ctx context.Context, t *targetConn, nc ssh.NewChann
 				outcome = audit.OutcomeDenied
 			}
 		}
-		if audited, ok, closeConn := s.spendRefusal(t.info, t.conn.RemoteAddr(), why); ok {
-			_ = s.audit(ctx, forwardEvent(t, dest, outcome, audited, nil))
-			closeConn()
-		}
+		// The target's answer (a closed port, a database restarting
+		// under an application that retries) is no misbehaviour of the
+		// user's: it does not count against the connection, but its audit
+		// is bounded per connection, the rest summed up.
+		_ = s.audits.write(ctx, forwardEvent(t, dest, outcome, why, nil),
+			auditQuota{"forward-failed:" + t.id, forwardAuditBudget})
 		_ = nc.Reject(code, message)
 		return
 	}
@@ -746,36 +748,40 @@ var copyBuffers = sync.Pool{New: func() any { b := make([]byte, copyBufferSize);
 // gone reports so (its window adjustment failed) while it still holds data
 // received before; the copy goes on until a read returns none.
 //
-// It waits for data in a small buffer and takes a copy buffer from the
-// pool only once some arrived: if the small one filled up, more is likely
-// waiting, and one large read takes it, so that bulk data still moves in
-// large writes. That read may block (exactly a small buffer's worth had
-// arrived), holding the copy buffer until the next data; it is returned
-// after each write.
+// It reads into a small buffer while data comes in small pieces (keys,
+// prompts, agent requests), and into a copy buffer from the pool while
+// reads fill more than that (bulk data, in large writes): one filled small
+// read takes a copy buffer for the next read, a read shorter than the
+// small buffer gives it back. Every read is written before the next one,
+// so a request and its answer never wait on each other.
 func copyBuffer(dst io.Writer, src io.Reader, touch func(), tap func([]byte) error, count *atomic.Int64) error {
 	small := make([]byte, firstReadSize)
-	for {
-		nr, rerr := src.Read(small)
-		chunk := small[:nr]
-		var bp *[]byte
-		if nr == len(small) && rerr == nil {
-			bp = copyBuffers.Get().(*[]byte)
-			buf := *bp
-			copy(buf, chunk)
-			var more int
-			more, rerr = src.Read(buf[nr:])
-			chunk = buf[:nr+more]
-		}
-		err := relayChunk(dst, chunk, touch, tap, count)
+	var bp *[]byte
+	defer func() {
 		if bp != nil {
 			copyBuffers.Put(bp)
 		}
-		switch {
-		case err != nil:
+	}()
+	for {
+		buf := small
+		if bp != nil {
+			buf = *bp
+		}
+		nr, rerr := src.Read(buf)
+		if err := relayChunk(dst, buf[:nr], touch, tap, count); err != nil {
 			return err
+		}
+		switch {
+		case bp == nil && nr == len(small):
+			bp = copyBuffers.Get().(*[]byte)
+		case bp != nil && nr < len(small):
+			copyBuffers.Put(bp)
+			bp = nil
+		}
+		switch {
 		case rerr == io.EOF:
 			return nil
-		case rerr != nil && len(chunk) == 0:
+		case rerr != nil && nr == 0:
 			return rerr
 		}
 	}
