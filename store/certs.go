@@ -191,35 +191,11 @@ func (s *SQLite) Revoke(ctx context.Context, r Revocation) error {
 			fresh = fresh || added
 		}
 		if r.Key != nil {
-			fields["key_fingerprint"] = keyFP
-			res, err := tx.ExecContext(ctx, `INSERT INTO revoked_keys (key_fingerprint, key_blob, reason, actor, revoked_at)
-	VALUES (?, ?, ?, ?, ?) ON CONFLICT (key_fingerprint) DO NOTHING`, keyFP, r.Key.Marshal(), r.Reason, r.Actor, formatTime(at))
-			if err != nil {
-				return fmt.Errorf("insert key revocation: %w", err)
-			}
-			if n, err := res.RowsAffected(); err != nil {
-				return err
-			} else if n > 0 {
-				fresh = true
-			}
-			serials, err := tx.serialsOfKey(keyFP)
+			added, err := tx.revokeKey(r.Key, keyFP, r.Reason, r.Actor, at, fields)
 			if err != nil {
 				return err
 			}
-			var revoked []string
-			for _, serial := range serials {
-				added, err := tx.revokeSerial(serial, r.Reason, r.Actor, at)
-				if err != nil {
-					return err
-				}
-				if added {
-					fresh = true
-					revoked = append(revoked, strconv.FormatInt(serial, 10))
-				}
-			}
-			if len(revoked) > 0 {
-				fields["revoked_serials"] = strings.Join(revoked, ",")
-			}
+			fresh = fresh || added
 		}
 		if !fresh {
 			fields["already_revoked"] = "true"
@@ -253,6 +229,43 @@ func (tx *txn) revokeSerial(serial int64, reason, actor string, at time.Time) (b
 		return false, err
 	}
 	return n > 0, nil
+}
+
+// revokeKey revokes key (whose fingerprint is keyFP) and the serial of
+// every certificate recorded for it, unless they already are, noting in
+// fields what it did for the audit event; it reports whether it added a
+// revocation.
+func (tx *txn) revokeKey(key ssh.PublicKey, keyFP, reason, actor string, at time.Time, fields map[string]string) (bool, error) {
+	fields["key_fingerprint"] = keyFP
+	res, err := tx.ExecContext(tx.ctx, `INSERT INTO revoked_keys (key_fingerprint, key_blob, reason, actor, revoked_at)
+	VALUES (?, ?, ?, ?, ?) ON CONFLICT (key_fingerprint) DO NOTHING`, keyFP, key.Marshal(), reason, actor, formatTime(at))
+	if err != nil {
+		return false, fmt.Errorf("insert key revocation: %w", err)
+	}
+	n, err := res.RowsAffected()
+	if err != nil {
+		return false, err
+	}
+	fresh := n > 0
+	serials, err := tx.serialsOfKey(keyFP)
+	if err != nil {
+		return false, err
+	}
+	var revoked []string
+	for _, serial := range serials {
+		added, err := tx.revokeSerial(serial, reason, actor, at)
+		if err != nil {
+			return false, err
+		}
+		if added {
+			fresh = true
+			revoked = append(revoked, strconv.FormatInt(serial, 10))
+		}
+	}
+	if len(revoked) > 0 {
+		fields["revoked_serials"] = strings.Join(revoked, ",")
+	}
+	return fresh, nil
 }
 
 func (tx *txn) serialsOfKey(keyFP string) ([]int64, error) {
@@ -312,49 +325,115 @@ ORDER BY revoked_at, kind, serial`)
 
 // IdentityRevocation is what RevokeIdentity did.
 type IdentityRevocation struct {
-	// Certificates is how many certificates were recorded for the
-	// identity; every one of them is now revoked.
+	// Certificates is how many certificates the user CA (any CA but the
+	// session CA) issued to the identity; every one of them is now
+	// revoked.
 	Certificates int
 	// Keys is how many distinct keys those certificates certified; each
 	// is revoked, and with it every certificate of it, now and later.
 	Keys int
+	// Sessions is how many session certificates the bastion had minted
+	// for the identity's connections to targets; they are left as they
+	// are (see RevokeIdentity).
+	Sessions int
 }
 
-// RevokeIdentity revokes the key of every certificate recorded for
-// identity (and so every certificate of those keys, now and later), one
-// Revoke with its "revoke" audit event per key, by actor with reason. It
-// stops at the first failure, returning what was done before it; an error
-// matching ErrAuditLog means everything was revoked but the JSON copy of
-// some audit events failed. A key already revoked is counted (Revoke
-// audits it again).
-func (s *SQLite) RevokeIdentity(ctx context.Context, identity, reason, actor string) (IdentityRevocation, error) {
+// RevokeIdentity revokes, in one transaction, the key of every certificate
+// recorded for identity (and so every certificate of those keys, now and
+// later), with a "revoke" audit event per key, by actor with reason.
+//
+// Certificates signed by the session CA, whose fingerprint
+// (ssh.FingerprintSHA256) is sessionCA, are left alone: the bastion
+// records each session certificate it mints for a connection to a target
+// under the identity of the person connecting, but each certifies a
+// one-minute key of the bastion's own, used once; revoking those keys
+// would only bloat the revocation list, and the suspension that comes
+// with revoking everything ends the sessions. sessionCA "" leaves no
+// certificate alone.
+//
+// An error matching ErrAuditLog means everything was revoked but the JSON
+// copy of some audit events failed. A key already revoked is counted and
+// audited again.
+func (s *SQLite) RevokeIdentity(ctx context.Context, identity, sessionCA, reason, actor string) (IdentityRevocation, error) {
 	var done IdentityRevocation
-	if identity == "" {
-		return done, errors.New("store: revoke identity: no identity")
+	fail := func(err error) (IdentityRevocation, error) {
+		return IdentityRevocation{}, fmt.Errorf("store: revoke everything of %s: %w", identity, err)
 	}
-	certs, err := s.Certificates(ctx, CertificateFilter{Identity: identity})
+	switch {
+	case identity == "":
+		return fail(errors.New("no identity"))
+	case actor == "":
+		return fail(errors.New("no actor"))
+	}
+	at := s.now().UTC()
+	err := s.update(ctx, func(tx *txn) error {
+		done = IdentityRevocation{}
+		if err := tx.QueryRowContext(ctx, `SELECT count(*) FROM certificates WHERE identity = ? AND ca_fingerprint = ?`,
+			identity, sessionCA).Scan(&done.Sessions); err != nil {
+			return fmt.Errorf("session certificates: %w", err)
+		}
+		keys, err := tx.keysOfIdentity(identity, sessionCA, &done.Certificates)
+		if err != nil {
+			return err
+		}
+		for _, k := range keys {
+			fields := map[string]string{"identity": identity}
+			fresh, err := tx.revokeKey(k.key, k.fp, reason, actor, at, fields)
+			if err != nil {
+				return err
+			}
+			if !fresh {
+				fields["already_revoked"] = "true"
+			}
+			if err := tx.audit(audit.Event{Time: at, Type: audit.TypeRevoke, Actor: actor, Subject: k.fp,
+				Outcome: audit.OutcomeOK, Reason: reason, Fields: fields}); err != nil {
+				return err
+			}
+		}
+		done.Keys = len(keys)
+		return nil
+	})
+	if err != nil && !errors.Is(err, ErrAuditLog) {
+		return fail(err)
+	}
 	if err != nil {
 		return done, fmt.Errorf("store: revoke everything of %s: %w", identity, err)
 	}
-	keys := map[string]bool{}
-	var logErr error // the revocations stand; their JSON copy failed
-	for _, c := range certs {
-		if keys[c.KeyFingerprint] {
+	return done, nil
+}
+
+type certifiedKey struct {
+	key ssh.PublicKey
+	fp  string
+}
+
+// keysOfIdentity returns the distinct keys of the certificates recorded
+// for identity by any CA but the one with fingerprint skipCA, oldest
+// first, counting those certificates in *certs.
+func (tx *txn) keysOfIdentity(identity, skipCA string, certs *int) ([]certifiedKey, error) {
+	rows, err := tx.QueryContext(tx.ctx, `SELECT serial, key_fingerprint, certificate FROM certificates
+	WHERE identity = ? AND ca_fingerprint <> ? ORDER BY serial`, identity, skipCA)
+	if err != nil {
+		return nil, fmt.Errorf("certificates of identity: %w", err)
+	}
+	defer rows.Close()
+	seen := map[string]bool{}
+	var keys []certifiedKey
+	for rows.Next() {
+		var c Certificate
+		if err := rows.Scan(&c.Serial, &c.KeyFingerprint, &c.AuthorizedKey); err != nil {
+			return nil, fmt.Errorf("certificates of identity: %w", err)
+		}
+		*certs++
+		if seen[c.KeyFingerprint] {
 			continue
 		}
+		seen[c.KeyFingerprint] = true
 		cert, err := c.Cert()
-		if err == nil {
-			err = s.Revoke(ctx, Revocation{Key: cert.Key, Reason: reason, Actor: actor})
-		}
-		if errors.Is(err, ErrAuditLog) {
-			logErr, err = err, nil
-		}
 		if err != nil {
-			return done, fmt.Errorf("store: revoke everything of %s: %w", identity, err)
+			return nil, err
 		}
-		keys[c.KeyFingerprint] = true
-		done.Keys = len(keys)
+		keys = append(keys, certifiedKey{key: cert.Key, fp: c.KeyFingerprint})
 	}
-	done.Certificates = len(certs)
-	return done, logErr
+	return keys, rows.Err()
 }

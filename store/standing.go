@@ -45,6 +45,10 @@ const (
 // *SuspendedError.
 var ErrSuspended = errors.New("suspended")
 
+// ErrSelfSuspension means an actor asked to suspend itself, which would
+// lock it out of whatever it could lift the suspension with.
+var ErrSelfSuspension = errors.New("an identity cannot suspend itself")
+
 // Suspension stops an identity until an admin lifts it.
 type Suspension struct {
 	// Subject is what is suspended, as SuspensionSubject makes it:
@@ -66,7 +70,7 @@ func (sp Suspension) Describe() string { return DescribeSubject(sp.Subject) }
 // DescribeSubject names a suspension subject for people: "github:1234",
 // or "every GitHub Actions workload of owner/name".
 func DescribeSubject(subject string) string {
-	if repo, ok := strings.CutPrefix(subject, ciSubjectPrefix); ok {
+	if repo, ok := strings.CutPrefix(subject, CISubjectPrefix); ok {
 		return "every GitHub Actions workload of " + repo
 	}
 	return subject
@@ -101,9 +105,13 @@ func because(reason string) string {
 const (
 	githubPrefix     = "github:"
 	ciIdentityPrefix = "github-actions:" // policy.CIIdentityPrefix
-	ciSubjectPrefix  = "ci:"
 	oidcPrefix       = "oidc:"
 )
+
+// CISubjectPrefix starts the suspension subject of a repository's GitHub
+// Actions workloads, "ci:OWNER/NAME". No certificate is recorded under
+// it: each workload has its own "github-actions:" identity.
+const CISubjectPrefix = "ci:"
 
 // SuspensionSubject returns the suspension subject that covers the
 // recorded identity: the identity itself, except for a GitHub Actions
@@ -115,7 +123,7 @@ func SuspensionSubject(identity string) string {
 	if rest, ok := strings.CutPrefix(identity, ciIdentityPrefix); ok {
 		if v, err := url.ParseQuery(rest); err == nil {
 			if repo := v.Get("repository"); repoRE.MatchString(repo) {
-				return ciSubjectPrefix + strings.ToLower(repo)
+				return CISubjectPrefix + strings.ToLower(repo)
 			}
 		}
 	}
@@ -139,12 +147,12 @@ func ParseSuspensionSubject(s string) (string, error) {
 		}
 	}
 	switch {
-	case strings.HasPrefix(s, ciSubjectPrefix):
-		repo := s[len(ciSubjectPrefix):]
+	case strings.HasPrefix(s, CISubjectPrefix):
+		repo := s[len(CISubjectPrefix):]
 		if !repoRE.MatchString(repo) {
 			return "", fmt.Errorf("%.80q: a repository is OWNER/NAME", s)
 		}
-		return ciSubjectPrefix + strings.ToLower(repo), nil
+		return CISubjectPrefix + strings.ToLower(repo), nil
 	case strings.HasPrefix(s, ciIdentityPrefix):
 		if sub := SuspensionSubject(s); sub != s {
 			return sub, nil
@@ -161,6 +169,12 @@ func ParseSuspensionSubject(s string) (string, error) {
 // the one given. Suspending what is already suspended is not an error
 // (the first suspension's reason and time are kept and returned) but is
 // audited.
+//
+// An actor cannot suspend itself (ErrSelfSuspension), and a suspended
+// actor cannot suspend anyone (a *SuspendedError naming the actor),
+// checked in the same transaction: so two admins suspending each other
+// at once do not both end up suspended, and whoever suspends on the web
+// is left able to lift it.
 func (s *SQLite) Suspend(ctx context.Context, sp Suspension) (Suspension, bool, error) {
 	fail := func(err error) (Suspension, bool, error) {
 		return Suspension{}, false, fmt.Errorf("store: suspend %s: %w", sp.Subject, err)
@@ -175,6 +189,8 @@ func (s *SQLite) Suspend(ctx context.Context, sp Suspension) (Suspension, bool, 
 		return fail(errors.New("no actor"))
 	case strings.TrimSpace(sp.Reason) == "":
 		return fail(errors.New("no reason"))
+	case SuspensionSubject(sp.Actor) == sp.Subject:
+		return fail(ErrSelfSuspension)
 	}
 	if sp.Time.IsZero() {
 		sp.Time = s.now()
@@ -183,6 +199,11 @@ func (s *SQLite) Suspend(ctx context.Context, sp Suspension) (Suspension, bool, 
 	var inForce Suspension
 	var fresh bool
 	err := s.update(ctx, func(tx *txn) error {
+		if own, found, err := querySuspension(ctx, tx, SuspensionSubject(sp.Actor)); err != nil {
+			return err
+		} else if found {
+			return &SuspendedError{Identity: sp.Actor, Suspension: own}
+		}
 		res, err := tx.ExecContext(ctx, `INSERT INTO suspensions (subject, reason, actor, suspended_at) VALUES (?, ?, ?, ?)
 	ON CONFLICT (subject) DO NOTHING`, sp.Subject, sp.Reason, sp.Actor, formatTime(sp.Time))
 		if err != nil {

@@ -365,46 +365,117 @@ func auditTyped(t *testing.T, s *SQLite, typ string) []audit.Event {
 	return evs
 }
 
+// TestSuspendSelf: nobody suspends themselves, and a suspended actor
+// suspends nobody, so two admins suspending each other at once leave one
+// of them able to lift it.
+func TestSuspendSelf(t *testing.T) {
+	ctx := context.Background()
+	s := openTest(t, "", Options{})
+	for _, tc := range []struct{ subject, actor string }{
+		{"github:1003", "github:1003"},
+		{"ci:example/site", "github-actions:ref=refs%2Fheads%2Fmain&repository=Example%2FSite"},
+	} {
+		if _, _, err := s.Suspend(ctx, Suspension{Subject: tc.subject, Reason: "oops", Actor: tc.actor}); !errors.Is(err, ErrSelfSuspension) {
+			t.Errorf("%s suspending %s: %v; want ErrSelfSuspension", tc.actor, tc.subject, err)
+		}
+	}
+	if list, err := s.Suspensions(ctx); err != nil || len(list) != 0 {
+		t.Fatalf("suspensions after refusals: %+v %v", list, err)
+	}
+	if evs := auditTyped(t, s, AuditTypeSuspend); len(evs) != 0 {
+		t.Errorf("refused suspensions audited as done: %+v", evs)
+	}
+	// carol and octo suspend each other; octo's comes second.
+	if _, _, err := s.Suspend(ctx, Suspension{Subject: "github:1004", Reason: "account taken over", Actor: "github:1003"}); err != nil {
+		t.Fatal(err)
+	}
+	_, _, err := s.Suspend(ctx, Suspension{Subject: "github:1003", Reason: "account taken over", Actor: "github:1004"})
+	var se *SuspendedError
+	if !errors.As(err, &se) || se.Identity != "github:1004" || se.Actor != "github:1003" {
+		t.Fatalf("suspended github:1004 suspending github:1003: %v; want the actor's own suspension", err)
+	}
+	if list, _ := s.Suspensions(ctx); len(list) != 1 || list[0].Subject != "github:1004" {
+		t.Errorf("suspensions %+v; want github:1004's only", list)
+	}
+	// The CA's machine is never suspended.
+	if _, _, err := s.Suspend(ctx, Suspension{Subject: "github:1003", Reason: "x", Actor: "offline:root"}); err != nil {
+		t.Errorf("offline suspension: %v", err)
+	}
+}
+
 func TestRevokeIdentity(t *testing.T) {
 	ctx := context.Background()
 	s := openTest(t, "", Options{})
-	ca := newSigner(t)
+	ca, sessionCA := newSigner(t), newSigner(t)
+	sessionFP := ssh.FingerprintSHA256(sessionCA.PublicKey())
 	k1, k2, other := newSigner(t).PublicKey(), newSigner(t).PublicKey(), newSigner(t).PublicKey()
-	for i, rec := range []struct {
-		key      ssh.PublicKey
-		identity string
-	}{{k1, "github:1"}, {k1, "github:1"}, {k2, "github:1"}, {other, "github:2"}} {
-		if err := s.RecordIssued(ctx, newCert(t, ca, rec.key, uint64(i+1), ssh.UserCert), rec.identity); err != nil {
+	serial := uint64(0)
+	record := func(signer ssh.Signer, key ssh.PublicKey, identity string) {
+		t.Helper()
+		serial++
+		if err := s.RecordIssued(ctx, newCert(t, signer, key, serial, ssh.UserCert), identity); err != nil {
 			t.Fatal(err)
 		}
 	}
-	done, err := s.RevokeIdentity(ctx, "github:1", "account compromised", "github:9")
-	if err != nil || done.Keys != 2 || done.Certificates != 3 {
-		t.Fatalf("RevokeIdentity: %+v %v; want 2 keys, 3 certificates", done, err)
+	for _, rec := range []struct {
+		key      ssh.PublicKey
+		identity string
+	}{{k1, "github:1"}, {k1, "github:1"}, {k2, "github:1"}, {other, "github:2"}} {
+		record(ca, rec.key, rec.identity)
+	}
+	// The bastion's session certificates of github:1's connections, each
+	// of a one-minute key of its own.
+	for range 20 {
+		record(sessionCA, newSigner(t).PublicKey(), "github:1")
+	}
+	done, err := s.RevokeIdentity(ctx, "github:1", sessionFP, "account compromised", "github:9")
+	if err != nil || done.Keys != 2 || done.Certificates != 3 || done.Sessions != 20 {
+		t.Fatalf("RevokeIdentity: %+v %v; want 2 keys, 3 certificates, 20 session certificates left", done, err)
 	}
 	revs, err := s.Revocations(ctx)
 	if err != nil {
 		t.Fatal(err)
 	}
 	revoked := map[string]bool{}
+	var serials []uint64
 	for _, r := range revs {
+		if r.Actor != "github:9" || r.Reason != "account compromised" || !r.Time.Equal(revs[0].Time) {
+			t.Errorf("revocation %+v; want by github:9, at the time of the first (%s): one transaction", r, revs[0].Time)
+		}
 		if r.Key != nil {
 			revoked[ssh.FingerprintSHA256(r.Key)] = true
-			if r.Actor != "github:9" || r.Reason != "account compromised" {
-				t.Errorf("revocation %+v", r)
-			}
+		} else {
+			serials = append(serials, r.Serial)
 		}
 	}
-	if !revoked[ssh.FingerprintSHA256(k1)] || !revoked[ssh.FingerprintSHA256(k2)] || revoked[ssh.FingerprintSHA256(other)] {
-		t.Errorf("revoked keys %v; want github:1's two only", revoked)
+	if len(revoked) != 2 || !revoked[ssh.FingerprintSHA256(k1)] || !revoked[ssh.FingerprintSHA256(k2)] {
+		t.Errorf("revoked keys %v; want github:1's two only, no session key", revoked)
 	}
-	if done, err := s.RevokeIdentity(ctx, "github:3", "x", "github:9"); err != nil || done.Keys != 0 || done.Certificates != 0 {
+	if !slices.Equal(serials, []uint64{1, 2, 3}) {
+		t.Errorf("revoked serials %v; want 1, 2 and 3, no session certificate", serials)
+	}
+	evs := auditTyped(t, s, audit.TypeRevoke)
+	if len(evs) != 2 || evs[0].Subject != ssh.FingerprintSHA256(k1) || evs[0].Fields["revoked_serials"] != "1,2" || evs[0].Fields["identity"] != "github:1" {
+		t.Errorf("revocations audited as %+v; want one event per key", evs)
+	}
+	// Again: nothing new, still audited.
+	if done, err := s.RevokeIdentity(ctx, "github:1", sessionFP, "again", "github:9"); err != nil || done.Keys != 2 {
+		t.Errorf("again: %+v %v", done, err)
+	}
+	if evs := auditTyped(t, s, audit.TypeRevoke); len(evs) != 4 || evs[3].Fields["already_revoked"] != "true" {
+		t.Errorf("revoking again audited as %+v", evs)
+	}
+	// Without the session CA, nothing is left alone.
+	if done, err := s.RevokeIdentity(ctx, "github:1", "", "everything", "github:9"); err != nil || done.Keys != 22 || done.Sessions != 0 {
+		t.Errorf("without a session CA: %+v %v; want all 22 keys", done, err)
+	}
+	if done, err := s.RevokeIdentity(ctx, "github:3", sessionFP, "x", "github:9"); err != nil || done.Keys != 0 || done.Certificates != 0 {
 		t.Errorf("identity without certificates: %+v %v", done, err)
 	}
-	if _, err := s.RevokeIdentity(ctx, "", "x", "github:9"); err == nil {
+	if _, err := s.RevokeIdentity(ctx, "", sessionFP, "x", "github:9"); err == nil {
 		t.Error("no identity: no error")
 	}
-	if _, err := s.RevokeIdentity(ctx, "github:2", "x", ""); err == nil {
+	if _, err := s.RevokeIdentity(ctx, "github:3", sessionFP, "x", ""); err == nil {
 		t.Error("no actor: no error")
 	}
 }

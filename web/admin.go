@@ -39,9 +39,13 @@ type AdminOptions struct {
 	// RecordingsDir is the folder recordings are kept under (DATA/
 	// recordings); empty means recordings cannot be shown.
 	RecordingsDir string
-	// SessionCA is the public key recordings are signed with; nil means
-	// only their digest chains are checked, which proves nothing against
-	// someone able to rewrite a whole file.
+	// SessionCA is the public key recordings are signed with, and which
+	// signs the bastion's session certificates (recorded under the
+	// identity of whoever connected), whose one-minute keys "revoke
+	// everything of a user" leaves alone. nil means only the digest chains
+	// of recordings are checked, which proves nothing against someone able
+	// to rewrite a whole file, and that "revoke everything" also revokes
+	// the keys of session certificates.
 	SessionCA ssh.PublicKey
 	// BreakGlass, if set, turns on POST BreakGlassPath.
 	BreakGlass *BreakGlassOptions
@@ -65,7 +69,7 @@ type BreakGlassOptions struct {
 // implements it.
 type AdminStore interface {
 	Revoke(ctx context.Context, r store.Revocation) error
-	RevokeIdentity(ctx context.Context, identity, reason, actor string) (store.IdentityRevocation, error)
+	RevokeIdentity(ctx context.Context, identity, sessionCA, reason, actor string) (store.IdentityRevocation, error)
 	Revocations(ctx context.Context) ([]store.Revocation, error)
 	Certificates(ctx context.Context, f store.CertificateFilter) ([]store.Certificate, error)
 	AuditEvents(ctx context.Context, q store.AuditQuery) ([]audit.Event, error)
@@ -363,17 +367,24 @@ func (s *Server) revokedSet(ctx context.Context) (revokedSet, error) {
 	return rs, err
 }
 
-var identityRE = regexp.MustCompile(`^[a-z]+:[!-~]{1,256}$`)
+// identityRE matches a recorded identity: a lower-case scheme such as
+// "github", "github-actions", "breakglass" or "oidc", then printable
+// ASCII, at most maxIdentityLen bytes in all: long enough for a CI
+// identity's ref and workflow (policy.CIClaims.IdentityString).
+var identityRE = regexp.MustCompile(`^[a-z][a-z-]*:[!-~]+$`)
+
+const maxIdentityLen = 8 << 10
 
 // parseIdentity reads the identity certificates are recorded for:
 // "github:ID", a bare numeric GitHub ID, or another recorded identity such
-// as "oidc:ISSUER#SUBJECT" or "breakglass:ID".
+// as "github-actions:...", "oidc:ISSUER#SUBJECT" or "breakglass:ID"; or a
+// suspension subject, "ci:OWNER/NAME".
 func parseIdentity(s string) (string, error) {
 	s = strings.TrimSpace(s)
 	if n, err := strconv.ParseInt(s, 10, 64); err == nil && n > 0 {
 		return "github:" + strconv.FormatInt(n, 10), nil
 	}
-	if !identityRE.MatchString(s) {
+	if len(s) > maxIdentityLen || !identityRE.MatchString(s) {
 		return "", fmt.Errorf("%q is not an identity: give a numeric GitHub ID or github:ID (never a login, which can be renamed)", truncate(s, 80))
 	}
 	return s, nil
@@ -423,9 +434,15 @@ func (s *Server) adminRevoke(w http.ResponseWriter, r *http.Request) {
 // adminRevokeUser stops a person or workload: it suspends the identity
 // (so that no certificate is issued to it, whatever key it brings, and the
 // bastion refuses it and ends its live sessions, until an admin lifts the
-// suspension), revokes the key of every certificate recorded for it, and
-// ends its signed-in sessions here. The suspension comes first, so that no
-// certificate can be issued between the revocations and it.
+// suspension), revokes the key of every certificate the user CA issued to
+// it, and ends its signed-in sessions here. The suspension comes first, so
+// that no certificate can be issued between the revocations and it.
+//
+// An admin cannot suspend themselves here: they would be refused at their
+// next page and could not lift it. Nor can a suspended admin suspend
+// anyone (the store checks both in the suspension's transaction), so the
+// admin who suspends always remains able to sign in and lift it: the web
+// never suspends the last admin able to sign in.
 func (s *Server) adminRevokeUser(w http.ResponseWriter, r *http.Request) {
 	sess, _, ok := s.requireAdmin(w, r)
 	if !ok {
@@ -443,11 +460,22 @@ func (s *Server) adminRevokeUser(w http.ResponseWriter, r *http.Request) {
 	}
 	ctx := r.Context()
 	var suspended string
-	if subject, err := store.ParseSuspensionSubject(id); err != nil {
+	subject, err := store.ParseSuspensionSubject(id)
+	if err != nil {
 		suspended = fmt.Sprintf("%s cannot be suspended (%v); only its keys are revoked. ", id, err)
 	} else {
 		sp, fresh, err := s.o.Admin.Store.Suspend(ctx, store.Suspension{Subject: subject, Reason: reason, Actor: sess.user.actor()})
-		if err != nil && !errors.Is(err, store.ErrAuditLog) {
+		switch {
+		case errors.Is(err, store.ErrSelfSuspension):
+			s.log.Warn("admin: self-suspension refused", "identity", subject, "by", sess.user.actor())
+			s.renderCertificates(w, r, sess, http.StatusForbidden, id, "", "",
+				"Not revoked: you cannot suspend yourself; another admin can, or use `sallyport ca revoke --identity` on the server.")
+			return
+		case errors.Is(err, store.ErrSuspended):
+			s.log.Warn("admin: suspended admin refused", "identity", subject, "by", sess.user.actor())
+			s.pages.error(w, http.StatusForbidden, "Suspended", "Your access is suspended: "+suspendedReason(err)+".")
+			return
+		case err != nil && !errors.Is(err, store.ErrAuditLog):
 			s.log.Error("admin: suspend", "identity", subject, "err", err)
 			s.renderCertificates(w, r, sess, http.StatusInternalServerError, id, "", "", "Not revoked: the suspension could not be recorded. Try again.")
 			return
@@ -458,20 +486,34 @@ func (s *Server) adminRevokeUser(w http.ResponseWriter, r *http.Request) {
 			suspended = fmt.Sprintf("%s was already suspended by %s since %s (%q). ", sp.Describe(), sp.Actor, sp.Time.UTC().Format(time.RFC3339), sp.Reason)
 		}
 	}
-	done, err := s.o.Admin.Store.RevokeIdentity(ctx, id, reason+" (everything of "+id+")", sess.user.actor())
+	if strings.HasPrefix(id, store.CISubjectPrefix) {
+		// No certificate is recorded under ci:OWNER/NAME: each of the
+		// repository's workloads has its own identity.
+		s.renderCertificates(w, r, sess, http.StatusOK, id, "", suspended+"No key is revoked: GitHub Actions certificates are short-lived, "+
+			"and the bastion refuses every certificate of a suspended repository at once.", "")
+		return
+	}
+	var sessionCA string
+	if s.o.Admin.SessionCA != nil {
+		sessionCA = ssh.FingerprintSHA256(s.o.Admin.SessionCA)
+	}
+	done, err := s.o.Admin.Store.RevokeIdentity(ctx, id, sessionCA, reason+" (everything of "+id+")", sess.user.actor())
 	ended := s.sessions.endIdentity(id)
 	if err != nil && !errors.Is(err, store.ErrAuditLog) {
-		s.log.Error("admin: revoke everything of a user", "identity", id, "keys", done.Keys, "err", err)
+		s.log.Error("admin: revoke everything of a user", "identity", id, "err", err)
 		s.renderCertificates(w, r, sess, http.StatusInternalServerError, id, "", suspended+fmt.Sprintf("%d signed-in sessions ended.", ended),
-			fmt.Sprintf("Only %d keys could be revoked; try again.", done.Keys))
+			"No key could be revoked; try again.")
 		return
 	}
 	s.log.Warn("everything of a user revoked", "identity", id, "keys", done.Keys, "certificates", done.Certificates,
-		"sessions_ended", ended, "by", sess.user.actor(), "reason", reason)
+		"session_certificates", done.Sessions, "sessions_ended", ended, "by", sess.user.actor(), "reason", reason)
 	msg := suspended + fmt.Sprintf("Revoked %d keys of %s and with them all %d certificates issued to it; %d signed-in sessions ended.",
 		done.Keys, id, done.Certificates, ended)
 	if done.Certificates == 0 {
-		msg = suspended + fmt.Sprintf("No certificate was ever issued to %s; %d signed-in sessions ended.", id, ended)
+		msg = suspended + fmt.Sprintf("The user CA never issued a certificate to %s; %d signed-in sessions ended.", id, ended)
+	}
+	if done.Sessions > 0 {
+		msg += fmt.Sprintf(" The bastion's %d session certificates for its connections are left as they are: each certifies a one-minute key of the bastion's own.", done.Sessions)
 	}
 	s.renderCertificates(w, r, sess, http.StatusOK, id, "", msg, "")
 }

@@ -87,7 +87,7 @@ type recEnv struct {
 	sessionCA ssh.Signer
 }
 
-func newAdminEnv(t *testing.T) *recEnv {
+func newAdminEnv(t *testing.T, opts ...envOption) *recEnv {
 	t.Helper()
 	w := newAdminWorld(t)
 	_, priv, err := ed25519.GenerateKey(rand.Reader)
@@ -104,6 +104,9 @@ func newAdminEnv(t *testing.T) *recEnv {
 		o.Admin = &AdminOptions{Admins: NewAdminSet(w.trustDir, 2, nil, nil), Store: st, RecordingsDir: re.recDir,
 			SessionCA:  signer.PublicKey(),
 			BreakGlass: &BreakGlassOptions{Authority: o.Issuer.(*ca.Authority), Ledger: st, PerMinute: 1000}}
+		for _, f := range opts {
+			f(o)
+		}
 	})
 	return re
 }

@@ -292,6 +292,12 @@ func (s *Server) auditLogin(ctx context.Context, u signedIn, cli bool) {
 // refuseSignIn answers a failed sign-in with a page saying why, and logs
 // and audits it. reason is for the record and never holds a code or token.
 func (s *Server) refuseSignIn(w http.ResponseWriter, r *http.Request, provider, who, reason string, status int, message string) {
+	s.recordSignInRefusal(r, provider, who, reason)
+	s.pages.error(w, status, "Sign-in refused", message)
+}
+
+// recordSignInRefusal counts, logs and audits a refused sign-in.
+func (s *Server) recordSignInRefusal(r *http.Request, provider, who, reason string) {
 	s.metrics.signIn(metricProvider(provider), "refused")
 	if who == "" {
 		who = "anonymous@" + s.client(r).String()
@@ -302,7 +308,6 @@ func (s *Server) refuseSignIn(w http.ResponseWriter, r *http.Request, provider, 
 	if err := s.o.Audit.Audit(r.Context(), e); err != nil {
 		s.log.Error("audit sign-in refusal", "err", err)
 	}
-	s.pages.error(w, status, "Sign-in refused", message)
 }
 
 func (s *Server) logout(w http.ResponseWriter, r *http.Request) {

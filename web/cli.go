@@ -5,6 +5,7 @@ import (
 	"crypto/sha256"
 	"encoding/base64"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"net/http"
 	"net/url"
@@ -12,6 +13,9 @@ import (
 	"strconv"
 	"strings"
 	"time"
+
+	"github.com/sallyport/sallyport/standing"
+	"github.com/sallyport/sallyport/store"
 )
 
 // The CLI sign-in (`sallyport login`) follows RFC 8252: the CLI listens on
@@ -218,6 +222,18 @@ func (s *Server) cliToken(w http.ResponseWriter, r *http.Request) {
 		writeError(w, http.StatusBadRequest, "invalid_grant", "the code_verifier does not match the challenge")
 		return
 	}
+	// The browser session that approved the code may predate a
+	// suspension made since (by another server or on the CA's machine).
+	if _, err := standing.Check(r.Context(), s.o.Standing, g.user.actor(), g.user.identity, standing.SourceSignIn); err != nil {
+		if errors.Is(err, store.ErrSuspended) {
+			s.recordSignInRefusal(r, g.user.provider, g.user.actor(), suspendedReason(err))
+			writeError(w, http.StatusForbidden, reasonSuspended, "Sallyport access for your account is suspended: "+suspendedReason(err))
+			return
+		}
+		s.log.Error("CLI token: standing", "who", g.user.actor(), "err", err)
+		writeError(w, http.StatusServiceUnavailable, reasonError, "Sallyport could not check your account; try again in a minute")
+		return
+	}
 	token, sess, err := s.sessions.create("cli", g.user, s.o.CLITokenTTL, s.now())
 	if err != nil {
 		writeError(w, http.StatusServiceUnavailable, "busy", err.Error())
@@ -249,6 +265,18 @@ func (s *Server) deviceApprove(w http.ResponseWriter, r *http.Request) {
 	}
 	if !s.signInRL.allow(s.client(r)) {
 		s.pages.error(w, http.StatusTooManyRequests, "Too many attempts", "Wait a minute and try again.")
+		return
+	}
+	// The browser session may predate a suspension made since (by
+	// another server or on the CA's machine): refused as a sign-in is.
+	if _, err := standing.Check(r.Context(), s.o.Standing, sess.user.actor(), sess.user.identity, standing.SourceSignIn); err != nil {
+		if errors.Is(err, store.ErrSuspended) {
+			s.refuseSignIn(w, r, sess.user.provider, sess.user.actor(), suspendedReason(err), http.StatusForbidden,
+				"Sallyport access for your account is suspended: "+suspendedReason(err)+". The CLI sign-in was not approved.")
+			return
+		}
+		s.log.Error("device approval: standing", "who", sess.user.actor(), "err", err)
+		s.pages.error(w, http.StatusServiceUnavailable, "Not available now", "Sallyport could not check your account. Nothing was approved; try again in a minute.")
 		return
 	}
 	userCode := normalizeUserCode(r.PostFormValue("user_code"))

@@ -24,18 +24,15 @@ import (
 
 const (
 	maxRecordingRows = 500
-	// maxReplayText bounds the text replay of one recording on a page;
-	// the whole file can be downloaded.
+	// maxReplayText bounds the text replay of one recording on a page,
+	// which is all of the file a page keeps (see verifyAndReplay); the
+	// whole file can be downloaded.
 	maxReplayText = 1 << 20
-	// maxRecordingHead is how much of a recording file a page keeps, as
-	// it verifies it, for its transcript: more than the file holds for
-	// maxReplayText of output, unless the output is mostly not shown
-	// (input, resizes, binary heads).
-	maxRecordingHead = 16 << 20
 )
 
-// afterRecordingCheck runs between the check of a recording and its
-// replay on its page; tests use it to rewrite the file there.
+// afterRecordingCheck runs once a recording was checked and its
+// transcript made, before its page is written; tests use it to rewrite
+// the file there, and to see what the page holds.
 var afterRecordingCheck = func() {}
 
 type recordingRow struct {
@@ -188,7 +185,7 @@ func (s *Server) recordingPage(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	defer f.Close()
-	rep, head, cut, err := verifyWithHead(f, recording.VerifyOptions{Key: s.o.Admin.SessionCA, Index: &rec}, maxRecordingHead)
+	rep, tr, err := verifyAndReplay(r.Context(), f, recording.VerifyOptions{Key: s.o.Admin.SessionCA, Index: &rec})
 	switch {
 	case err != nil:
 		d.Verdict = "could not be read: " + err.Error()
@@ -209,12 +206,11 @@ func (s *Server) recordingPage(w http.ResponseWriter, r *http.Request) {
 	default:
 		d.Intact, d.Verdict = true, fmt.Sprintf("intact: %d blocks, %d bytes, final digest %s signed by the session CA", rep.Blocks, rep.Bytes, rep.Digest)
 	}
-	afterRecordingCheck()
-	d.Replay, d.Notes, d.Trimmed, err = replayText(r.Context(), bytes.NewReader(head))
-	d.Trimmed = d.Trimmed || cut
-	if err != nil {
-		d.Notes += "\n[the replay stopped: " + err.Error() + "]"
+	d.Replay, d.Notes, d.Trimmed = tr.text, tr.notes, tr.trimmed
+	if tr.err != nil {
+		d.Notes += "\n[the replay stopped: " + tr.err.Error() + "]"
 	}
+	afterRecordingCheck()
 	s.renderAdmin(w, http.StatusOK, "recording", sess, admin, "Recording "+rec.ID, "", "", d)
 }
 
@@ -237,35 +233,45 @@ func (s *Server) recordingCast(w http.ResponseWriter, r *http.Request) {
 	io.Copy(w, f) //nolint:errcheck // the client went away
 }
 
-// verifyWithHead verifies the recording read from r and returns the
-// first lines of it, up to max bytes, for the transcript: read in the
-// same pass, so that the transcript shows exactly bytes that were
-// verified, not what the file may hold by the time it is read again. cut
-// says lines past max were left out.
-func verifyWithHead(r io.Reader, opts recording.VerifyOptions, max int) (rep *recording.Report, head []byte, cut bool, err error) {
-	h := &headBuffer{max: max}
-	rep, err = recording.Verify(io.TeeReader(r, h), opts)
-	head = h.buf
-	if h.cut {
-		head = head[:bytes.LastIndexByte(head, '\n')+1]
-	}
-	return rep, head, h.cut, err
+// transcript is the text replay of a recording (see replayText).
+type transcript struct {
+	text, notes string
+	trimmed     bool  // cut off after maxReplayText of output
+	err         error // why the replay stopped before the end, if it did
 }
 
-// headBuffer keeps the first max bytes written to it.
-type headBuffer struct {
-	buf []byte
-	max int
-	cut bool // more than max bytes were written
+// verifyAndReplay verifies the recording read from r and makes its
+// transcript in the same pass, from the bytes as the verification reads
+// them: so the transcript shows exactly bytes that were verified, not
+// what the file may hold by the time it would be read again. Only the
+// transcript is kept: once it holds maxReplayText of output, the rest of
+// the file is verified and dropped.
+func verifyAndReplay(ctx context.Context, r io.Reader, opts recording.VerifyOptions) (*recording.Report, transcript, error) {
+	pr, pw := io.Pipe()
+	done := make(chan transcript, 1)
+	go func() {
+		var tr transcript
+		tr.text, tr.notes, tr.trimmed, tr.err = replayText(ctx, pr)
+		pr.Close() // the feed drops the rest
+		done <- tr
+	}()
+	rep, err := recording.Verify(io.TeeReader(r, &replayFeed{w: pw}), opts)
+	pw.Close()
+	return rep, <-done, err
 }
 
-func (h *headBuffer) Write(p []byte) (int, error) {
-	room := h.max - len(h.buf)
-	if len(p) > room {
-		h.cut = true
-		h.buf = append(h.buf, p[:max(room, 0)]...)
-	} else {
-		h.buf = append(h.buf, p...)
+// replayFeed hands what the verification reads to the replay, until the
+// replay has stopped reading; it never fails the verification.
+type replayFeed struct {
+	w       *io.PipeWriter
+	stopped bool
+}
+
+func (f *replayFeed) Write(p []byte) (int, error) {
+	if !f.stopped {
+		if _, err := f.w.Write(p); err != nil {
+			f.stopped = true
+		}
 	}
 	return len(p), nil
 }
@@ -347,7 +353,9 @@ func skipEscape(b []byte, i int) int {
 // newline and tab, with "\r\n" and lone "\r" becoming "\n" and backspace
 // deleting the character before it.
 func plainText(b []byte) string {
-	var out []rune
+	// Bytes, not runes: a transcript of maxReplayText would take four
+	// times as much as runes.
+	out := make([]byte, 0, len(b))
 	for i := 0; i < len(b); {
 		c := b[i]
 		switch {
@@ -361,17 +369,18 @@ func plainText(b []byte) string {
 			out = append(out, '\n')
 		case c == '\b':
 			if n := len(out); n > 0 && out[n-1] != '\n' {
-				out = out[:n-1]
+				_, size := utf8.DecodeLastRune(out)
+				out = out[:n-size]
 			}
 		case c == '\n' || c == '\t':
-			out = append(out, rune(c))
+			out = append(out, c)
 		case c < 0x20 || c == 0x7f:
 		default:
 			r, size := utf8.DecodeRune(b[i:])
 			if r >= 0x80 && r < 0xa0 {
 				r = utf8.RuneError // C1 controls
 			}
-			out = append(out, r)
+			out = utf8.AppendRune(out, r)
 			i += size
 			continue
 		}

@@ -3,8 +3,10 @@ package web
 import (
 	"bytes"
 	"context"
+	"fmt"
 	"os"
 	"path/filepath"
+	"runtime"
 	"strings"
 	"testing"
 
@@ -70,9 +72,9 @@ func TestRecordingPageShowsVerifiedBytes(t *testing.T) {
 	})
 }
 
-// TestVerifyWithHead: the whole recording is verified, and of it the page
-// keeps whole lines up to the bound for the transcript.
-func TestVerifyWithHead(t *testing.T) {
+// TestVerifyAndReplay: the whole recording is verified, and its
+// transcript made in the same pass.
+func TestVerifyAndReplay(t *testing.T) {
 	e := newAdminEnv(t)
 	id := e.record(t, "github:1001", "alice")
 	row, err := e.st.Recording(context.Background(), id)
@@ -84,25 +86,104 @@ func TestVerifyWithHead(t *testing.T) {
 		t.Fatal(err)
 	}
 	for _, tc := range []struct {
-		name string
-		max  int
-		cut  bool
-	}{{"ok/whole", len(b), false}, {"ok/cut", len(b) - 10, true}, {"ok/header-only", bytes.IndexByte(b, '\n') + 1, true}} {
+		name   string
+		data   []byte
+		intact bool
+		want   string
+		err    bool
+	}{
+		{"ok/whole", b, true, "hello from alice", false},
+		{"fail/altered", bytes.Replace(b, []byte("hello"), []byte("HACKD"), 1), false, "HACKD from alice", false},
+		{"fail/cut-short", b[:len(b)-10], false, "hello from alice", true},
+		{"fail/empty", nil, false, "", true},
+	} {
 		t.Run(tc.name, func(t *testing.T) {
 			opts := recording.VerifyOptions{Key: e.sessionCA.PublicKey(), Index: &row}
-			rep, head, cut, err := verifyWithHead(bytes.NewReader(b), opts, tc.max)
+			rep, tr, err := verifyAndReplay(context.Background(), bytes.NewReader(tc.data), opts)
 			if err != nil {
 				t.Fatal(err)
 			}
-			if !rep.Intact() || rep.Bytes != int64(len(b)) {
-				t.Errorf("verified %d of %d bytes, intact %v; want all, intact", rep.Bytes, len(b), rep.Intact())
+			if rep.Intact() != tc.intact || (tc.intact && rep.Bytes != int64(len(tc.data))) {
+				t.Errorf("verified %d of %d bytes, intact %v; want intact %v", rep.Bytes, len(tc.data), rep.Intact(), tc.intact)
 			}
-			if cut != tc.cut || len(head) > tc.max || !bytes.HasPrefix(b, head) || (len(head) > 0 && head[len(head)-1] != '\n') {
-				t.Errorf("head of %d bytes (cut %v) with bound %d; want whole lines of the file, cut %v", len(head), cut, tc.max, tc.cut)
-			}
-			if _, _, _, err := replayText(context.Background(), bytes.NewReader(head)); err != nil {
-				t.Errorf("replay of the head: %v", err)
+			if !strings.Contains(tr.text, tc.want) || tr.trimmed || (tr.err != nil) != tc.err {
+				t.Errorf("transcript %q (trimmed %v, replay error %v); want %q, an error %v", tr.text, tr.trimmed, tr.err, tc.want, tc.err)
 			}
 		})
+	}
+}
+
+// recordLarge writes a finished recording of a pty session of alice with
+// a line "FIRST LINE", then size bytes of text, then "LAST LINE".
+func (re *recEnv) recordLarge(t *testing.T, size int) string {
+	t.Helper()
+	ctx := context.Background()
+	rec, err := recording.New(recording.Options{Dir: re.recDir, Index: re.st, Signer: re.sessionCA})
+	if err != nil {
+		t.Fatal(err)
+	}
+	sess, err := rec.Start(ctx, recording.Meta{Identity: "github:1001", User: "alice", Login: "root", Host: "web1", PTY: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	line := []byte(strings.Repeat("all work and no play makes jack a dull boy ", 3) + "\r\n")
+	chunk := bytes.Repeat(line, (64<<10)/len(line))
+	write := func(p []byte) {
+		t.Helper()
+		if _, err := sess.Stdout().Write(p); err != nil {
+			t.Fatal(err)
+		}
+	}
+	write([]byte("FIRST LINE\r\n"))
+	for n := 0; n < size; n += len(chunk) {
+		write(chunk)
+	}
+	write([]byte("LAST LINE\r\n"))
+	if _, err := sess.Close(ctx, recording.End{ExitStatus: 0}); err != nil {
+		t.Fatal(err)
+	}
+	return sess.ID()
+}
+
+// TestLargeRecordingPage: the page of a recording far longer than its
+// transcript verifies all of it and shows its head, and keeps only the
+// transcript while it does.
+func TestLargeRecordingPage(t *testing.T) {
+	e := newAdminEnv(t)
+	id := e.recordLarge(t, 18<<20) // past what a page once kept of a file, 16 MiB
+	row, err := e.st.Recording(context.Background(), id)
+	if err != nil {
+		t.Fatal(err)
+	}
+	fi, err := os.Stat(filepath.Join(e.recDir, filepath.FromSlash(row.Path)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	browser, _, _ := e.signIn(t, "alice")
+
+	var before, during runtime.MemStats
+	afterRecordingCheck = func() {
+		runtime.GC()
+		runtime.ReadMemStats(&during)
+	}
+	t.Cleanup(func() { afterRecordingCheck = func() {} })
+	runtime.GC()
+	runtime.ReadMemStats(&before)
+	status, page := get(t, browser, e.ts.URL+"/recordings/"+id)
+	if status != 200 {
+		t.Fatalf("status %d", status)
+	}
+	contains(t, "page", page, "intact: ")
+	contains(t, "page", page, fmt.Sprintf(" blocks, %d bytes, final digest ", fi.Size()))
+	contains(t, "page", page, "FIRST LINE\nall work and no play")
+	contains(t, "page", page, "<strong>cut off</strong> after 1 MiB of output")
+	if strings.Contains(page, "LAST LINE") {
+		t.Error("the page shows more than 1 MiB of output")
+	}
+	held := int64(during.HeapAlloc) - int64(before.HeapAlloc)
+	t.Logf("the page held %.1f MiB once the %.1f MiB file was checked", float64(held)/(1<<20), float64(fi.Size())/(1<<20))
+	if held > 4<<20 {
+		t.Errorf("the page held %.1f MiB once the %.1f MiB file was checked; want its transcript only (1 MiB)",
+			float64(held)/(1<<20), float64(fi.Size())/(1<<20))
 	}
 }

@@ -2,12 +2,16 @@ package web
 
 import (
 	"context"
+	"crypto/rand"
+	"fmt"
 	"html"
 	"net/http"
 	"net/url"
+	"regexp"
 	"strconv"
 	"strings"
 	"testing"
+	"time"
 
 	"golang.org/x/crypto/ssh"
 	"golang.org/x/oauth2"
@@ -277,5 +281,232 @@ func TestSuspendedAdminSession(t *testing.T) {
 		if status != http.StatusForbidden || !strings.Contains(html.UnescapeString(page), "GitHub account taken over") {
 			t.Errorf("GET %s while suspended: %d; want 403 naming the suspension", path, status)
 		}
+	}
+}
+
+// TestAdminCannotSuspendSelf: an admin who suspended themselves would be
+// refused at their next page and could not lift it; they are told who can.
+func TestAdminCannotSuspendSelf(t *testing.T) {
+	e := newAdminEnv(t)
+	_, _, serials := e.issueFor(t, "carol", 1)
+	carol, _, home := e.signIn(t, "carol")
+	csrf := csrfOf(t, home)
+	for _, id := range []string{"github:1003", "1003"} {
+		status, page := postForm(t, carol, e.ts.URL+"/admin/revoke-user", url.Values{"csrf": {csrf}, "identity": {id}, "reason": {"testing"}})
+		if status != http.StatusForbidden {
+			t.Fatalf("carol suspending %s (herself): %d; want 403\n%.3000s", id, status, page)
+		}
+		contains(t, "answer", html.UnescapeString(page), "you cannot suspend yourself; another admin can, or use `sallyport ca revoke --identity` on the server")
+	}
+	if sps, err := e.st.Suspensions(context.Background()); err != nil || len(sps) != 0 {
+		t.Errorf("suspensions %+v %v; want none", sps, err)
+	}
+	if revs, err := e.st.Revocations(context.Background()); err != nil || len(revs) != 0 {
+		t.Errorf("revocations %+v %v; want none (serial %d stays valid)", revs, err, serials[0])
+	}
+	if status, _ := get(t, carol, e.ts.URL+"/admin"); status != 200 {
+		t.Errorf("carol's admin page afterwards: %d; want 200", status)
+	}
+	// Another admin can.
+	octo, _, octoHome := e.signIn(t, "octo-admin")
+	status, page := postForm(t, octo, e.ts.URL+"/admin/revoke-user", url.Values{"csrf": {csrfOf(t, octoHome)}, "identity": {"github:1003"}, "reason": {"carol's laptop stolen"}})
+	if status != 200 {
+		t.Fatalf("octo-admin suspending carol: %d\n%.3000s", status, page)
+	}
+	contains(t, "answer", page, "Suspended github:1003")
+}
+
+// sessionCertFor records a certificate as the bastion does for a
+// connection of identity to a target: a one-minute certificate of a key
+// of its own, signed by the session CA.
+func (re *recEnv) sessionCertFor(t *testing.T, identity string) {
+	t.Helper()
+	ctx := context.Background()
+	serial, err := re.st.NextSerial(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, pub := newKey(t)
+	now := time.Now()
+	cert := &ssh.Certificate{Key: pub, Serial: serial, CertType: ssh.UserCert, KeyId: "session " + identity,
+		ValidPrincipals: []string{"root"}, ValidAfter: uint64(now.Add(-time.Minute).Unix()), ValidBefore: uint64(now.Add(time.Minute).Unix())}
+	if err := cert.SignCert(rand.Reader, re.sessionCA); err != nil {
+		t.Fatal(err)
+	}
+	if err := re.st.RecordIssued(ctx, cert, identity); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// TestAdminRevokeUserLeavesSessionCertificates: "revoke everything"
+// revokes the keys the user CA certified for the person, not the
+// one-minute keys of the bastion's session certificates recorded under
+// their identity.
+func TestAdminRevokeUserLeavesSessionCertificates(t *testing.T) {
+	e := newAdminEnv(t)
+	_, _, serials := e.issueFor(t, "alice", 1)
+	for range 5 {
+		e.sessionCertFor(t, "github:1001")
+	}
+	carol, _, home := e.signIn(t, "carol")
+	status, page := postForm(t, carol, e.ts.URL+"/admin/revoke-user", url.Values{"csrf": {csrfOf(t, home)}, "identity": {"github:1001"}, "reason": {"account compromised"}})
+	if status != 200 {
+		t.Fatalf("revoke-user: %d\n%.3000s", status, page)
+	}
+	contains(t, "answer", page, "Revoked 1 keys of github:1001 and with them all 1 certificates issued to it")
+	contains(t, "answer", page, "The bastion&#39;s 5 session certificates for its connections are left as they are")
+	revs, err := e.st.Revocations(context.Background())
+	if err != nil {
+		t.Fatal(err)
+	}
+	keys, revoked := 0, map[uint64]bool{}
+	for _, r := range revs {
+		if r.Key != nil {
+			keys++
+		} else {
+			revoked[r.Serial] = true
+		}
+	}
+	if keys != 1 || len(revoked) != 1 || !revoked[serials[0]] {
+		t.Errorf("%d keys and serials %v revoked; want alice's key and serial %d only", keys, revoked, serials[0])
+	}
+	if evs := e.auditOf(t, audit.TypeRevoke); len(evs) != 1 {
+		t.Errorf("%d revoke events; want 1", len(evs))
+	}
+}
+
+// TestAdminCIIdentity: the certificates page and "revoke everything" take
+// the GitHub Actions identities certificates are recorded under; a
+// repository's suspension says what it does.
+func TestAdminCIIdentity(t *testing.T) {
+	iss := oidctest.New(t)
+	const aud = "https://sallyport.example.org"
+	actions, err := identity.NewActions(identity.ActionsConfig{Issuer: iss.URL, Audience: aud, HTTPClient: iss.Client()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	e := newAdminEnv(t, func(o *Options) { o.CI = actions })
+	_, pub := newKey(t)
+	if st, out := e.postJSON(t, "/api/v1/ci/certificate", iss.Sign(iss.ActionsClaims(aud)), CertificateRequest{PublicKey: string(ssh.MarshalAuthorizedKey(pub))}); st != 200 {
+		t.Fatalf("CI certificate: %d %v", st, out)
+	}
+	certs, err := e.st.Certificates(context.Background(), store.CertificateFilter{})
+	if err != nil || len(certs) != 1 || !strings.HasPrefix(certs[0].Identity, "github-actions:") {
+		t.Fatalf("certificates %+v %v; want one CI certificate", certs, err)
+	}
+	ci := certs[0].Identity
+	carol, _, home := e.signIn(t, "carol")
+	csrf := csrfOf(t, home)
+
+	// The link of the certificates page.
+	status, page := get(t, carol, e.ts.URL+"/admin/certificates")
+	m := regexp.MustCompile(`href="(/admin/certificates\?identity=github-actions[^"]+)"`).FindStringSubmatch(page)
+	if status != 200 || m == nil {
+		t.Fatalf("certificates page: %d; want a link to the CI identity's certificates\n%.3000s", status, page)
+	}
+	if status, page := get(t, carol, e.ts.URL+html.UnescapeString(m[1])); status != 200 || !strings.Contains(page, fmt.Sprintf("<td>%d</td>", certs[0].Serial)) {
+		t.Errorf("certificates of %s: %d\n%.3000s", ci, status, page)
+	}
+
+	for _, tc := range []struct {
+		name, identity string
+		want           []string
+		notWant        string
+	}{
+		{"ok/repository", "ci:Example-OSS/website", []string{"Suspended every GitHub Actions workload of example-oss/website",
+			"No key is revoked: GitHub Actions certificates are short-lived, and the bastion refuses every certificate of a suspended repository at once."}, "No certificate was ever issued"},
+		{"ok/workload", ci, []string{"every GitHub Actions workload of example-oss/website was already suspended",
+			"Revoked 1 keys of github-actions:"}, ""},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			status, page := postForm(t, carol, e.ts.URL+"/admin/revoke-user", url.Values{"csrf": {csrf}, "identity": {tc.identity}, "reason": {"workflow hijacked"}})
+			if status != 200 {
+				t.Fatalf("revoke-user %s: %d\n%.3000s", tc.identity, status, page)
+			}
+			page = html.UnescapeString(page)
+			for _, w := range tc.want {
+				contains(t, "answer", page, w)
+			}
+			if tc.notWant != "" && strings.Contains(page, tc.notWant) {
+				t.Errorf("answer says %q", tc.notWant)
+			}
+		})
+	}
+	revs, err := e.st.Revocations(context.Background())
+	if err != nil || len(revs) != 2 || revs[0].Key == nil || ssh.FingerprintSHA256(revs[0].Key) != ssh.FingerprintSHA256(pub) {
+		t.Errorf("revocations %+v %v; want the CI key and its serial", revs, err)
+	}
+}
+
+// TestCLIApprovalSuspended: a browser session from before a suspension
+// recorded elsewhere approves no `sallyport login --no-browser`, and no
+// CLI token is handed out for a code approved before it.
+func TestCLIApprovalSuspended(t *testing.T) {
+	e := newEnv(t, stepClock(2*time.Second))
+	ctx := context.Background()
+	device := func(verifier string) (deviceCode, userCode string) {
+		t.Helper()
+		st, d := e.postJSON(t, "/api/v1/cli/device", "", map[string]string{"code_challenge": oauth2.S256ChallengeFromVerifier(verifier), "code_challenge_method": "S256"})
+		if st != 200 {
+			t.Fatalf("device: %d %v", st, d)
+		}
+		return d["device_code"].(string), d["user_code"].(string)
+	}
+	approve := func(b *http.Client, page, userCode string) (int, string) {
+		t.Helper()
+		return postForm(t, b, e.ts.URL+"/device", url.Values{"user_code": {userCode}, "csrf": {csrfOf(t, page)}})
+	}
+	suspend := func(subject string) {
+		t.Helper()
+		if _, _, err := e.st.Suspend(ctx, store.Suspension{Subject: subject, Reason: "laptop stolen", Actor: "offline:root"}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	// A code approved before the suspension, redeemed after it.
+	bobVerifier := oauth2.GenerateVerifier()
+	bobDevice, bobUser := device(bobVerifier)
+	bob, _, bobPage := e.signIn(t, "bob")
+	if st, page := approve(bob, bobPage, bobUser); st != 200 {
+		t.Fatalf("bob's approval: %d\n%.2000s", st, page)
+	}
+	// A loopback sign-in completed before the suspension, redeemed after it.
+	aliceVerifier := oauth2.GenerateVerifier()
+	aliceCode := e.cliCode(t, "alice", aliceVerifier)
+	alice, _, alicePage := e.signIn(t, "alice")
+	suspend("github:1001")
+	suspend("github:1002")
+
+	t.Run("fail/approve", func(t *testing.T) {
+		verifier := oauth2.GenerateVerifier()
+		deviceCode, userCode := device(verifier)
+		st, page := approve(alice, alicePage, userCode)
+		if st != http.StatusForbidden || !strings.Contains(html.UnescapeString(page), `github:1001 is suspended since`) ||
+			!strings.Contains(html.UnescapeString(page), `"laptop stolen"`) {
+			t.Fatalf("approval by suspended alice: %d; want 403 naming the suspension\n%.2000s", st, page)
+		}
+		if evs := e.auditOf(t, audit.TypeLogin); len(evs) == 0 || evs[0].Actor != "github:1001" || evs[0].Outcome != audit.OutcomeDenied {
+			t.Errorf("newest login event %+v; want alice's refusal", evs)
+		}
+		if st, out := e.postJSON(t, "/api/v1/cli/token", "", map[string]string{"device_code": deviceCode, "code_verifier": verifier}); st != 400 || out["error"] != "authorization_pending" {
+			t.Errorf("token for the refused approval: %d %v; want authorization_pending", st, out)
+		}
+	})
+	for _, tc := range []struct {
+		name, who string
+		body      map[string]string
+	}{
+		{"fail/device-token", "github:1002", map[string]string{"device_code": bobDevice, "code_verifier": bobVerifier}},
+		{"fail/loopback-token", "github:1001", map[string]string{"code": aliceCode, "code_verifier": aliceVerifier}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			st, out := e.postJSON(t, "/api/v1/cli/token", "", tc.body)
+			msg, _ := out["message"].(string)
+			if st != http.StatusForbidden || out["error"] != "suspended" || !strings.Contains(msg, tc.who+" is suspended since") || out["token"] != nil {
+				t.Fatalf("token of suspended %s: %d %v; want 403 suspended", tc.who, st, out)
+			}
+			if evs := e.auditOf(t, audit.TypeLogin); len(evs) == 0 || evs[0].Actor != tc.who || evs[0].Outcome != audit.OutcomeDenied {
+				t.Errorf("newest login event %+v; want the refusal of %s", evs, tc.who)
+			}
+		})
 	}
 }

@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"io"
+	"path/filepath"
 	"strconv"
 	"strings"
 	"time"
@@ -22,9 +23,12 @@ key itself is revoked too, so certificates issued for it later are refused),
 or stop a person or workload with --identity: the identity is suspended (no
 certificate is issued to it, whatever key it brings; the bastion refuses it
 and ends its live sessions) until 'sallyport ca lift', and the key of every
-certificate recorded for it is revoked. --identity takes a numeric GitHub
+certificate the user CA issued to it is revoked (not the one-minute keys of
+the bastion's session certificates). --identity takes a numeric GitHub
 user ID or github:ID (never a login, which can be renamed), ci:OWNER/NAME
 for every GitHub Actions workflow of a repository, or an oidc: identity.
+Nobody can suspend themselves on the admin pages; this is the way to
+suspend an admin who is the only one.
 Afterwards run 'sallyport ca krl' and distribute the KRL to sshd's RevokedKeys.`, stderr)
 	dataDir := fs.String("data", "", "data `folder` holding the CA keys and database (required)")
 	serial := fs.String("serial", "", "`serial` number of the certificate to revoke")
@@ -80,8 +84,8 @@ Afterwards run 'sallyport ca krl' and distribute the KRL to sshd's RevokedKeys.`
 }
 
 // revokeIdentity suspends identity and revokes the key of every
-// certificate recorded for it. The suspension comes first, so that no
-// certificate can be issued between the revocations and it.
+// certificate the user CA issued to it. The suspension comes first, so
+// that no certificate can be issued between the revocations and it.
 func revokeIdentity(ctx context.Context, dataDir, identity, reason string, stdout io.Writer) error {
 	subject, err := store.ParseSuspensionSubject(identity)
 	if err != nil {
@@ -95,6 +99,9 @@ func revokeIdentity(ctx context.Context, dataDir, identity, reason string, stdou
 	recorded := strings.TrimSpace(identity)
 	if strings.HasPrefix(subject, "github:") {
 		recorded = subject
+	}
+	if dataDir == "" {
+		return fmt.Errorf("ca revoke: --data is required")
 	}
 	st, err := openStore(ctx, dataDir)
 	if err != nil {
@@ -110,14 +117,33 @@ func revokeIdentity(ctx context.Context, dataDir, identity, reason string, stdou
 	} else {
 		fmt.Fprintf(stdout, "%s was already suspended since %s by %s (%q)\n", sp.Describe(), sp.Time.UTC().Format(time.RFC3339), sp.Actor, sp.Reason)
 	}
-	done, err := st.RevokeIdentity(ctx, recorded, reason+" (everything of "+recorded+")", offlineActor())
+	if strings.HasPrefix(recorded, store.CISubjectPrefix) {
+		// No certificate is recorded under ci:OWNER/NAME: each of the
+		// repository's workloads has its own identity.
+		fmt.Fprintln(stdout, "no key is revoked: GitHub Actions certificates are short-lived, and the bastion refuses every certificate of a suspended repository at once")
+		return nil
+	}
+	// The bastion's session certificates, recorded under the identity of
+	// whoever connected, are told apart by their CA; its public key is
+	// there even when the CA keys are sealed. Without it their keys are
+	// revoked too, which is harmless: the suspension must not wait.
+	var sessionCA string
+	if pub, err := readAnyPublicKey(filepath.Join(dataDir, ca.KindSession.FileName()+".pub")); err != nil {
+		fmt.Fprintf(stdout, "the session CA's public key cannot be read (%v): the keys of the bastion's session certificates are revoked too\n", err)
+	} else {
+		sessionCA = ssh.FingerprintSHA256(pub)
+	}
+	done, err := st.RevokeIdentity(ctx, recorded, sessionCA, reason+" (everything of "+recorded+")", offlineActor())
 	if err != nil {
 		return fmt.Errorf("ca revoke: %w", err)
 	}
 	if done.Certificates == 0 {
-		fmt.Fprintf(stdout, "no certificate was ever recorded for %s\n", recorded)
+		fmt.Fprintf(stdout, "the user CA never issued a certificate to %s\n", recorded)
 	} else {
-		fmt.Fprintf(stdout, "revoked %d keys of %s and with them all %d certificates recorded for it\n", done.Keys, recorded, done.Certificates)
+		fmt.Fprintf(stdout, "revoked %d keys of %s and with them all %d certificates the user CA issued to it\n", done.Keys, recorded, done.Certificates)
+	}
+	if done.Sessions > 0 {
+		fmt.Fprintf(stdout, "left the bastion's %d session certificates for its connections as they are: each certifies a one-minute key of the bastion's own\n", done.Sessions)
 	}
 	return nil
 }

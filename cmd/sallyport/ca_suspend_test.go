@@ -36,6 +36,22 @@ func issueTo(t *testing.T, data, identity string) uint64 {
 	return cert.Serial
 }
 
+// sessionTo mints a session certificate recorded for identity in data, as
+// the bastion does for each connection to a target: of a key of its own.
+func sessionTo(t *testing.T, data, identity string) {
+	t.Helper()
+	a, st, err := openAuthority(t.Context(), data)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer st.Close()
+	key := readPublicKeyFile(t, newUserKey(t, t.TempDir())+".pub")
+	if _, err := a.IssueSession(t.Context(), ca.SessionRequest{PublicKey: key, Principal: "deploy", TTL: time.Minute,
+		KeyID: "session of " + identity, Identity: identity}); err != nil {
+		t.Fatalf("session certificate for %s: %v", identity, err)
+	}
+}
+
 func readPublicKeyFile(t *testing.T, path string) ssh.PublicKey {
 	t.Helper()
 	k, err := readPublicKey(path)
@@ -54,12 +70,26 @@ func TestCARevokeIdentity(t *testing.T) {
 	issueTo(t, data, "github:1001")
 	issueTo(t, data, "github:1001")
 	issueTo(t, data, "github:1002")
+	for range 3 {
+		sessionTo(t, data, "github:1001")
+	}
 
 	out := runCLI(t, "ca", "revoke", "--data", data, "--identity", "1001", "--reason", "laptop stolen")
-	for _, want := range []string{"suspended github:1001", "sallyport ca lift --identity github:1001", "revoked 2 keys of github:1001 and with them all 2 certificates"} {
+	for _, want := range []string{"suspended github:1001", "sallyport ca lift --identity github:1001",
+		"revoked 2 keys of github:1001 and with them all 2 certificates the user CA issued to it",
+		"left the bastion's 3 session certificates for its connections as they are"} {
 		if !strings.Contains(out, want) {
 			t.Errorf("ca revoke --identity said %q; want %q", out, want)
 		}
+	}
+	st, err := openStore(t.Context(), data)
+	if err != nil {
+		t.Fatal(err)
+	}
+	revs, err := st.Revocations(t.Context())
+	st.Close()
+	if err != nil || len(revs) != 4 {
+		t.Errorf("%d revocations (%v); want github:1001's 2 keys and 2 serials, none of a session certificate", len(revs), err)
 	}
 	if out := runCLI(t, "ca", "revoke", "--data", data, "--identity", "github:1001", "--reason", "again"); !strings.Contains(out, `already suspended since`) || !strings.Contains(out, `"laptop stolen"`) {
 		t.Errorf("second ca revoke --identity said %q", out)
@@ -93,8 +123,23 @@ func TestCARevokeIdentity(t *testing.T) {
 
 	// A repository's workflows, whatever their identity string.
 	out = runCLI(t, "ca", "revoke", "--data", data, "--identity", "ci:Example-OSS/website", "--reason", "workflow hijacked")
-	if !strings.Contains(out, "suspended every GitHub Actions workload of example-oss/website") {
+	if !strings.Contains(out, "suspended every GitHub Actions workload of example-oss/website") ||
+		!strings.Contains(out, "no key is revoked: GitHub Actions certificates are short-lived, and the bastion refuses every certificate of a suspended repository at once") ||
+		strings.Contains(out, "no certificate was ever") {
 		t.Errorf("ca revoke --identity ci: said %q", out)
+	}
+
+	// Without the session CA's public key, session certificates are not
+	// told apart: their keys are revoked too, and the suspension stands.
+	sessionTo(t, data, "github:1002")
+	if err := os.Remove(filepath.Join(data, ca.KindSession.FileName()+".pub")); err != nil {
+		t.Fatal(err)
+	}
+	out = runCLI(t, "ca", "revoke", "--data", data, "--identity", "github:1002", "--reason", "left the project")
+	for _, want := range []string{"suspended github:1002", "the session CA's public key cannot be read", "revoked 3 keys of github:1002 and with them all 3 certificates"} {
+		if !strings.Contains(out, want) {
+			t.Errorf("ca revoke --identity without session_ca.pub said %q; want %q", out, want)
+		}
 	}
 
 	log, err := os.ReadFile(filepath.Join(data, auditFile))

@@ -10,6 +10,7 @@ import (
 	"encoding/pem"
 	"errors"
 	"fmt"
+	"html"
 	"io"
 	"io/fs"
 	"net"
@@ -25,6 +26,7 @@ import (
 	"strconv"
 	"strings"
 	"time"
+	"unicode"
 
 	"golang.org/x/crypto/ssh"
 	"golang.org/x/crypto/ssh/agent"
@@ -384,7 +386,10 @@ func signInPageUsers(page []byte) []string {
 	return users
 }
 
-// pageText returns the readable text of an error page, for messages.
+// pageText returns the readable text of an error page, for messages: its
+// error paragraph as plain text (the page's HTML entities, such as the
+// quotes around a suspension's reason, decoded), in one line without
+// control characters, at most 300 bytes.
 func pageText(b []byte) string {
 	s := string(b)
 	if i := strings.Index(s, `class="error">`); i >= 0 {
@@ -393,9 +398,15 @@ func pageText(b []byte) string {
 			s = s[:j]
 		}
 	}
+	s = strings.Map(func(r rune) rune {
+		if unicode.IsControl(r) {
+			return ' '
+		}
+		return r
+	}, html.UnescapeString(s))
 	s = strings.Join(strings.Fields(s), " ")
 	if len(s) > 300 {
-		s = s[:300] + "..."
+		s = strings.ToValidUTF8(s[:300], "") + "..."
 	}
 	return s
 }

@@ -3,6 +3,7 @@ package main
 import (
 	"context"
 	"encoding/json"
+	"html/template"
 	"net/http"
 	"net/http/httptest"
 	"os"
@@ -56,6 +57,40 @@ func TestLoginUnreachable(t *testing.T) {
 			t.Errorf("err = %v; want the server not reachable, without the request's URL", err)
 		}
 	})
+}
+
+// TestLoginDevUserRefused: a sign-in the server refuses is told in plain
+// text, not with the HTML entities of the server's page.
+func TestLoginDevUserRefused(t *testing.T) {
+	t.Setenv("PATH", t.TempDir()) // no browser is opened
+	t.Setenv("SSH_AUTH_SOCK", "")
+	// The server's error page (web/templates/error.html) for a suspended
+	// account.
+	page := template.Must(template.New("error").Parse(`<!doctype html><title>Sign-in refused</title><h1>Sign-in refused</h1>
+<p class="error">{{.}}</p>
+<p><a href="/">Back to the start page</a></p>`))
+	const reason = `Sallyport access for your account is suspended: github:1001 is suspended since 2025-06-01T10:00:00Z by offline:root ("laptop stolen & <gone>"); an admin must lift the suspension.`
+	mux := http.NewServeMux()
+	mux.HandleFunc("/healthz", func(w http.ResponseWriter, r *http.Request) { w.Write([]byte("ok\n")) })
+	mux.HandleFunc("/cli/login", func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Content-Type", "text/html; charset=utf-8")
+		w.WriteHeader(http.StatusForbidden)
+		page.Execute(w, reason+"\x1b[2J")
+	})
+	srv := httptest.NewServer(mux)
+	defer srv.Close()
+	key := filepath.Join(t.TempDir(), "key")
+	_, _, err := tryCLI(t, "login", "--server", srv.URL, "--dev-user", "alice", "--key", key, "--timeout", "5s")
+	if err == nil {
+		t.Fatal("login succeeded")
+	}
+	want := "sign-in as alice did not complete (403 Forbidden): " + reason
+	if !strings.Contains(err.Error(), want) {
+		t.Errorf("error = %q; want %q", err, want)
+	}
+	if strings.ContainsAny(err.Error(), "\x1b\n") {
+		t.Errorf("error = %q; want one line without control characters", err)
+	}
 }
 
 // TestLoginInterrupted checks that Ctrl-C while waiting for the sign-in
