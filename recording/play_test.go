@@ -22,6 +22,8 @@ func TestSafeWriter(t *testing.T) {
 		{"ok/charset", "\x1b(0qqq\x1b(B", "\x1b(0qqq\x1b(B"},
 		{"ok/save-restore", "\x1b7x\x1b8\x1bM", "\x1b7x\x1b8\x1bM"},
 		{"ok/cursor-style", "\x1b[2 q", "\x1b[2 q"},
+		{"ok/repeat-short", "x\x1b[79b", "x\x1b[79b"},
+		{"fail/repeat-flood", "x\x1b[65535by\x1b[1;2b", "xy"},
 		{"fail/osc52-clipboard-bel", "a\x1b]52;c;cm0gLXJmIH4=\ab", "ab"},
 		{"fail/osc52-clipboard-st", "a\x1b]52;c;cm0gLXJmIH4=\x1b\\b", "ab"},
 		{"fail/osc-title", "a\x1b]0;evil title\ab", "ab"},

@@ -372,6 +372,11 @@ func (sw *SafeWriter) appendCSI(out, body []byte) []byte {
 		if final == 'J' && !eraseInDisplay(params) {
 			return out
 		}
+		// REP repeats the last character: a count of 65535 turns a few
+		// recorded bytes into a flood on the viewer's screen.
+		if final == 'b' && !(len(params) <= 3 && bytes.IndexByte(params, ';') < 0) {
+			return out
+		}
 		sw.tabs = sw.tabs || final == 'g'
 		return whole()
 	case private == 0 && string(inter) == " " && final == 'q': // cursor style
