@@ -11,7 +11,6 @@ import (
 	"strconv"
 	"strings"
 	"sync/atomic"
-	"time"
 
 	"golang.org/x/crypto/ssh"
 
@@ -101,31 +100,39 @@ var userAuthAlgorithms = []string{
 }
 
 // handshake is the authentication of one incoming connection: a user's,
-// or the inner connection of a ProxyJump tunnel.
+// or the inner connection of a ProxyJump tunnel. Its callbacks run one at
+// a time, on the connection's handshake goroutine.
 type handshake struct {
-	// end ends the connection: the TCP connection, or the tunnel.
-	end func()
-	// refused is set once a key the client proved it holds was refused.
-	// That refusal cannot change on the connection, and the user has
-	// been told why: the connection is ended at the client's next
-	// attempt, and at the latest refusedGrace later.
+	// refusedKeys are the keys the client proved it holds that were
+	// refused on this connection (by their wire encoding). A key offered
+	// again is refused quietly: the decision cannot change within the
+	// handshake, and the user has been told why. A key not refused yet is
+	// decided as usual, so that a valid certificate the agent holds
+	// behind an expired or revoked one still logs in; MaxAuthTries bounds
+	// the attempts.
+	refusedKeys map[string]struct{}
+	// refused is set once any proven key was refused.
 	refused atomic.Bool
 }
 
-// refusedGrace is how long a connection whose proven key was refused is
-// kept, so that the client reads the reason before the connection ends.
-const refusedGrace = time.Second
-
-// refuse marks the connection as refused; see handshake.refused.
-func (h *handshake) refuse() {
-	if !h.refused.Swap(true) {
-		time.AfterFunc(refusedGrace, h.end)
+// refuse remembers that key, proven, was refused; see refusedKeys.
+func (h *handshake) refuse(key ssh.PublicKey) {
+	if h.refusedKeys == nil {
+		h.refusedKeys = map[string]struct{}{}
 	}
+	h.refusedKeys[string(key.Marshal())] = struct{}{}
+	h.refused.Store(true)
 }
 
-// errRefusedBefore ends a connection that tries again after its proven key
-// was refused.
-var errRefusedBefore = errors.New("a certificate was refused on this connection already")
+// refusedBefore reports whether key was refused on this connection already.
+func (h *handshake) refusedBefore(key ssh.PublicKey) bool {
+	_, ok := h.refusedKeys[string(key.Marshal())]
+	return ok
+}
+
+// errRefusedBefore refuses a key offered again after it was refused on the
+// same connection.
+var errRefusedBefore = errors.New("this certificate was refused on this connection already")
 
 // serverConfig returns the configuration for one incoming connection on
 // the user connection c, presenting signer. tun is the ProxyJump tunnel
@@ -136,15 +143,11 @@ func (s *Server) serverConfig(c *serverConn, signer ssh.Signer, tun *tunnel, h *
 		ServerVersion:           "SSH-2.0-Sallyport",
 		PublicKeyAuthAlgorithms: userAuthAlgorithms,
 		PublicKeyCallback: func(conn ssh.ConnMetadata, key ssh.PublicKey) (*ssh.Permissions, error) {
-			if h.refused.Load() {
-				h.end()
-				return nil, errRefusedBefore
-			}
 			return s.offeredKey(c, conn, key, tun)
 		},
 		VerifiedPublicKeyCallback: func(conn ssh.ConnMetadata, key ssh.PublicKey, perms *ssh.Permissions, _ string) (*ssh.Permissions, error) {
-			if h.refused.Load() {
-				h.end()
+			if h.refusedBefore(key) {
+				// Quietly: no store read, no audit.
 				return nil, errRefusedBefore
 			}
 			return s.provenKey(h, conn, key, perms)
@@ -230,7 +233,8 @@ func verifyCertSignature(cert *ssh.Certificate) error {
 
 // provenKey runs once the client proved it holds key, with the Permissions
 // offeredKey returned for that key. Refusals from here on are audited
-// (see auditLoginRefusal), and end the connection (see handshake).
+// (see auditLoginRefusal), and the key is not decided again on the
+// connection (see handshake); the client may go on to its next key.
 func (s *Server) provenKey(h *handshake, conn ssh.ConnMetadata, key ssh.PublicKey, perms *ssh.Permissions) (*ssh.Permissions, error) {
 	info, _ := perms.ExtraData[authKey{}].(*authInfo)
 	if info == nil || !bytes.Equal(info.cert.Marshal(), key.Marshal()) {
@@ -245,7 +249,7 @@ func (s *Server) provenKey(h *handshake, conn ssh.ConnMetadata, key ssh.PublicKe
 			return nil, banner(errors.New("the bastion could not check your certificate; try again later"))
 		}
 		_ = s.auditLoginRefusal(ctx, info, conn.RemoteAddr(), d.reason)
-		h.refuse()
+		h.refuse(key)
 		return nil, banner(err)
 	}
 	if info.glass != nil {
@@ -465,10 +469,13 @@ func (s *Server) decide(info *authInfo, remote net.Addr) (terms, error) {
 
 // decideTunnel decides whether the ProxyJump carrier authenticated as
 // carrier may open a tunnel to host: its certificate must still be valid
-// and at least one of its principals must be a login decide allows on
-// host, for the identity as the directory knows it now. Only such a
-// tunnel makes the bastion dial the target; the inner connection is then
-// decided for its own login as usual. Refusals are *denial errors.
+// and a login decide allows on host, for the identity as the directory
+// knows it now, must exist: one of the certificate's principals or, for a
+// carrier that logged in with an older certificate of the same person
+// (an agent offers its oldest first), any login the person is granted
+// there, which the inner login then needs a newer certificate for. Only
+// such a tunnel makes the bastion dial the target; the inner connection
+// is then decided for its own login as usual. Refusals are *denial errors.
 func (s *Server) decideTunnel(carrier *authInfo, host string, remote net.Addr) error {
 	info := *carrier
 	info.host = host
@@ -499,6 +506,17 @@ func (s *Server) decideTunnel(carrier *authInfo, host string, remote net.Addr) e
 		}
 		if first == nil {
 			first = err
+		}
+	}
+	if p := s.Policy(); p != nil && info.glass == nil {
+		for _, login := range p.Grant(info.who).Principals() {
+			if slices.Contains(info.cert.ValidPrincipals, login) {
+				continue
+			}
+			info.login = login
+			if _, err := s.decide(&info, remote); err == nil {
+				return nil
+			}
 		}
 	}
 	// The login asked for on the inner connection is not known yet: name

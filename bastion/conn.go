@@ -57,8 +57,7 @@ func (c *serverConn) serve() {
 		return
 	}
 	_ = c.nc.SetDeadline(deadline)
-	h := &handshake{end: func() { c.nc.Close() }}
-	sc, chans, reqs, err := ssh.NewServerConn(c.nc, s.serverConfig(c, signer, nil, h))
+	sc, chans, reqs, err := ssh.NewServerConn(c.nc, s.serverConfig(c, signer, nil, &handshake{}))
 	c.authenticated()
 	if err != nil {
 		s.logger().Debug("bastion: handshake failed", "remote", c.nc.RemoteAddr().String(), "err", err)
@@ -245,10 +244,18 @@ type directTCPIP struct {
 
 // serveCarrier serves a connection that names no target: its only use is
 // ProxyJump tunnels (direct-tcpip) to policy hosts, each answered by the
-// bastion's own SSH server.
+// bastion's own SSH server. Each tunnel is decided on a goroutine of its
+// own (see openTunnel), which may wait for its turn, so that the
+// connection keeps taking new channels, and its other tunnels keep
+// moving data, meanwhile. A tunnel counts against MaxChannelsPerConn from
+// its request on, which bounds the tunnels waiting on one connection.
 func (s *Server) serveCarrier(c *serverConn, sc *ssh.ServerConn, chans <-chan ssh.NewChannel, info *authInfo) {
 	var wg sync.WaitGroup
+	// done ends the waits of tunnels not yet answered once the
+	// connection is gone.
+	done := make(chan struct{})
 	defer wg.Wait()
+	defer close(done)
 	for nc := range chans {
 		switch nc.ChannelType() {
 		case "direct-tcpip":
@@ -269,58 +276,91 @@ func (s *Server) serveCarrier(c *serverConn, sc *ssh.ServerConn, chans <-chan ss
 			_ = nc.Reject(ssh.Prohibited, err.Error())
 			continue
 		}
-		tinfo := &authInfo{cert: info.cert, identity: info.identity, login: info.login, host: host, conn: c}
-		// Paced before anything costs a store read. Waiting holds up
-		// only this connection's new channels.
-		if wait, ok := s.reserveTunnel(info.identity); !ok {
-			s.refuseTunnel(nc, tinfo, sc.RemoteAddr(), fmt.Sprintf("too many ProxyJump tunnels opened by %s (at most %d a second); try again shortly", info.identity, tunnelRate))
-			continue
-		} else if wait > 0 {
-			time.Sleep(wait)
-		}
-		reason := s.checkJump(host, d.Port)
-		if reason == "" && info.glass != nil && host != info.glass.host {
-			reason = fmt.Sprintf("this break-glass certificate is valid only for host %s", info.glass.host)
-		}
-		if reason == "" {
-			// Only a tunnel the carrier could use makes the bastion
-			// dial the target (see serveTunnel).
-			reason = denialReason(s.decideTunnel(info, host, sc.RemoteAddr()))
-		}
-		if reason != "" {
-			_ = s.auditDeny(context.Background(), tinfo, sc.RemoteAddr(), reason)
-			_ = nc.Reject(ssh.Prohibited, reason)
-			continue
-		}
-		if !s.addPendingTunnel(info.identity) {
-			s.refuseTunnel(nc, tinfo, sc.RemoteAddr(), fmt.Sprintf("too many ProxyJump tunnels not yet logged in for %s (at most %d)",
-				info.identity, intOr(s.MaxPendingTunnelsPerUser, DefaultMaxPendingTunnelsPerUser)))
-			continue
-		}
 		if !c.openChannel() {
-			s.removePendingTunnel(info.identity)
 			_ = nc.Reject(ssh.ResourceShortage, "too many channels on this connection")
 			continue
 		}
-		ch, reqs, err := nc.Accept()
-		if err != nil {
-			s.removePendingTunnel(info.identity)
-			c.releaseChannel()
-			continue
-		}
-		go ssh.DiscardRequests(reqs)
-		// An authorised tunnel is activity, as a new direct connection
-		// is; what passes through it then counts only as session and
-		// forward data (see channelConn).
-		c.touch()
-		tun := &tunnel{srv: s, id: newID(), host: host, port: d.Port, carrier: info}
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
 			defer c.releaseChannel()
-			s.serveTunnel(c, sc, ch, tun)
+			s.openTunnel(c, sc, nc, info, host, d.Port, done)
 		}()
 	}
+}
+
+// openTunnel decides a ProxyJump tunnel to host:port requested on the
+// carrier connection c, authenticated as info, and serves it if allowed.
+// It is paced (reserveTunnel) before anything costs a store read, and
+// waits for one of the identity's MaxPendingTunnelsPerUser slots at most
+// HandshakeTimeout (pendingWait in tests); done ends the waits.
+func (s *Server) openTunnel(c *serverConn, sc *ssh.ServerConn, nc ssh.NewChannel, info *authInfo, host string, port uint32, done <-chan struct{}) {
+	tinfo := &authInfo{cert: info.cert, identity: info.identity, login: info.login, host: host, conn: c}
+	if wait, ok := s.reserveTunnel(info.identity); !ok {
+		s.refuseTunnel(nc, tinfo, sc.RemoteAddr(), fmt.Sprintf("too many ProxyJump tunnels opened by %s (at most %d a second); try again shortly", info.identity, tunnelRate))
+		return
+	} else if wait > 0 && !sleep(wait, done, s.done) {
+		_ = nc.Reject(ssh.ConnectionFailed, "the connection is closing")
+		return
+	}
+	decide := func() string {
+		reason := s.checkJump(host, port)
+		if reason == "" && info.glass != nil && host != info.glass.host {
+			reason = fmt.Sprintf("this break-glass certificate is valid only for host %s", info.glass.host)
+		}
+		if reason == "" {
+			// Only a tunnel the carrier's person could use makes the
+			// bastion dial the target (see serveTunnel).
+			reason = denialReason(s.decideTunnel(info, host, sc.RemoteAddr()))
+		}
+		return reason
+	}
+	reason := decide()
+	if reason == "" {
+		waited, ok := s.waitPendingTunnel(info.identity, durationOr(s.pendingWait, durationOr(s.HandshakeTimeout, DefaultHandshakeTimeout)), done)
+		switch {
+		case !ok:
+			s.refuseTunnel(nc, tinfo, sc.RemoteAddr(), fmt.Sprintf("too many ProxyJump tunnels not yet logged in for %s (at most %d)",
+				info.identity, intOr(s.MaxPendingTunnelsPerUser, DefaultMaxPendingTunnelsPerUser)))
+			return
+		case waited:
+			// Decided again: the wait may have been long enough for a
+			// revocation or a policy change.
+			if reason = decide(); reason != "" {
+				s.removePendingTunnel(info.identity)
+			}
+		}
+	}
+	if reason != "" {
+		_ = s.auditDeny(context.Background(), tinfo, sc.RemoteAddr(), reason)
+		_ = nc.Reject(ssh.Prohibited, reason)
+		return
+	}
+	ch, reqs, err := nc.Accept()
+	if err != nil {
+		s.removePendingTunnel(info.identity)
+		return
+	}
+	go ssh.DiscardRequests(reqs)
+	// An authorised tunnel is activity, as a new direct connection
+	// is; what passes through it then counts only as session and
+	// forward data (see channelConn).
+	c.touch()
+	s.serveTunnel(c, sc, ch, &tunnel{srv: s, id: newID(), host: host, port: port, carrier: info})
+}
+
+// sleep waits d, or until done or stop is closed; it reports whether it
+// waited d.
+func sleep(d time.Duration, done, stop <-chan struct{}) bool {
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-t.C:
+		return true
+	case <-done:
+	case <-stop:
+	}
+	return false
 }
 
 // refuseTunnel refuses a ProxyJump tunnel for a limit (too many opened,
@@ -407,10 +447,12 @@ func (t *tunnel) preconnect() {
 	})
 }
 
-// serveTunnel answers a ProxyJump tunnel with the bastion's own SSH
-// server, presenting a host certificate for its host, and serves the inner
-// connection, which must be the carrier identity's, as a target
-// connection of its own (counted against MaxConnectionsPerUser).
+// serveTunnel answers a ProxyJump tunnel, which holds one of the
+// identity's pending slots, with the bastion's own SSH server, presenting
+// a host certificate for its host, and serves the inner connection, which
+// must be the carrier identity's, as a target connection. The inner login
+// is not counted against MaxConnectionsPerUser: the carrier is, and its
+// tunnels are bounded by MaxChannelsPerConn.
 func (s *Server) serveTunnel(c *serverConn, outer *ssh.ServerConn, ch ssh.Channel, tun *tunnel) {
 	defer ch.Close()
 	identity := tun.carrier.identity
@@ -445,7 +487,7 @@ func (s *Server) serveTunnel(c *serverConn, outer *ssh.ServerConn, ch ssh.Channe
 		return
 	}
 	conn := &channelConn{Channel: ch, local: outer.LocalAddr(), remote: outer.RemoteAddr()}
-	h := &handshake{end: func() { ch.Close() }}
+	h := &handshake{}
 	sc, chans, reqs, err := ssh.NewServerConn(conn, s.serverConfig(c, signer, tun, h))
 	if !timer.Stop() && err == nil {
 		err = errors.New("handshake timed out")
@@ -467,12 +509,6 @@ func (s *Server) serveTunnel(c *serverConn, outer *ssh.ServerConn, ch ssh.Channe
 	}
 	defer sc.Close()
 	info := sc.Permissions.ExtraData[authKey{}].(*authInfo)
-	if !s.addUserConn(info.identity) {
-		s.refuseConn(sc, chans, reqs, info, time.Now().Add(hs), fmt.Sprintf("too many connections for %s (at most %d, a login through ProxyJump counting as one of its own)",
-			info.identity, intOr(s.MaxConnectionsPerUser, DefaultMaxConnectionsPerUser)))
-		return
-	}
-	defer s.removeUserConn(info.identity)
 	s.serveTarget(c, sc, chans, reqs, info, tun.pre)
 }
 

@@ -113,14 +113,57 @@ func (s *Server) reserveTunnel(identity string) (wait time.Duration, ok bool) {
 	return wait, true
 }
 
-// addPendingTunnel counts a ProxyJump tunnel of identity whose inner
-// login has not succeeded yet against MaxPendingTunnelsPerUser;
-// removePendingTunnel undoes it.
-func (s *Server) addPendingTunnel(identity string) bool {
-	return s.take(s.pending, identity, intOr(s.MaxPendingTunnelsPerUser, DefaultMaxPendingTunnelsPerUser))
+// waitPendingTunnel counts a ProxyJump tunnel of identity whose inner
+// login has not succeeded yet against MaxPendingTunnelsPerUser, waiting up
+// to max for a slot to free if identity holds them all, or until done or
+// the server closes. ok is false if no slot was taken; waited says
+// whether it had to wait. removePendingTunnel frees the slot.
+func (s *Server) waitPendingTunnel(identity string, max time.Duration, done <-chan struct{}) (waited, ok bool) {
+	limit := intOr(s.MaxPendingTunnelsPerUser, DefaultMaxPendingTunnelsPerUser)
+	var timeout <-chan time.Time
+	for {
+		s.mu.Lock()
+		if s.pending[identity] < limit {
+			s.pending[identity]++
+			s.mu.Unlock()
+			return waited, true
+		}
+		if s.pendingFree == nil {
+			s.pendingFree = make(chan struct{})
+		}
+		free := s.pendingFree
+		s.mu.Unlock()
+		if timeout == nil {
+			t := time.NewTimer(max)
+			defer t.Stop()
+			timeout = t.C
+		}
+		waited = true
+		select {
+		case <-free:
+		case <-timeout:
+			return waited, false
+		case <-done:
+			return waited, false
+		case <-s.done:
+			return waited, false
+		}
+	}
 }
 
-func (s *Server) removePendingTunnel(identity string) { s.give(s.pending, identity) }
+func (s *Server) removePendingTunnel(identity string) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.pending[identity]--; s.pending[identity] <= 0 {
+		delete(s.pending, identity)
+	}
+	// Wake the tunnels waiting for a slot, whoever's: few wait at once
+	// (MaxChannelsPerConn each connection), and each slot is short-lived.
+	if s.pendingFree != nil {
+		close(s.pendingFree)
+		s.pendingFree = nil
+	}
+}
 
 // addPreconnect counts a connection to a target opened ahead for a
 // pending tunnel of identity against maxPreconnectsPerUser;

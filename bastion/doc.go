@@ -128,19 +128,23 @@
 // refused, so that a burst of logins from one machine (ansible with many
 // forks) gets through; a source may have only as many waiting as in their
 // handshake. One identity may hold at most MaxConnectionsPerUser
-// authenticated connections (a login through ProxyJump is one of its
-// own); one more is refused, with its reason on the first channel it
-// opens. ProxyJump tunnels whose inner login has not succeeded are
-// bounded per identity (MaxPendingTunnelsPerUser), as are the connections
-// to targets opened ahead for them, and tunnel opens are paced per
-// identity. Sessions and port forwards are bounded per identity across
+// authenticated connections (the login through a ProxyJump tunnel is not
+// counted again: the jump connection's channels are bounded); one more is
+// refused, with its reason on the first channel it opens. ProxyJump
+// tunnels whose inner login has not succeeded are bounded per identity
+// (MaxPendingTunnelsPerUser; more wait for a slot, at most
+// HandshakeTimeout), as are the connections to targets opened ahead for
+// them, and tunnel opens are paced per identity; a tunnel waits on a
+// goroutine of its own, so that its connection's other channels keep
+// moving. Sessions and port forwards are bounded per identity across
 // connections (MaxSessionsPerUser, MaxForwardsPerUser):
 // each may hold up to x/crypto's 2 MiB channel window each way of data a
 // slow peer has not taken, so these bound what one person can make the
 // bastion hold. A connection whose requests are refused too
 // often (a burst of 16, then one a minute) is closed, and audited once,
-// instead of filling the audit trail. A connection whose proven key was
-// refused is ended; refused logins are audited within a budget per key
+// instead of filling the audit trail. A proven key refused on a
+// connection is not decided again there (the client may go on to its next
+// key, up to MaxAuthTries); refused logins are audited within a budget per key
 // and per source across connections, and ProxyJump tunnel events within
 // one per identity, the rest summed up in one event a minute later.
 // A target may open at most 8 agent channels at once on a connection, and

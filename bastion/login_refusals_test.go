@@ -34,8 +34,9 @@ func refusalAudits(t *testing.T, e *env, serials map[string]bool) (audited, supp
 	return audited, suppressed
 }
 
-// TestLoginRefusalsAcrossConnections: a refused certificate ends its
-// connection, and its refusals across connections are audited up to
+// TestLoginRefusalsAcrossConnections: a refused certificate is decided
+// once on its connection, however often it is offered there, and its
+// refusals across connections are audited up to
 // loginKeyBudget, the rest summed up in one event; the user is told the
 // reason every time.
 func TestLoginRefusalsAcrossConnections(t *testing.T) {
@@ -46,9 +47,10 @@ func TestLoginRefusalsAcrossConnections(t *testing.T) {
 	serials := map[string]bool{fmt.Sprint(cert.Serial): true}
 	const want = "has expired; sign in again with 'sallyport login'"
 	conns := 0
-	t.Run("fail/connection-ends-after-refusal", func(t *testing.T) {
+	t.Run("fail/repeated-offer-decided-once", func(t *testing.T) {
 		// The client offers the certificate again and again: only the
-		// first proof is decided, and the connection ends.
+		// first proof is decided and audited, and MaxAuthTries ends
+		// the connection.
 		start := time.Now()
 		_, banner, err := e.xclientBanner(e.login+"@web1", s, s, s, s, s, s, s, s)
 		conns++

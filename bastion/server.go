@@ -69,9 +69,10 @@ const (
 	// DefaultMaxConnectionsPerUser leaves room for ansible's many forks.
 	DefaultMaxConnectionsPerUser = 128
 	// DefaultMaxPendingTunnelsPerUser leaves room for a CI job or
-	// ansible starting about ten ssh -J at once (or multiplexing their
-	// tunnels over one ControlMaster connection to the bastion).
-	DefaultMaxPendingTunnelsPerUser = 16
+	// ansible starting dozens of ssh -J at once (or multiplexing their
+	// tunnels over one ControlMaster connection to the bastion); more
+	// wait for their turn.
+	DefaultMaxPendingTunnelsPerUser = 64
 	DefaultSweepInterval            = 30 * time.Second
 	DefaultHostCertTTL              = 24 * time.Hour
 	// SessionCertTTL is the lifetime of the certificates the bastion mints
@@ -185,12 +186,15 @@ type Server struct {
 	// MaxConnectionsPerUser bounds one identity's authenticated
 	// connections, so that one member (or one stolen key) cannot hold
 	// every MaxConnections slot; zero means DefaultMaxConnectionsPerUser.
-	// The login inside a ProxyJump tunnel is a connection of its own, so
-	// ssh -J counts twice: the jump connection and the login through it.
+	// An ssh -J counts once, for its jump connection: the login inside
+	// a ProxyJump tunnel is not counted again (the jump connection's
+	// tunnels are bounded by MaxChannelsPerConn), but must be the same
+	// identity's.
 	MaxConnectionsPerUser int
 	// MaxPendingTunnelsPerUser bounds one identity's ProxyJump tunnels
 	// whose inner login has not succeeded yet, across connections; a
-	// tunnel beyond it is refused. Of those, at most
+	// tunnel beyond it waits for a slot to free, at most HandshakeTimeout,
+	// and is then refused. Of those, at most
 	// maxPreconnectsPerUser have a TCP connection to their target opened
 	// ahead (see serveTunnel). Zero means
 	// DefaultMaxPendingTunnelsPerUser.
@@ -226,6 +230,12 @@ type Server struct {
 	forwards  map[string]int // open port forwards per identity
 	pending   map[string]int // ProxyJump tunnels not yet logged in, per identity
 	preconns  map[string]int // of those, with a connection to the target opened ahead
+	// pendingFree is closed, and cleared, when a pending slot frees;
+	// tunnels waiting for one wait on it (see waitPendingTunnel).
+	pendingFree chan struct{}
+	// pendingWait, if set, replaces HandshakeTimeout as the longest a
+	// tunnel waits for a pending slot; for tests.
+	pendingWait time.Duration
 	// tunnelRates pace the ProxyJump tunnels each identity opens (see
 	// reserveTunnel).
 	tunnelRates map[string]*rate.Limiter

@@ -106,14 +106,15 @@ const web2Roles = defaultRoles + `
 // its target only once the inner client offers the carrier's certificate,
 // for at most maxPreconnectsPerUser tunnels of one identity at a time; and
 // one identity has at most MaxPendingTunnelsPerUser tunnels whose inner
-// login has not succeeded, across its connections.
+// login has not succeeded, across its connections: more wait for a slot,
+// and are refused if none frees in time.
 func TestTunnelPendingLimits(t *testing.T) {
 	web2 := newHoldingListener(t)
 	const pending = 7
 	e := newEnv(t, envOptions{
 		extraHost: "  - name: web2\n    address: " + web2.addr + "\n",
 		policy:    web2Roles,
-		configure: func(s *Server) { s.MaxPendingTunnelsPerUser = pending },
+		configure: func(s *Server) { s.MaxPendingTunnelsPerUser = pending; s.pendingWait = time.Second },
 	})
 	key, cert := e.issue(certOptions{})
 	signer := certSigner(t, key, cert)
@@ -156,9 +157,13 @@ func TestTunnelPendingLimits(t *testing.T) {
 	})
 	want := fmt.Sprintf("too many ProxyJump tunnels not yet logged in for github:1001 (at most %d)", pending)
 	t.Run("fail/too-many-pending", func(t *testing.T) {
+		start := time.Now()
 		_, err := carrier.Dial("tcp", "web2:22")
 		if err == nil || !strings.Contains(err.Error(), want) {
 			t.Fatalf("tunnel beyond the limit: %v; want refused with %q", err, want)
+		}
+		if d := time.Since(start); d < time.Second {
+			t.Fatalf("tunnel beyond the limit refused after %s; want it to wait for a slot first", d)
 		}
 		// The limit is the identity's, not the connection's.
 		other, err := e.xclient("alice", signer)
@@ -179,14 +184,22 @@ func TestTunnelPendingLimits(t *testing.T) {
 			t.Fatalf("rita: code %d stdout %q stderr %q", r.code, r.stdout, r.stderr)
 		}
 	})
-	t.Run("ok/closed-tunnel-frees-its-slot", func(t *testing.T) {
+	t.Run("ok/waits-for-a-closed-tunnel's-slot", func(t *testing.T) {
+		// The tunnel beyond the limit waits; closing another frees
+		// its slot for it.
+		got := make(chan error, 1)
+		go func() {
+			nc, err := carrier.Dial("tcp", "web2:22")
+			if err == nil {
+				nc.Close()
+			}
+			got <- err
+		}()
+		time.Sleep(200 * time.Millisecond)
 		idle[0].Close()
-		var nc net.Conn
-		waitFor(t, 5*time.Second, "a pending tunnel slot again", func() bool {
-			nc, err = carrier.Dial("tcp", "web2:22")
-			return err == nil
-		})
-		defer nc.Close()
+		if err := <-got; err != nil {
+			t.Fatalf("tunnel waiting for a slot: %v", err)
+		}
 	})
 }
 
@@ -405,8 +418,7 @@ func TestTunnelsAudited(t *testing.T) {
 }
 
 // TestJumpInnerIdentity: the login inside a ProxyJump tunnel must be the
-// carrier's identity (any of its certificates), counts as a connection of
-// its own against MaxConnectionsPerUser, and its refusals name the
+// carrier's identity (any of its certificates), and its refusals name the
 // carrier's certificate. The real client is given one certificate for the
 // jump and another inside with ProxyCommand.
 func TestJumpInnerIdentity(t *testing.T) {
@@ -435,10 +447,12 @@ func TestJumpInnerIdentity(t *testing.T) {
 	})
 }
 
-// TestJumpLoginCounted: the login inside a ProxyJump tunnel counts against
-// MaxConnectionsPerUser like a connection of its own.
-func TestJumpLoginCounted(t *testing.T) {
-	e := newEnv(t, envOptions{configure: func(s *Server) { s.MaxConnectionsPerUser = 3 }})
+// TestJumpLoginNotCounted: the login inside a ProxyJump tunnel does not
+// count against MaxConnectionsPerUser (the carrier does, and its tunnels
+// are bounded by MaxChannelsPerConn), but must be the carrier's person;
+// connections to the bastion are still counted.
+func TestJumpLoginNotCounted(t *testing.T) {
+	e := newEnv(t, envOptions{configure: func(s *Server) { s.MaxConnectionsPerUser = 2 }})
 	key, cert := e.issue(certOptions{})
 	carrier, err := e.xclient("alice", certSigner(t, key, cert))
 	if err != nil {
@@ -471,23 +485,34 @@ func TestJumpLoginCounted(t *testing.T) {
 		}
 		return err
 	}
-	// The carrier and two logins through it.
-	for i := range 2 {
+	// The carrier and three logins through it: one connection.
+	for i := range 3 {
 		if err := login(); err != nil {
-			t.Fatalf("login %d: %v", i, err)
+			t.Fatalf("login %d through the carrier: %v", i, err)
 		}
 	}
-	const want = "too many connections for github:1001 (at most 3, a login through ProxyJump counting as one of its own)"
-	if err := login(); err == nil || !strings.Contains(err.Error(), want) {
-		t.Fatalf("a third login through the carrier: %v; want refused with %q", err, want)
+	// The real client, alone (a jump connection and a login), is the
+	// second connection.
+	c := e.client(key, cert)
+	if r := c.ssh(nil, c.jump(e.login, "web1"), "echo in"); r.code != 0 || r.stdout != "in\n" {
+		t.Fatalf("ssh -J: code %d stdout %q stderr %q", r.code, r.stdout, r.stderr)
+	}
+	waitFor(t, 5*time.Second, "the ssh -J connection to end", func() bool {
+		e.srv.mu.Lock()
+		defer e.srv.mu.Unlock()
+		return e.srv.userConns["github:1001"] == 1
+	})
+	// A third connection to the bastion is refused while two are held.
+	second, err := e.xclient("alice", certSigner(t, key, cert))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer second.Close()
+	const want = "too many connections for github:1001 (at most 2)"
+	if r := c.ssh(nil, c.direct(e.login, "web1"), "true"); r.code != 255 || !strings.Contains(r.stderr, want) {
+		t.Fatalf("a third connection: code %d stderr %q; want refused with %q", r.code, r.stderr, want)
 	}
 	if d := e.lastDeny(); d != want {
 		t.Fatalf("last deny %q; want %q", d, want)
-	}
-	// The real client, alone (a jump connection and a login), is refused
-	// as well while three are held.
-	c := e.client(key, cert)
-	if r := c.ssh(nil, c.jump(e.login, "web1"), "true"); r.code != 255 || !strings.Contains(r.stderr, "too many connections for github:1001") {
-		t.Fatalf("ssh -J: code %d stderr %q; want refused", r.code, r.stderr)
 	}
 }

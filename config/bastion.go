@@ -63,10 +63,12 @@ type BastionLimits struct {
 	// across connections (default 64).
 	MaxForwardsPerUser int `yaml:"max_forwards_per_user"`
 	// MaxConnectionsPerUser bounds one person's authenticated connections
-	// (default 128); a login through ProxyJump counts as one of its own.
+	// (default 128); the login through a ProxyJump tunnel is not counted
+	// again, only the jump connection.
 	MaxConnectionsPerUser int `yaml:"max_connections_per_user"`
 	// MaxPendingTunnelsPerUser bounds one person's ProxyJump tunnels
-	// whose login has not succeeded yet, across connections (default 16).
+	// whose login has not succeeded yet, across connections (default 64);
+	// more wait for a slot, up to handshake_timeout.
 	MaxPendingTunnelsPerUser int `yaml:"max_pending_tunnels_per_user"`
 	// ReauthorizeInterval is how often every live session is checked
 	// against the policy, teams and revocations even without a change

@@ -211,6 +211,11 @@ const interruptedReason = "interrupted: the bastion stopped before the session e
 // since only this process may use the data folder. Each ends when its file
 // was last written, which a flush does at least every second.
 func (b *bastionSetup) closeInterrupted(ctx context.Context, st *dataStore) error {
+	// A stop asked for meanwhile (dev stopped right after its banner)
+	// must not leave this half done or turn into an error: it is one
+	// short write, finished before the stop is seen.
+	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), time.Minute)
+	defer cancel()
 	closed, err := st.InterruptRecordings(ctx, interruptedReason, func(r store.Recording) time.Time {
 		fi, err := os.Stat(filepath.Join(b.recordings, filepath.FromSlash(r.Path)))
 		if err != nil {
