@@ -475,12 +475,15 @@ func (s *Server) decide(info *authInfo, remote net.Addr) (terms, error) {
 // (an agent offers its oldest first), any login the person is granted
 // there, which the inner login then needs a newer certificate for. Only
 // such a tunnel makes the bastion dial the target; the inner connection
-// is then decided for its own login as usual. Refusals are *denial errors.
-func (s *Server) decideTunnel(carrier *authInfo, host string, remote net.Addr) error {
+// is then decided for its own login as usual. It returns the login that
+// allowed the tunnel and whether it is one of the certificate's: only
+// then may the target be dialled before the inner login succeeds (see
+// tunnel.preconnect). Refusals are *denial errors.
+func (s *Server) decideTunnel(carrier *authInfo, host string, remote net.Addr) (login string, byCert bool, err error) {
 	info := *carrier
 	info.host = host
 	if err := s.checkCert(info.cert, "", remote); err != nil {
-		return err
+		return "", false, err
 	}
 	// Revoked since the carrier logged in: the inner login would be
 	// refused too, but the target must not even be dialled.
@@ -490,19 +493,19 @@ func (s *Server) decideTunnel(carrier *authInfo, host string, remote net.Addr) e
 	switch {
 	case err != nil:
 		s.logger().Error("bastion: ProxyJump tunnel", "err", err)
-		return err
+		return "", false, err
 	case why != "":
-		return deny("%s", why)
+		return "", false, deny("%s", why)
 	}
 	if err := s.resolve(&info); err != nil {
-		return err
+		return "", false, err
 	}
 	var first error
 	for _, login := range info.cert.ValidPrincipals {
 		info.login = login
 		_, err := s.decide(&info, remote)
 		if err == nil {
-			return nil
+			return login, true, nil
 		}
 		if first == nil {
 			first = err
@@ -515,7 +518,7 @@ func (s *Server) decideTunnel(carrier *authInfo, host string, remote net.Addr) e
 			}
 			info.login = login
 			if _, err := s.decide(&info, remote); err == nil {
-				return nil
+				return login, false, nil
 			}
 		}
 	}
@@ -525,7 +528,7 @@ func (s *Server) decideTunnel(carrier *authInfo, host string, remote net.Addr) e
 	if len(logins) > 5 {
 		logins, more = logins[:5], fmt.Sprintf(" and %d more", len(logins)-5)
 	}
-	return deny("ProxyJump to %s refused: none of the logins of certificate serial %d (%s%s) is granted there (%v)",
+	return "", false, deny("ProxyJump to %s refused: none of the logins of certificate serial %d (%s%s), nor any other of its person's, is granted there (%v)",
 		host, info.cert.Serial, strings.Join(logins, ", "), more, denialReason(first))
 }
 

@@ -303,6 +303,8 @@ func (s *Server) openTunnel(c *serverConn, sc *ssh.ServerConn, nc ssh.NewChannel
 		_ = nc.Reject(ssh.ConnectionFailed, "the connection is closing")
 		return
 	}
+	var allowedBy string // the login that allowed the tunnel
+	var byCert bool      // one of the carrier certificate's logins
 	decide := func() string {
 		reason := s.checkJump(host, port)
 		if reason == "" && info.glass != nil && host != info.glass.host {
@@ -311,7 +313,9 @@ func (s *Server) openTunnel(c *serverConn, sc *ssh.ServerConn, nc ssh.NewChannel
 		if reason == "" {
 			// Only a tunnel the carrier's person could use makes the
 			// bastion dial the target (see serveTunnel).
-			reason = denialReason(s.decideTunnel(info, host, sc.RemoteAddr()))
+			var err error
+			allowedBy, byCert, err = s.decideTunnel(info, host, sc.RemoteAddr())
+			reason = denialReason(err)
 		}
 		return reason
 	}
@@ -346,7 +350,7 @@ func (s *Server) openTunnel(c *serverConn, sc *ssh.ServerConn, nc ssh.NewChannel
 	// is; what passes through it then counts only as session and
 	// forward data (see channelConn).
 	c.touch()
-	s.serveTunnel(c, sc, ch, &tunnel{srv: s, id: newID(), host: host, port: port, carrier: info})
+	s.serveTunnel(c, sc, ch, &tunnel{srv: s, id: newID(), host: host, port: port, carrier: info, allowedBy: allowedBy, early: byCert})
 }
 
 // sleep waits d, or until done or stop is closed; it reports whether it
@@ -422,6 +426,13 @@ type tunnel struct {
 	host    string
 	port    uint32
 	carrier *authInfo // what authenticated the carrier connection
+	// allowedBy is the login the tunnel was allowed for; early, that it
+	// is one of the carrier certificate's, so that the target may be
+	// dialled before the inner login succeeds. A tunnel allowed for
+	// another login of the same person (the carrier logged in with an
+	// older certificate) dials nothing before the inner login does.
+	allowedBy string
+	early     bool
 
 	once sync.Once
 	pre  *preConn // set by preconnect, on the inner handshake's goroutine
@@ -435,6 +446,9 @@ type tunnel struct {
 // Each identity has at most maxPreconnectsPerUser such connections; beyond
 // that the target is dialled after the login, as for a direct connection.
 func (t *tunnel) preconnect() {
+	if !t.early {
+		return
+	}
 	t.once.Do(func() {
 		identity := t.carrier.identity
 		if !t.srv.addPreconnect(identity) {
@@ -471,7 +485,12 @@ func (s *Server) serveTunnel(c *serverConn, outer *ssh.ServerConn, ch ssh.Channe
 	audited := make(chan struct{})
 	go func() {
 		defer close(audited)
-		s.auditTunnel(tun, outer.RemoteAddr(), audit.OutcomeOK, fmt.Sprintf("ProxyJump tunnel to %s opened", tun.host), nil)
+		how := "one of its certificate's logins"
+		if !tun.early {
+			how = "a login its person is granted there, not in its certificate"
+		}
+		s.auditTunnel(tun, outer.RemoteAddr(), audit.OutcomeOK, fmt.Sprintf("ProxyJump tunnel to %s opened, for %s", tun.host, how),
+			map[string]string{"allowed_login": tun.allowedBy})
 	}()
 	defer func() { <-audited }()
 	defer func() { tun.pre.discard() }()
@@ -509,6 +528,14 @@ func (s *Server) serveTunnel(c *serverConn, outer *ssh.ServerConn, ch ssh.Channe
 	}
 	defer sc.Close()
 	info := sc.Permissions.ExtraData[authKey{}].(*authInfo)
+	// Logins through ProxyJump are bounded per person apart from the
+	// connections they come through, so that neither halves the other.
+	if !s.addInnerConn(info.identity) {
+		s.refuseConn(sc, chans, reqs, info, time.Now().Add(hs), fmt.Sprintf("too many logins through ProxyJump for %s (at most %d)",
+			info.identity, intOr(s.MaxConnectionsPerUser, DefaultMaxConnectionsPerUser)))
+		return
+	}
+	defer s.removeInnerConn(info.identity)
 	s.serveTarget(c, sc, chans, reqs, info, tun.pre)
 }
 

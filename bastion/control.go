@@ -66,6 +66,15 @@ func (s *Server) addUserConn(identity string) bool {
 
 func (s *Server) removeUserConn(identity string) { s.give(s.userConns, identity) }
 
+// addInnerConn counts a login through ProxyJump of identity against
+// MaxConnectionsPerUser, apart from the connections they come through;
+// removeInnerConn undoes it.
+func (s *Server) addInnerConn(identity string) bool {
+	return s.take(s.innerConns, identity, intOr(s.MaxConnectionsPerUser, DefaultMaxConnectionsPerUser))
+}
+
+func (s *Server) removeInnerConn(identity string) { s.give(s.innerConns, identity) }
+
 // ProxyJump tunnels cost the bastion a store read each, and an inner SSH
 // handshake: one identity opens tunnelBurst of them at once, then
 // tunnelRate a second. Opening more is delayed to that pace, so that a

@@ -129,8 +129,9 @@
 // forks) gets through; a source may have only as many waiting as in their
 // handshake. One identity may hold at most MaxConnectionsPerUser
 // authenticated connections (the login through a ProxyJump tunnel is not
-// counted again: the jump connection's channels are bounded); one more is
-// refused, with its reason on the first channel it opens. ProxyJump
+// counted again; logins through ProxyJump are bounded by the same number
+// apart); one more is refused, with its reason on the first channel it
+// opens. ProxyJump
 // tunnels whose inner login has not succeeded are bounded per identity
 // (MaxPendingTunnelsPerUser; more wait for a slot, at most
 // HandshakeTimeout), as are the connections to targets opened ahead for

@@ -346,6 +346,30 @@ func TestTunnelNeedsGrant(t *testing.T) {
 		}
 	})
 
+	t.Run("ok/person-granted-dials-after-login", func(t *testing.T) {
+		// alice's certificate names only a login granted nowhere on web2,
+		// but alice is granted another there: the tunnel opens (her agent
+		// may hold a newer certificate for the inner login), and the
+		// target is not dialled for this certificate's offer.
+		key, cert := e.issue(certOptions{principals: []string{"narrowonly"}})
+		carrier, err := e.xclient("alice", certSigner(t, key, cert))
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer carrier.Close()
+		before := web2.accepts.Load()
+		nc, err := carrier.Dial("tcp", "web2:22")
+		if err != nil {
+			t.Fatalf("tunnel to web2 for a person granted there: %v", err)
+		}
+		defer nc.Close()
+		stalledLogin(t, nc, e.login, certSigner(t, key, cert))
+		time.Sleep(300 * time.Millisecond)
+		if n := web2.accepts.Load() - before; n != 0 {
+			t.Fatalf("web2 saw %d connections from the bastion for a certificate with no login there; want 0", n)
+		}
+	})
+
 	key, cert := e.issue(certOptions{})
 	carrier, err := e.xclient("alice", certSigner(t, key, cert))
 	if err != nil {

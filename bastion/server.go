@@ -187,9 +187,9 @@ type Server struct {
 	// connections, so that one member (or one stolen key) cannot hold
 	// every MaxConnections slot; zero means DefaultMaxConnectionsPerUser.
 	// An ssh -J counts once, for its jump connection: the login inside
-	// a ProxyJump tunnel is not counted again (the jump connection's
-	// tunnels are bounded by MaxChannelsPerConn), but must be the same
-	// identity's.
+	// a ProxyJump tunnel is not counted again, but must be the same
+	// identity's, and an identity's logins through ProxyJump are bounded
+	// by the same number apart.
 	MaxConnectionsPerUser int
 	// MaxPendingTunnelsPerUser bounds one identity's ProxyJump tunnels
 	// whose inner login has not succeeded yet, across connections; a
@@ -227,9 +227,11 @@ type Server struct {
 	nconns    atomic.Int64
 	sessions  map[string]int // open session channels per identity
 	userConns map[string]int // authenticated connections per identity
-	forwards  map[string]int // open port forwards per identity
-	pending   map[string]int // ProxyJump tunnels not yet logged in, per identity
-	preconns  map[string]int // of those, with a connection to the target opened ahead
+	// innerConns are logins through ProxyJump per identity.
+	innerConns map[string]int
+	forwards   map[string]int // open port forwards per identity
+	pending    map[string]int // ProxyJump tunnels not yet logged in, per identity
+	preconns   map[string]int // of those, with a connection to the target opened ahead
 	// pendingFree is closed, and cleared, when a pending slot frees;
 	// tunnels waiting for one wait on it (see waitPendingTunnel).
 	pendingFree chan struct{}
@@ -311,6 +313,7 @@ func (s *Server) init() error {
 		s.startFree = make(chan struct{})
 		s.sessions = map[string]int{}
 		s.userConns = map[string]int{}
+		s.innerConns = map[string]int{}
 		s.forwards = map[string]int{}
 		s.pending = map[string]int{}
 		s.preconns = map[string]int{}

@@ -376,7 +376,7 @@ func TestTunnelsAudited(t *testing.T) {
 		}
 		evs := tunnelEvents(audit.OutcomeOK)
 		if len(evs) != 1 || evs[0].Actor != "github:1001" || evs[0].Subject != "web1" || evs[0].Fields["serial"] != serial ||
-			evs[0].Fields["destination"] != "web1:22" || evs[0].Reason != "ProxyJump tunnel to web1 opened" {
+			evs[0].Fields["destination"] != "web1:22" || evs[0].Reason != "ProxyJump tunnel to web1 opened, for one of its certificate's logins" || evs[0].Fields["allowed_login"] == "" {
 			t.Fatalf("tunnel events %+v; want one for alice's serial %s to web1:22", evs, serial)
 		}
 	})
@@ -448,9 +448,9 @@ func TestJumpInnerIdentity(t *testing.T) {
 }
 
 // TestJumpLoginNotCounted: the login inside a ProxyJump tunnel does not
-// count against MaxConnectionsPerUser (the carrier does, and its tunnels
-// are bounded by MaxChannelsPerConn), but must be the carrier's person;
-// connections to the bastion are still counted.
+// count against MaxConnectionsPerUser as a connection (the carrier does),
+// so ssh -J does not halve it; logins through ProxyJump are bounded by it
+// apart, and must be the carrier's person.
 func TestJumpLoginNotCounted(t *testing.T) {
 	e := newEnv(t, envOptions{configure: func(s *Server) { s.MaxConnectionsPerUser = 2 }})
 	key, cert := e.issue(certOptions{})
@@ -460,37 +460,60 @@ func TestJumpLoginNotCounted(t *testing.T) {
 	}
 	defer carrier.Close()
 	checker := &ssh.CertChecker{IsHostAuthority: func(k ssh.PublicKey, _ string) bool { return true }}
-	login := func() error {
+	login := func() (*ssh.Client, error) {
 		nc, err := carrier.Dial("tcp", "web1:22")
 		if err != nil {
-			return err
+			return nil, err
 		}
 		c, chans, reqs, err := ssh.NewClientConn(nc, "web1:22", &ssh.ClientConfig{
 			User: e.login, Auth: []ssh.AuthMethod{ssh.PublicKeys(certSigner(t, key, cert))},
 			HostKeyCallback: checker.CheckHostKey, Timeout: 10 * time.Second,
 		})
 		if err != nil {
-			return err
+			return nil, err
 		}
 		cl := ssh.NewClient(c, chans, reqs)
-		t.Cleanup(func() { cl.Close() })
 		s, err := cl.NewSession()
 		if err != nil {
-			return err
+			cl.Close()
+			return nil, err
 		}
 		defer s.Close()
 		out, err := s.Output("echo in")
 		if err == nil && string(out) != "in\n" {
 			err = fmt.Errorf("output %q", out)
 		}
-		return err
+		if err != nil {
+			cl.Close()
+			return nil, err
+		}
+		return cl, nil
 	}
-	// The carrier and three logins through it: one connection.
-	for i := range 3 {
-		if err := login(); err != nil {
+	// The carrier is one connection; two logins through it are held.
+	var held []*ssh.Client
+	for i := range 2 {
+		cl, err := login()
+		if err != nil {
 			t.Fatalf("login %d through the carrier: %v", i, err)
 		}
+		held = append(held, cl)
 	}
+	// A third login through ProxyJump is refused while two are held.
+	const wantInner = "too many logins through ProxyJump for github:1001 (at most 2)"
+	if cl, err := login(); err == nil || !strings.Contains(err.Error(), wantInner) {
+		if cl != nil {
+			cl.Close()
+		}
+		t.Fatalf("a third login through ProxyJump: %v; want refused with %q", err, wantInner)
+	}
+	for _, cl := range held {
+		cl.Close()
+	}
+	waitFor(t, 5*time.Second, "the logins through ProxyJump to end", func() bool {
+		e.srv.mu.Lock()
+		defer e.srv.mu.Unlock()
+		return e.srv.innerConns["github:1001"] == 0
+	})
 	// The real client, alone (a jump connection and a login), is the
 	// second connection.
 	c := e.client(key, cert)

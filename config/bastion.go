@@ -64,7 +64,8 @@ type BastionLimits struct {
 	MaxForwardsPerUser int `yaml:"max_forwards_per_user"`
 	// MaxConnectionsPerUser bounds one person's authenticated connections
 	// (default 128); the login through a ProxyJump tunnel is not counted
-	// again, only the jump connection.
+	// again, only the jump connection, but a person's logins through
+	// ProxyJump are bounded by the same number apart.
 	MaxConnectionsPerUser int `yaml:"max_connections_per_user"`
 	// MaxPendingTunnelsPerUser bounds one person's ProxyJump tunnels
 	// whose login has not succeeded yet, across connections (default 64);
