@@ -78,6 +78,9 @@ func (s *Server) resolve(info *authInfo) error {
 		who.CI = nil
 		r, err := s.standing(identity, who)
 		if err != nil {
+			// Without the store, who as the directory knows them is the
+			// most they could be granted (see reauthorise).
+			info.who = who
 			return err
 		}
 		if r.Unpinned != "" {
@@ -101,6 +104,7 @@ func (s *Server) resolve(info *authInfo) error {
 		}
 		r, err := s.standing(identity, policy.Identity{CI: &claims})
 		if err != nil {
+			info.who = policy.Identity{CI: &claims}
 			return err
 		}
 		info.who = r.Identity
@@ -109,6 +113,7 @@ func (s *Server) resolve(info *authInfo) error {
 		if err != nil {
 			return err
 		}
+		info.glass = g
 		// An admin suspended since signing loses what they signed.
 		if _, err := s.standing(g.by, policy.Identity{}); err != nil {
 			var u *unavailable
@@ -117,7 +122,6 @@ func (s *Server) resolve(info *authInfo) error {
 			}
 			return deny("this break-glass certificate's request was signed by %s, who is suspended: %v", g.by, err)
 		}
-		info.glass = g
 	default:
 		return deny("certificates of %q identities are not accepted by the bastion", identityKind(identity))
 	}

@@ -257,9 +257,11 @@ func (t *targetConn) isEnded() bool {
 // a re-evaluation begun after it, so the terms in force once it is done
 // come from the change or something newer.)
 //
-// A store that cannot be read leaves the terms in force and returns
-// retry: the connection goes on, and the caller refuses only what it was
-// asked for now (a new channel), as when revs is nil.
+// A store that cannot be read (suspensions and pins) leaves the terms in
+// force and returns retry: the connection goes on, and the caller refuses
+// only what it was asked for now (a new channel), as when revs is nil;
+// unless the policy and the directory deny it even at the most it could
+// be granted, which ends it as usual.
 func (s *Server) reauthorise(t *targetConn, revs *revocationSet) (reason string, retry bool) {
 	t.mu.Lock()
 	t.decisions++
@@ -274,7 +276,13 @@ func (s *Server) reauthorise(t *targetConn, revs *revocationSet) (reason string,
 	}
 	if err := s.resolve(&info); err != nil {
 		var u *unavailable
-		return err.Error(), errors.As(err, &u)
+		if !errors.As(err, &u) {
+			return err.Error(), false
+		}
+		if _, derr := s.decide(&info, remote); derr != nil {
+			return derr.Error(), false
+		}
+		return err.Error(), true
 	}
 	tm, err := s.decide(&info, remote)
 	if err != nil {
