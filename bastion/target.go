@@ -185,7 +185,14 @@ func (t *targetConn) end(reason string) {
 		ss = append(ss, ss1)
 	}
 	t.mu.Unlock()
-	forEachBounded(ss, endConcurrency, func(se *session) { se.stop(reason) })
+	forEachBounded(ss, endConcurrency, func(se *session) {
+		se.stop(reason)
+		// Let the client take the reason and close the channel first:
+		// closing the connection under it can lose that last message (a
+		// ProxyJump client's helper exits, and the client's next write
+		// fails before it reads what is left).
+		wait(se.userDone, time.Second)
+	})
 	t.conn.Close()
 	// Close the target connection too: sshd acknowledges a channel close
 	// only when the command exits, and nothing should wait for that.
