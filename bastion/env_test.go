@@ -338,6 +338,17 @@ func (c *client) jump(login, host string, args ...string) []string {
 	return append(out, "-l", login, host)
 }
 
+// form is one way of naming the target: ssh arguments and its name.
+type form struct {
+	name string
+	args []string
+}
+
+// forms returns ssh arguments for login on host in both target forms.
+func (c *client) forms(login, host string, args ...string) []form {
+	return []form{{"direct", c.direct(login, host, args...)}, {"jump", c.jump(login, host, args...)}}
+}
+
 type result struct {
 	stdout, stderr string
 	code           int

@@ -52,20 +52,16 @@ func TestRenamedLoginRefusedAtBastion(t *testing.T) {
 	// mallory's certificate was issued before the renames.
 	c := e.client(e.issue(certOptions{githubID: 2099, login: "mallory"}))
 	e.renameCarol(t)
-	for _, jump := range []bool{false, true} {
-		args := c.direct(e.login, "web1")
-		if jump {
-			args = c.jump(e.login, "web1")
-		}
-		r := c.ssh(nil, args, "true")
+	for _, f := range c.forms(e.login, "web1") {
+		r := c.ssh(nil, f.args, "true")
 		if r.code == 0 {
-			t.Fatalf("jump=%v: mallory, now named carol, got in through carol's role", jump)
+			t.Fatalf("%s: mallory, now named carol, got in through carol's role", f.name)
 		}
 		if !strings.Contains(r.stderr, carolUnpinned) {
-			t.Errorf("jump=%v: stderr %q; want the pin named", jump, r.stderr)
+			t.Errorf("%s: stderr %q; want the pin named", f.name, r.stderr)
 		}
 		if d := e.lastDeny(); !strings.Contains(d, carolUnpinned) {
-			t.Errorf("jump=%v: audited denial %q; want the pin named", jump, d)
+			t.Errorf("%s: audited denial %q; want the pin named", f.name, d)
 		}
 	}
 	pins, err := e.store.LoginPins(context.Background(), store.LoginPinFilter{})
@@ -124,20 +120,16 @@ func TestSuspendedRefusedAtBastion(t *testing.T) {
 	if _, _, err := e.store.Suspend(context.Background(), store.Suspension{Subject: "github:1001", Reason: "laptop stolen", Actor: "github:7"}); err != nil {
 		t.Fatal(err)
 	}
-	for _, jump := range []bool{false, true} {
-		args := c.direct(e.login, "web1")
-		if jump {
-			args = c.jump(e.login, "web1")
-		}
-		r := c.ssh(nil, args, "true")
+	for _, f := range c.forms(e.login, "web1") {
+		r := c.ssh(nil, f.args, "true")
 		if r.code == 0 {
-			t.Fatalf("jump=%v: a suspended user got in", jump)
+			t.Fatalf("%s: a suspended user got in", f.name)
 		}
 		if !strings.Contains(r.stderr, `github:1001 is suspended since`) || !strings.Contains(r.stderr, `by github:7 ("laptop stolen")`) {
-			t.Errorf("jump=%v: stderr %q; want who suspended and why", jump, r.stderr)
+			t.Errorf("%s: stderr %q; want who suspended and why", f.name, r.stderr)
 		}
 		if d := e.lastDeny(); !strings.Contains(d, "github:1001 is suspended") {
-			t.Errorf("jump=%v: audited denial %q", jump, d)
+			t.Errorf("%s: audited denial %q", f.name, d)
 		}
 	}
 	// rita is not suspended.
@@ -168,14 +160,11 @@ func TestSuspensionEndsLiveSession(t *testing.T) {
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			e := newEnv(t, envOptions{configure: func(s *Server) { s.SweepInterval = tc.sweep }})
-			for i, jump := range []bool{false, true} {
+			for i := range 2 {
 				key, cert := e.issue(certOptions{})
 				c := e.client(key, cert)
-				args := c.direct(e.login, "web1")
-				if jump {
-					args = c.jump(e.login, "web1")
-				}
-				_, stderr, done := liveSession(t, c, args)
+				f := c.forms(e.login, "web1")[i]
+				_, stderr, done := liveSession(t, c, f.args)
 				if _, _, err := e.store.Suspend(context.Background(), store.Suspension{Subject: "github:1001", Reason: "account hijacked", Actor: "github:7"}); err != nil {
 					t.Fatal(err)
 				}
@@ -186,14 +175,14 @@ func TestSuspensionEndsLiveSession(t *testing.T) {
 				select {
 				case <-done:
 				case <-time.After(10 * time.Second):
-					t.Fatalf("jump=%v: session still running 10s after the suspension", jump)
+					t.Fatalf("%s: session still running 10s after the suspension", f.name)
 				}
-				t.Logf("jump=%v: ended %s after the suspension", jump, time.Since(start))
+				t.Logf("%s: ended %s after the suspension", f.name, time.Since(start))
 				if s := stderr.String(); !strings.Contains(s, "session ended: ") || !strings.Contains(s, `github:1001 is suspended since`) {
-					t.Errorf("jump=%v: stderr %q; want the suspension", jump, s)
+					t.Errorf("%s: stderr %q; want the suspension", f.name, s)
 				}
 				if d := e.lastDeny(); !strings.Contains(d, "live session ended") || !strings.Contains(d, "account hijacked") {
-					t.Errorf("jump=%v: last deny %q", jump, d)
+					t.Errorf("%s: last deny %q", f.name, d)
 				}
 				if i == 0 {
 					if _, err := e.store.Lift(context.Background(), "github:1001", "github:7", "next case"); err != nil {
@@ -238,14 +227,10 @@ func TestBreakGlassSignerSuspended(t *testing.T) {
 	if _, _, err := e.store.Suspend(ctx, store.Suspension{Subject: "github:4242", Reason: "key lost", Actor: "github:7"}); err != nil {
 		t.Fatal(err)
 	}
-	for _, jump := range []bool{false, true} {
-		args := c.direct(e.login, "web1")
-		if jump {
-			args = c.jump(e.login, "web1")
-		}
-		r := c.ssh(nil, args, "echo glass")
+	for _, f := range c.forms(e.login, "web1") {
+		r := c.ssh(nil, f.args, "echo glass")
 		if r.code == 0 || strings.Contains(r.stdout, "glass") || !strings.Contains(r.stderr, "signed by github:4242, who is suspended") {
-			t.Fatalf("jump=%v: code %d stdout %q stderr %q; want refused naming the suspended signer", jump, r.code, r.stdout, r.stderr)
+			t.Fatalf("%s: code %d stdout %q stderr %q; want refused naming the suspended signer", f.name, r.code, r.stdout, r.stderr)
 		}
 	}
 	if _, err := e.store.Lift(ctx, "github:4242", "github:7", "key found"); err != nil {
