@@ -114,27 +114,38 @@ func (s *Server) adminLift(w http.ResponseWriter, r *http.Request) {
 		sp.Describe(), sp.Time.UTC().Format(time.RFC3339), sp.Actor, sp.Reason), "")
 }
 
+// pinForm reads the admin, login and reason of a re-pin or release form,
+// answering a request that lacks them itself; refused begins that answer
+// ("Not re-pinned").
+func (s *Server) pinForm(w http.ResponseWriter, r *http.Request, refused string) (sess *session, login, reason string, ok bool) {
+	sess, _, ok = s.requireAdmin(w, r)
+	if !ok {
+		return nil, "", "", false
+	}
+	login = strings.TrimSpace(r.PostFormValue("login"))
+	reason, err := revokeReason(r)
+	if err != nil {
+		s.renderIdentities(w, r, sess, http.StatusBadRequest, login, "", "", refused+": "+err.Error())
+		return nil, "", "", false
+	}
+	if _, err := store.NormalizeLogin(login); err != nil {
+		s.renderIdentities(w, r, sess, http.StatusBadRequest, "", "", "", refused+": "+err.Error()+".")
+		return nil, "", "", false
+	}
+	return sess, login, reason, true
+}
+
 // adminRepin pins a GitHub login to a numeric user ID: for a login that
 // legitimately changed hands (its first account was deleted or renamed,
 // and the policy's `users:` entry means the new holder).
 func (s *Server) adminRepin(w http.ResponseWriter, r *http.Request) {
-	sess, _, ok := s.requireAdmin(w, r)
+	sess, login, reason, ok := s.pinForm(w, r, "Not re-pinned")
 	if !ok {
-		return
-	}
-	login := strings.TrimSpace(r.PostFormValue("login"))
-	reason, err := revokeReason(r)
-	if err != nil {
-		s.renderIdentities(w, r, sess, http.StatusBadRequest, login, "", "", "Not re-pinned: "+err.Error())
 		return
 	}
 	id, err := strconv.ParseInt(strings.TrimSpace(r.PostFormValue("github_id")), 10, 64)
 	if err != nil || id <= 0 {
 		s.renderIdentities(w, r, sess, http.StatusBadRequest, login, "", "", "Not re-pinned: give the numeric GitHub user ID (https://api.github.com/users/LOGIN shows it).")
-		return
-	}
-	if _, err := store.NormalizeLogin(login); err != nil {
-		s.renderIdentities(w, r, sess, http.StatusBadRequest, "", "", "", "Not re-pinned: "+err.Error()+".")
 		return
 	}
 	old, err := s.o.Admin.Store.Repin(r.Context(), login, id, sess.user.actor(), reason)
@@ -155,18 +166,8 @@ func (s *Server) adminRepin(w http.ResponseWriter, r *http.Request) {
 // adminRelease removes the pin of a login; it is pinned again to whichever
 // account is seen with it next.
 func (s *Server) adminRelease(w http.ResponseWriter, r *http.Request) {
-	sess, _, ok := s.requireAdmin(w, r)
+	sess, login, reason, ok := s.pinForm(w, r, "Not released")
 	if !ok {
-		return
-	}
-	login := strings.TrimSpace(r.PostFormValue("login"))
-	reason, err := revokeReason(r)
-	if err != nil {
-		s.renderIdentities(w, r, sess, http.StatusBadRequest, login, "", "", "Not released: "+err.Error())
-		return
-	}
-	if _, err := store.NormalizeLogin(login); err != nil {
-		s.renderIdentities(w, r, sess, http.StatusBadRequest, "", "", "", "Not released: "+err.Error()+".")
 		return
 	}
 	old, err := s.o.Admin.Store.Unpin(r.Context(), login, sess.user.actor(), reason)

@@ -219,6 +219,9 @@ func TestAdminLoginPins(t *testing.T) {
 		{"fail/no-reason", carol, "/admin/repin", url.Values{"csrf": {csrf}, "login": {"octo-admin"}, "github_id": {"2001"}}, 400, "say why"},
 		{"fail/bad-id", carol, "/admin/repin", url.Values{"csrf": {csrf}, "login": {"octo-admin"}, "github_id": {"octo"}, "reason": {"x"}}, 400, "numeric GitHub user ID"},
 		{"fail/bad-login", carol, "/admin/repin", url.Values{"csrf": {csrf}, "login": {"octo admin"}, "github_id": {"2001"}, "reason": {"x"}}, 400, "is not a GitHub login"},
+		{"fail/release-not-admin", alice, "/admin/release", url.Values{"csrf": {csrfOf(t, aliceHome)}, "login": {"octo-admin"}, "reason": {"x"}}, 403, "Admins only"},
+		{"fail/release-no-reason", carol, "/admin/release", url.Values{"csrf": {csrf}, "login": {"octo-admin"}}, 400, "Not released: "},
+		{"fail/release-bad-login", carol, "/admin/release", url.Values{"csrf": {csrf}, "login": {"octo admin"}, "reason": {"x"}}, 400, "is not a GitHub login"},
 		{"ok/repin", carol, "/admin/repin", url.Values{"csrf": {csrf}, "login": {"octo-admin"}, "github_id": {"2001"}, "reason": {"the old account was deleted"}}, 200, "Login octo-admin is now pinned to GitHub user 2001 (was 1004)"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
