@@ -23,6 +23,7 @@ import (
 	"github.com/sallyport/sallyport/ca"
 	"github.com/sallyport/sallyport/identity"
 	"github.com/sallyport/sallyport/internal/githubtest"
+	"github.com/sallyport/sallyport/internal/oidctest"
 	"github.com/sallyport/sallyport/store"
 )
 
@@ -239,4 +240,19 @@ func contains(t *testing.T, what, s, sub string) {
 	if !strings.Contains(s, sub) {
 		t.Errorf("%s does not contain %q:\n%.2000s", what, sub, s)
 	}
+}
+
+// ciAudience is the audience the GitHub Actions tokens of newActions name.
+const ciAudience = "https://sallyport.example.org"
+
+// newActions starts a stand-in GitHub Actions token issuer and a verifier
+// that trusts it, for Options.CI.
+func newActions(t *testing.T) (*oidctest.Issuer, *identity.Actions) {
+	t.Helper()
+	iss := oidctest.New(t)
+	actions, err := identity.NewActions(identity.ActionsConfig{Issuer: iss.URL, Audience: ciAudience, HTTPClient: iss.Client()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return iss, actions
 }

@@ -14,8 +14,6 @@ import (
 	"golang.org/x/crypto/ssh"
 
 	"github.com/sallyport/sallyport/audit"
-	"github.com/sallyport/sallyport/identity"
-	"github.com/sallyport/sallyport/internal/oidctest"
 	"github.com/sallyport/sallyport/policy"
 	"github.com/sallyport/sallyport/store"
 )
@@ -243,12 +241,7 @@ func TestPolicyWatch(t *testing.T) {
 }
 
 func TestCICertificate(t *testing.T) {
-	iss := oidctest.New(t)
-	const aud = "https://sallyport.example.org"
-	actions, err := identity.NewActions(identity.ActionsConfig{Issuer: iss.URL, Audience: aud, HTTPClient: iss.Client()})
-	if err != nil {
-		t.Fatal(err)
-	}
+	iss, actions := newActions(t)
 	e := newEnv(t, func(o *Options) { o.CI = actions })
 	tests := []struct {
 		name   string
@@ -256,23 +249,23 @@ func TestCICertificate(t *testing.T) {
 		status int
 		errStr string
 	}{
-		{"ok/deploy", func() string { return iss.Sign(iss.ActionsClaims(aud)) }, 200, ""},
+		{"ok/deploy", func() string { return iss.Sign(iss.ActionsClaims(ciAudience)) }, 200, ""},
 		{"fail/wrong-audience", func() string { return iss.Sign(iss.ActionsClaims("https://other.example")) }, 401, "invalid_token"},
 		{"fail/wrong-issuer", func() string {
-			c := iss.ActionsClaims(aud)
+			c := iss.ActionsClaims(ciAudience)
 			c["iss"] = "https://token.actions.githubusercontent.com"
 			return iss.Sign(c)
 		}, 401, "invalid_token"},
 		{"fail/expired", func() string {
-			c := iss.ActionsClaims(aud)
+			c := iss.ActionsClaims(ciAudience)
 			c["exp"] = time.Now().Add(-time.Hour).Unix()
 			c["iat"] = time.Now().Add(-2 * time.Hour).Unix()
 			c["nbf"] = time.Now().Add(-2 * time.Hour).Unix()
 			return iss.Sign(c)
 		}, 401, "invalid_token"},
-		{"fail/bad-signature", func() string { return iss.SignForged(iss.ActionsClaims(aud)) }, 401, "invalid_token"},
+		{"fail/bad-signature", func() string { return iss.SignForged(iss.ActionsClaims(ciAudience)) }, 401, "invalid_token"},
 		{"fail/branch-not-allowed", func() string {
-			c := iss.ActionsClaims(aud)
+			c := iss.ActionsClaims(ciAudience)
 			c["ref"] = "refs/heads/feature-x"
 			return iss.Sign(c)
 		}, 403, "no_grant"},

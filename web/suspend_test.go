@@ -17,8 +17,6 @@ import (
 	"golang.org/x/oauth2"
 
 	"github.com/sallyport/sallyport/audit"
-	"github.com/sallyport/sallyport/identity"
-	"github.com/sallyport/sallyport/internal/oidctest"
 	"github.com/sallyport/sallyport/store"
 )
 
@@ -153,16 +151,11 @@ func TestSuspendedWhileSignedIn(t *testing.T) {
 // TestSuspendedCIRepository: suspending a repository refuses every token
 // exchange of its workflows, whatever ref, environment or workflow name.
 func TestSuspendedCIRepository(t *testing.T) {
-	iss := oidctest.New(t)
-	const aud = "https://sallyport.example.org"
-	actions, err := identity.NewActions(identity.ActionsConfig{Issuer: iss.URL, Audience: aud, HTTPClient: iss.Client()})
-	if err != nil {
-		t.Fatal(err)
-	}
+	iss, actions := newActions(t)
 	e := newEnv(t, func(o *Options) { o.CI = actions })
 	exchange := func() (int, map[string]any) {
 		_, pub := newKey(t)
-		return e.postJSON(t, "/api/v1/ci/certificate", iss.Sign(iss.ActionsClaims(aud)), CertificateRequest{PublicKey: string(ssh.MarshalAuthorizedKey(pub))})
+		return e.postJSON(t, "/api/v1/ci/certificate", iss.Sign(iss.ActionsClaims(ciAudience)), CertificateRequest{PublicKey: string(ssh.MarshalAuthorizedKey(pub))})
 	}
 	if st, out := exchange(); st != 200 {
 		t.Fatalf("before: %d %v", st, out)
@@ -382,15 +375,10 @@ func TestAdminRevokeUserLeavesSessionCertificates(t *testing.T) {
 // the GitHub Actions identities certificates are recorded under; a
 // repository's suspension says what it does.
 func TestAdminCIIdentity(t *testing.T) {
-	iss := oidctest.New(t)
-	const aud = "https://sallyport.example.org"
-	actions, err := identity.NewActions(identity.ActionsConfig{Issuer: iss.URL, Audience: aud, HTTPClient: iss.Client()})
-	if err != nil {
-		t.Fatal(err)
-	}
+	iss, actions := newActions(t)
 	e := newAdminEnv(t, func(o *Options) { o.CI = actions })
 	_, pub := newKey(t)
-	if st, out := e.postJSON(t, "/api/v1/ci/certificate", iss.Sign(iss.ActionsClaims(aud)), CertificateRequest{PublicKey: string(ssh.MarshalAuthorizedKey(pub))}); st != 200 {
+	if st, out := e.postJSON(t, "/api/v1/ci/certificate", iss.Sign(iss.ActionsClaims(ciAudience)), CertificateRequest{PublicKey: string(ssh.MarshalAuthorizedKey(pub))}); st != 200 {
 		t.Fatalf("CI certificate: %d %v", st, out)
 	}
 	certs, err := e.st.Certificates(context.Background(), store.CertificateFilter{})
