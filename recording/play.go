@@ -209,8 +209,11 @@ func binarySummary(h Header, end *Event) string {
 	return b.String()
 }
 
-// asciiWriter writes what it is given with each character that is not
-// ASCII as '?' (see ASCII).
+// ASCIIWriter returns a writer that writes to w what it is given with each
+// character that is not ASCII as '?' (see ASCII), for a terminal that does
+// not decode UTF-8.
+func ASCIIWriter(w io.Writer) io.Writer { return asciiWriter{w} }
+
 type asciiWriter struct{ w io.Writer }
 
 func (a asciiWriter) Write(p []byte) (int, error) {

@@ -394,10 +394,7 @@ type Session struct {
 	// FlushTimeout or more: writes of a bulk channel then wait.
 	overdue bool
 	// written is what has been written to the file.
-	written writtenState
-	// complete says the final record was written, synced and the file
-	// closed (set by the writer when Close stops it).
-	complete    bool
+	written     writtenState
 	stalledOnce sync.Once
 
 	kick    chan struct{} // size-triggered flush
@@ -748,8 +745,11 @@ func (s *Session) Close(ctx context.Context, end End) (Summary, error) {
 	}
 
 	s.mu.Lock()
-	w, complete := s.written, s.complete
+	w := s.written
 	s.mu.Unlock()
+	// The writer has finished the file, or failed the recording: the file
+	// is complete unless the recording failed.
+	ferr := s.Err()
 	sum := Summary{
 		ID: s.meta.ID, Path: s.path, Start: s.start, End: endAt,
 		Stdout: sums[streamOut], Stderr: sums[streamErr], Stdin: sums[streamIn],
@@ -757,13 +757,12 @@ func (s *Session) Close(ctx context.Context, end End) (Summary, error) {
 		Blocks:   w.blocks,
 		Bytes:    w.bytes,
 		Digest:   w.digest,
-		Complete: complete,
+		Complete: ferr == nil,
 	}
 	var errs []error
-	if err := s.Err(); err != nil {
-		errs = append(errs, err)
-		sum.Failure = err.Error()
-		sum.Complete = false
+	if ferr != nil {
+		errs = append(errs, ferr)
+		sum.Failure = ferr.Error()
 	}
 	row := s.indexRow()
 	row.End = endAt

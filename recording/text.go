@@ -8,10 +8,8 @@ import (
 // isText reports whether b is UTF-8 without NUL bytes, allowing an
 // incomplete character at its end (where a head may cut one).
 func isText(b []byte) bool {
-	if bytes.IndexByte(b, 0) >= 0 {
-		return false
-	}
-	return utf8.Valid(b[:completeUpTo(b)])
+	var ts textState
+	return ts.next(b)
 }
 
 // completeUpTo returns the length of b without an incomplete character at

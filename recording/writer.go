@@ -260,9 +260,6 @@ func (s *Session) finish() {
 	if complete {
 		s.noteWritten()
 	}
-	s.mu.Lock()
-	s.complete = complete && s.err == nil
-	s.mu.Unlock()
 }
 
 // writeFinal writes the last block, fsyncs it and checks that the file is

@@ -181,8 +181,9 @@ played only with --force, and then the warning is repeated after it.`, stderr)
 		return errors.New("recordings play: --idle-limit must not be negative")
 	}
 	ascii := !utf8Locale(os.Getenv)
+	notes := stderr // Play makes its notes ASCII itself
 	if ascii {
-		stderr = asciiWriter{stderr}
+		stderr = recording.ASCIIWriter(stderr)
 	}
 	f, row, err := openRecording(ctx, *dataDir, rest[0])
 	if err != nil {
@@ -214,7 +215,7 @@ played only with --force, and then the warning is repeated after it.`, stderr)
 	}
 	rd, err := recording.NewReader(snap.Reader())
 	if err == nil {
-		opts := recording.PlayOptions{Speed: *speed, IdleLimit: *idle, Notes: stderr, NoReset: !isTerminal(stdout), ASCII: ascii}
+		opts := recording.PlayOptions{Speed: *speed, IdleLimit: *idle, Notes: notes, NoReset: !isTerminal(stdout), ASCII: ascii}
 		err = recording.Play(ctx, stdout, rd, opts)
 	}
 	if warning != "" {
@@ -245,17 +246,6 @@ func utf8Locale(getenv func(string) string) bool {
 		return strings.EqualFold(codeset, "UTF-8") || strings.EqualFold(codeset, "utf8")
 	}
 	return false
-}
-
-// asciiWriter writes with every character that is not ASCII as '?', for a
-// terminal that does not decode UTF-8 (see recording.ASCII).
-type asciiWriter struct{ w io.Writer }
-
-func (a asciiWriter) Write(p []byte) (int, error) {
-	if _, err := a.w.Write(recording.ASCII(p)); err != nil {
-		return 0, err
-	}
-	return len(p), nil
 }
 
 // playCheck checks the recording in f as verify does and returns what is
