@@ -10,7 +10,6 @@ import (
 	"slices"
 	"strconv"
 	"strings"
-	"sync/atomic"
 
 	"golang.org/x/crypto/ssh"
 
@@ -111,8 +110,6 @@ type handshake struct {
 	// behind an expired or revoked one still logs in; MaxAuthTries bounds
 	// the attempts.
 	refusedKeys map[string]struct{}
-	// refused is set once any proven key was refused.
-	refused atomic.Bool
 }
 
 // refuse remembers that key, proven, was refused; see refusedKeys.
@@ -121,7 +118,6 @@ func (h *handshake) refuse(key ssh.PublicKey) {
 		h.refusedKeys = map[string]struct{}{}
 	}
 	h.refusedKeys[string(key.Marshal())] = struct{}{}
-	h.refused.Store(true)
 }
 
 // refusedBefore reports whether key was refused on this connection already.

@@ -516,7 +516,7 @@ func (s *Server) serveTunnel(c *serverConn, outer *ssh.ServerConn, ch ssh.Channe
 	if err != nil {
 		s.logger().Debug("bastion: ProxyJump handshake failed", "host", tun.host, "err", err)
 		// A refused login was audited as such, naming the carrier.
-		if !h.refused.Load() {
+		if len(h.refusedKeys) == 0 {
 			why := "the client closed it"
 			if timedOut.Load() {
 				why = fmt.Sprintf("no login within %s", hs)

@@ -401,7 +401,6 @@ type auditLimiter struct {
 
 type auditKey struct {
 	lim        *rate.Limiter
-	burst      int
 	suppressed int         // events held back since the last summary
 	last       audit.Event // the last of them
 	timer      *time.Timer // writes the summary; nil if none is due
@@ -418,7 +417,7 @@ func (l *auditLimiter) key(q auditQuota, now time.Time) *auditKey {
 	name := q.key
 	if len(l.keys) >= maxAuditKeys {
 		for n, k := range l.keys {
-			if k.timer == nil && k.lim.TokensAt(now) >= float64(k.burst) {
+			if k.timer == nil && k.lim.TokensAt(now) >= float64(k.lim.Burst()) {
 				delete(l.keys, n)
 			}
 		}
@@ -429,7 +428,7 @@ func (l *auditLimiter) key(q auditQuota, now time.Time) *auditKey {
 			}
 		}
 	}
-	k := &auditKey{lim: rate.NewLimiter(rate.Every(q.budget.refill), q.budget.burst), burst: q.budget.burst}
+	k := &auditKey{lim: rate.NewLimiter(rate.Every(q.budget.refill), q.budget.burst)}
 	l.keys[name] = k
 	return k
 }

@@ -64,50 +64,25 @@ type breakGlass struct {
 func (s *Server) resolve(info *authInfo) error {
 	identity := info.identity
 	info.who, info.glass = policy.Identity{}, nil
+	var who policy.Identity
 	switch {
 	case strings.HasPrefix(identity, githubPrefix):
 		id, err := strconv.ParseInt(identity[len(githubPrefix):], 10, 64)
 		if err != nil || id <= 0 {
 			return deny("the certificate's identity %q is not a GitHub user ID", identity)
 		}
-		who, ok := s.Directory.Identity(id)
-		if !ok {
+		var ok bool
+		if who, ok = s.Directory.Identity(id); !ok {
 			return deny("GitHub user %d is not a current member of the organisation", id)
 		}
 		who.ID = id
 		who.CI = nil
-		r, err := s.standing(identity, who)
-		if err != nil {
-			// Without the store, who as the directory knows them is the
-			// most they could be granted (see reauthorise).
-			info.who = who
-			return err
-		}
-		if r.Unpinned != "" {
-			if err := s.unpinnedDenies(info, who, r); err != nil {
-				return err
-			}
-			// Said once per connection or tunnel (whose terms are not
-			// decided yet), not at every re-check of a live one.
-			level := slog.LevelDebug
-			if info.terms.address == "" {
-				level = slog.LevelWarn
-			}
-			s.logger().Log(context.Background(), level, "bastion: login pinned to another GitHub user; deciding without it",
-				"identity", identity, "target", info.login+"@"+info.host, "reason", r.Unpinned)
-		}
-		info.who = r.Identity
 	case strings.HasPrefix(identity, policy.CIIdentityPrefix):
 		claims, err := policy.ParseCIIdentity(identity)
 		if err != nil {
 			return deny("certificate serial %d has a CI identity in an old or invalid form (%v); request a new CI certificate", info.cert.Serial, err)
 		}
-		r, err := s.standing(identity, policy.Identity{CI: &claims})
-		if err != nil {
-			info.who = policy.Identity{CI: &claims}
-			return err
-		}
-		info.who = r.Identity
+		who = policy.Identity{CI: &claims}
 	case strings.HasPrefix(identity, breakGlassPrefix):
 		g, err := parseBreakGlass(identity, info.cert)
 		if err != nil {
@@ -122,9 +97,32 @@ func (s *Server) resolve(info *authInfo) error {
 			}
 			return deny("this break-glass certificate's request was signed by %s, who is suspended: %v", g.by, err)
 		}
+		return nil
 	default:
 		return deny("certificates of %q identities are not accepted by the bastion", identityKind(identity))
 	}
+	r, err := s.standing(identity, who)
+	if err != nil {
+		// Without the store, who as the directory or the CI claims
+		// describe them is the most they could be granted (see
+		// reauthorise).
+		info.who = who
+		return err
+	}
+	if r.Unpinned != "" {
+		if err := s.unpinnedDenies(info, who, r); err != nil {
+			return err
+		}
+		// Said once per connection or tunnel (whose terms are not
+		// decided yet), not at every re-check of a live one.
+		level := slog.LevelDebug
+		if info.terms.address == "" {
+			level = slog.LevelWarn
+		}
+		s.logger().Log(context.Background(), level, "bastion: login pinned to another GitHub user; deciding without it",
+			"identity", identity, "target", info.login+"@"+info.host, "reason", r.Unpinned)
+	}
+	info.who = r.Identity
 	return nil
 }
 

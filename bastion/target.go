@@ -573,6 +573,16 @@ func userError(err error) string {
 	return "the bastion could not connect to the target"
 }
 
+// refuseForward refuses the forward nc to dest (escaped) for reason,
+// audited within the connection's refusal budget.
+func (s *Server) refuseForward(ctx context.Context, t *targetConn, nc ssh.NewChannel, dest, reason string) {
+	if audited, ok, closeConn := s.spendRefusal(t.info, t.conn.RemoteAddr(), reason); ok {
+		_ = s.audit(ctx, forwardEvent(t, dest, audit.OutcomeDenied, audited, nil))
+		closeConn()
+	}
+	_ = nc.Reject(ssh.Prohibited, reason)
+}
+
 // openForward relays a local port forward (ssh -L) to the target, which
 // opens the connection from its side, when the policy permits it. The
 // forward is audited when the target has answered: opened, or refused
@@ -587,12 +597,7 @@ func (s *Server) openForward(ctx context.Context, t *targetConn, nc ssh.NewChann
 	}
 	if reason := checkDestination(d.Host, d.Port); reason != "" {
 		// Before anything else, and with the destination cut short.
-		dest := recording.Escape(d.Host, maxDestination) + ":" + strconv.FormatUint(uint64(d.Port), 10)
-		if audited, ok, closeConn := s.spendRefusal(t.info, t.conn.RemoteAddr(), reason); ok {
-			_ = s.audit(ctx, forwardEvent(t, dest, audit.OutcomeDenied, audited, nil))
-			closeConn()
-		}
-		_ = nc.Reject(ssh.Prohibited, reason)
+		s.refuseForward(ctx, t, nc, recording.Escape(d.Host, maxDestination)+":"+strconv.FormatUint(uint64(d.Port), 10), reason)
 		return
 	}
 	dest := escapeAll(net.JoinHostPort(d.Host, strconv.FormatUint(uint64(d.Port), 10)))
@@ -602,12 +607,7 @@ func (s *Server) openForward(ctx context.Context, t *targetConn, nc ssh.NewChann
 	// Counted from here on, with the permission checked in the same
 	// step, so that a re-evaluation removing port forwarding sees it.
 	if !t.addForward() {
-		reason := fmt.Sprintf("port forwarding is not permitted for %s@%s", t.info.login, t.info.host)
-		if audited, ok, closeConn := s.spendRefusal(t.info, t.conn.RemoteAddr(), reason); ok {
-			_ = s.audit(ctx, forwardEvent(t, dest, audit.OutcomeDenied, audited, nil))
-			closeConn()
-		}
-		_ = nc.Reject(ssh.Prohibited, reason)
+		s.refuseForward(ctx, t, nc, dest, fmt.Sprintf("port forwarding is not permitted for %s@%s", t.info.login, t.info.host))
 		return
 	}
 	if !t.c.openChannel() {
