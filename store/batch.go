@@ -682,15 +682,12 @@ func (tx *txn) suspended(ctx context.Context, batch []*batchReq, stmts *stmtCach
 		}
 	}
 	err := tx.matching(ctx, stmtSuspended, subjects, stmts, func(rows *sql.Rows) error {
-		var sp Suspension
-		var at string
-		if err := rows.Scan(&sp.Subject, &sp.Reason, &sp.Actor, &at); err != nil {
+		sp, err := scanSuspension(rows)
+		if err != nil {
 			return err
 		}
-		var err error
-		sp.Time, err = parseTime(at)
 		set[sp.Subject] = sp
-		return err
+		return nil
 	})
 	return set, err
 }

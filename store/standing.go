@@ -199,7 +199,7 @@ func (s *SQLite) Suspend(ctx context.Context, sp Suspension) (Suspension, bool, 
 	var inForce Suspension
 	var fresh bool
 	err := s.update(ctx, func(tx *txn) error {
-		if own, found, err := querySuspension(ctx, tx, SuspensionSubject(sp.Actor)); err != nil {
+		if own, found, err := tx.suspension(SuspensionSubject(sp.Actor)); err != nil {
 			return err
 		} else if found {
 			return &SuspendedError{Identity: sp.Actor, Suspension: own}
@@ -213,7 +213,7 @@ func (s *SQLite) Suspend(ctx context.Context, sp Suspension) (Suspension, bool, 
 		if err != nil {
 			return err
 		}
-		cur, found, err := querySuspension(ctx, tx, sp.Subject)
+		cur, found, err := tx.suspension(sp.Subject)
 		if err != nil {
 			return err
 		}
@@ -249,7 +249,7 @@ func (s *SQLite) Lift(ctx context.Context, subject, actor, reason string) (Suspe
 	}
 	var lifted Suspension
 	err := s.update(ctx, func(tx *txn) error {
-		cur, found, err := querySuspension(ctx, tx, subject)
+		cur, found, err := tx.suspension(subject)
 		if err != nil {
 			return err
 		}
@@ -278,12 +278,8 @@ func (s *SQLite) Suspensions(ctx context.Context) ([]Suspension, error) {
 	defer rows.Close()
 	var out []Suspension
 	for rows.Next() {
-		var sp Suspension
-		var at string
-		if err := rows.Scan(&sp.Subject, &sp.Reason, &sp.Actor, &at); err != nil {
-			return nil, fmt.Errorf("store: suspensions: %w", err)
-		}
-		if sp.Time, err = parseTime(at); err != nil {
+		sp, err := scanSuspension(rows)
+		if err != nil {
 			return nil, fmt.Errorf("store: suspensions: %w", err)
 		}
 		out = append(out, sp)
@@ -294,24 +290,25 @@ func (s *SQLite) Suspensions(ctx context.Context) ([]Suspension, error) {
 	return out, nil
 }
 
-type queryRower interface {
-	QueryRowContext(ctx context.Context, query string, args ...any) *sql.Row
-}
-
-func querySuspension(ctx context.Context, q queryRower, subject string) (Suspension, bool, error) {
-	sp := Suspension{Subject: subject}
-	var at string
-	err := q.QueryRowContext(ctx, `SELECT reason, actor, suspended_at FROM suspensions WHERE subject = ?`, subject).Scan(&sp.Reason, &sp.Actor, &at)
+// suspension returns the suspension of subject, if there is one.
+func (tx *txn) suspension(subject string) (Suspension, bool, error) {
+	sp, err := scanSuspension(tx.QueryRowContext(tx.ctx, `SELECT subject, reason, actor, suspended_at FROM suspensions WHERE subject = ?`, subject))
 	if errors.Is(err, sql.ErrNoRows) {
 		return Suspension{}, false, nil
 	}
-	if err != nil {
-		return Suspension{}, false, err
+	return sp, err == nil, err
+}
+
+// scanSuspension scans a row of subject, reason, actor and suspended_at.
+func scanSuspension(row interface{ Scan(...any) error }) (Suspension, error) {
+	var sp Suspension
+	var at string
+	if err := row.Scan(&sp.Subject, &sp.Reason, &sp.Actor, &at); err != nil {
+		return Suspension{}, err
 	}
-	if sp.Time, err = parseTime(at); err != nil {
-		return Suspension{}, false, err
-	}
-	return sp, true, nil
+	var err error
+	sp.Time, err = parseTime(at)
+	return sp, err
 }
 
 // LoginPin binds a GitHub login to the numeric user ID it was first seen
@@ -395,7 +392,7 @@ func (s *SQLite) pinLogins(ctx context.Context, source string, seen []SeenLogin)
 			if err != nil {
 				return err
 			}
-			p, found, err := queryPin(ctx, tx, keys[i])
+			p, found, err := tx.pin(keys[i])
 			if err != nil {
 				return err
 			}
@@ -529,7 +526,7 @@ func (s *SQLite) Repin(ctx context.Context, login string, githubID int64, actor,
 	}
 	var old *LoginPin
 	err = s.update(ctx, func(tx *txn) error {
-		p, found, err := queryPin(ctx, tx, key)
+		p, found, err := tx.pin(key)
 		if err != nil {
 			return err
 		}
@@ -573,7 +570,7 @@ func (s *SQLite) Unpin(ctx context.Context, login, actor, reason string) (LoginP
 	}
 	var old LoginPin
 	err = s.update(ctx, func(tx *txn) error {
-		p, found, err := queryPin(ctx, tx, key)
+		p, found, err := tx.pin(key)
 		if err != nil {
 			return err
 		}
@@ -639,8 +636,9 @@ func (s *SQLite) LoginPins(ctx context.Context, f LoginPinFilter) ([]LoginPin, e
 	return out, nil
 }
 
-func queryPin(ctx context.Context, q queryRower, key string) (LoginPin, bool, error) {
-	p, err := scanPin(q.QueryRowContext(ctx, `SELECT login, github_id, seen_as, source, pinned_at, actor, reason FROM login_pins WHERE login = ?`, key))
+// pin returns the pin of the login key (lower case), if there is one.
+func (tx *txn) pin(key string) (LoginPin, bool, error) {
+	p, err := scanPin(tx.QueryRowContext(tx.ctx, `SELECT login, github_id, seen_as, source, pinned_at, actor, reason FROM login_pins WHERE login = ?`, key))
 	if errors.Is(err, sql.ErrNoRows) {
 		return LoginPin{}, false, nil
 	}
